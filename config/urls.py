@@ -1,0 +1,20 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from tracking import views as doors
+
+SEGMENT_ROUTES = "|".join(
+    ["track", "identify", "page", "screen", "group", "alias", "batch", "import"]
+    + ["t", "i", "p", "s", "g", "a", "b"]
+)
+
+urlpatterns = [
+    re_path(rf"^v1/(?P<route>{SEGMENT_ROUTES})/?$", doors.segment_door, name="segment-door"),
+    path("v1/projects/<str:write_key>/settings", doors.segment_settings, name="segment-settings"),
+    path("api/", include("config.api_urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("healthz", doors.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+]

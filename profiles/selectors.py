@@ -1,0 +1,38 @@
+"""Reads of guests used by more than one caller (API, admin, commands)."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db.models import QuerySet
+
+from .models import Guest, Identity
+
+MAX_MERGE_HOPS = 16
+
+
+def guest_get_by_ref(*, ref: str | uuid.UUID, guests: QuerySet[Guest]) -> Guest | None:
+    """The guest with this ref among ``guests``, following merges to the surviving guest."""
+    try:
+        ref = uuid.UUID(str(ref))
+    except ValueError:
+        return None
+    guest = guests.filter(ref=ref).first()
+    hops = 0
+    while guest is not None and guest.merged_into_id is not None and hops < MAX_MERGE_HOPS:
+        guest = guests.filter(pk=guest.merged_into_id).first()
+        hops += 1
+    return guest
+
+
+def guests_by_identifier(
+    *, value: str, kind: str | None, guests: QuerySet[Guest]
+) -> QuerySet[Guest]:
+    """Guests with an identity of this value (of this kind, when given), or this email."""
+    identities = Identity.objects.filter(value=value)
+    if kind:
+        identities = identities.filter(kind=kind)
+    matched = guests.filter(pk__in=identities.values("guest_id"))
+    if not kind or kind == Identity.Kind.EMAIL:
+        matched = matched | guests.filter(email__iexact=value)
+    return matched.distinct()

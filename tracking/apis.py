@@ -1,0 +1,106 @@
+"""The read API over events."""
+
+from __future__ import annotations
+
+import django_filters
+from rest_framework import serializers, viewsets
+from rest_framework.pagination import CursorPagination
+
+from .models import Event
+from .selectors import events_visible
+
+
+class EventSerializer(serializers.ModelSerializer):
+    """An event as the Segment-spec message it was stored as, plus its guest and source."""
+
+    event = serializers.SerializerMethodField()
+    name = serializers.SerializerMethodField()
+    messageId = serializers.CharField(source="message_id")
+    userId = serializers.CharField(source="user_id", allow_null=True)
+    anonymousId = serializers.CharField(source="anonymous_id", allow_null=True)
+    groupId = serializers.CharField(source="group_id", allow_null=True)
+    previousId = serializers.CharField(source="previous_id", allow_null=True)
+    originalTimestamp = serializers.DateTimeField(source="original_timestamp")
+    sentAt = serializers.DateTimeField(source="sent_at")
+    receivedAt = serializers.DateTimeField(source="received_at")
+    timestampClamped = serializers.BooleanField(source="timestamp_clamped")
+    guestRef = serializers.UUIDField(source="guest.ref")
+    source = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Event
+        fields = [
+            "id",
+            "type",
+            "event",
+            "name",
+            "messageId",
+            "userId",
+            "anonymousId",
+            "groupId",
+            "previousId",
+            "properties",
+            "traits",
+            "context",
+            "integrations",
+            "timestamp",
+            "originalTimestamp",
+            "sentAt",
+            "receivedAt",
+            "timestampClamped",
+            "channel",
+            "ip",
+            "revenue",
+            "currency",
+            "value",
+            "door",
+            "guestRef",
+            "source",
+        ]
+
+    def get_event(self, event: Event) -> str | None:
+        return event.name if event.type == "track" else None
+
+    def get_name(self, event: Event) -> str | None:
+        return event.name if event.type in ("page", "screen") else None
+
+    def get_source(self, event: Event) -> dict:
+        return {"propId": event.source.prop_id, "name": event.source.name}
+
+    def to_representation(self, instance: Event) -> dict:
+        data = super().to_representation(instance)
+        # Segment-spec messages omit ids that do not apply rather than sending empty strings.
+        for key in ("event", "name", "userId", "anonymousId", "groupId", "previousId"):
+            if not data.get(key):
+                data[key] = None
+        return data
+
+
+class EventFilter(django_filters.FilterSet):
+    source = django_filters.NumberFilter(field_name="source__prop_id", help_text="prop_id")
+    type = django_filters.CharFilter()
+    event = django_filters.CharFilter(field_name="name", help_text="track event or page name")
+    user_id = django_filters.CharFilter()
+    anonymous_id = django_filters.CharFilter()
+    since = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
+
+    class Meta:
+        model = Event
+        fields = ["source", "type", "event", "user_id", "anonymous_id", "since"]
+
+
+class NewestFirst(CursorPagination):
+    ordering = ("-timestamp", "-id")
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class EventViewSet(viewsets.ReadOnlyModelViewSet):
+    """Stored events of the workspaces you belong to, newest first."""
+
+    serializer_class = EventSerializer
+    filterset_class = EventFilter
+    pagination_class = NewestFirst
+
+    def get_queryset(self):
+        return events_visible(self.request.user).select_related("guest", "source")

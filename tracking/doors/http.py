@@ -1,0 +1,130 @@
+"""HTTP plumbing shared by the front doors: bodies, client addresses, keys, CORS, answers."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import zlib
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from ..errors import IngestError
+
+CORS_MAX_AGE = "86400"
+
+
+def json_response(payload: Any, status: int = 200, **headers: str) -> HttpResponse:
+    response = HttpResponse(orjson.dumps(payload), status=status, content_type="application/json")
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+def error_response(error: IngestError) -> HttpResponse:
+    return json_response(error.as_dict(), status=error.status)
+
+
+def unavailable_response() -> HttpResponse:
+    """The database is unreachable: tell the client to retry, having stored nothing."""
+    return json_response(
+        {"code": "unavailable", "message": "storage is unavailable, retry later"},
+        status=503,
+        Retry_After="5",
+    )
+
+
+def body_read(request: HttpRequest, *, limit: int) -> bytes:
+    """The request body, decompressed, refusing anything over ``limit`` bytes before reading it.
+
+    A gzip body is inflated at most ``limit + 1`` bytes, so a compression bomb costs nothing.
+    """
+    too_large = IngestError(
+        "request_too_large", f"the request body may be at most {limit // 1024} KB", status=400
+    )
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise IngestError("invalid_request", "Content-Length is not a number") from None
+    if declared > limit:
+        raise too_large
+    raw = request.read(limit + 1)
+    if len(raw) > limit:
+        raise too_large
+
+    encoding = request.META.get("HTTP_CONTENT_ENCODING", "").strip().lower()
+    if encoding in ("", "identity"):
+        return raw
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise IngestError(
+            "unsupported_encoding",
+            f"Content-Encoding {encoding!r} is not supported; use gzip or none",
+            status=415,
+        )
+    wbits = zlib.MAX_WBITS | 16 if "gzip" in encoding else zlib.MAX_WBITS
+    inflater = zlib.decompressobj(wbits)
+    try:
+        body = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise IngestError("invalid_encoding", f"the {encoding} body is corrupt: {exc}") from None
+    if len(body) > limit or inflater.unconsumed_tail:
+        raise too_large
+    return body
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The client's address: the first untrusted hop of X-Forwarded-For, else the peer."""
+    address = request.META.get("REMOTE_ADDR")
+    hops = settings.TRUSTED_PROXY_HOPS
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
+    if hops > 0 and forwarded:
+        chain = [part.strip() for part in forwarded.split(",") if part.strip()]
+        if chain:
+            address = chain[-hops] if len(chain) >= hops else chain[0]
+    try:
+        return str(ipaddress.ip_address(address)) if address else None
+    except ValueError:
+        return None
+
+
+def header_write_key(request: HttpRequest) -> str | None:
+    """The write key from HTTP Basic (key as user, empty password) or a Bearer token."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    scheme, _, credentials = header.partition(" ")
+    scheme = scheme.lower()
+    credentials = credentials.strip()
+    if scheme == "basic" and credentials:
+        try:
+            decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise IngestError(
+                "invalid_write_key", "the Basic credentials are not valid base64", status=401
+            ) from None
+        return decoded.partition(":")[0]
+    if scheme == "bearer" and credentials:
+        return credentials
+    return None
+
+
+def cors_allow(
+    response: HttpResponse, request: HttpRequest, *, allowed: bool = True
+) -> HttpResponse:
+    origin = request.META.get("HTTP_ORIGIN")
+    if origin and allowed:
+        response["Access-Control-Allow-Origin"] = origin
+    response["Vary"] = "Origin"
+    return response
+
+
+def cors_preflight(request: HttpRequest, *, methods: str) -> HttpResponse:
+    """Answer a browser's preflight. The real request is checked against the source's origins."""
+    response = HttpResponse(status=204)
+    response["Access-Control-Allow-Methods"] = methods
+    response["Access-Control-Allow-Headers"] = request.META.get(
+        "HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "Authorization, Content-Type, Content-Encoding"
+    )
+    response["Access-Control-Max-Age"] = CORS_MAX_AGE
+    return cors_allow(response, request)

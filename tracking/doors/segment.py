@@ -1,0 +1,184 @@
+"""The Segment / Customer.io / RudderStack spec door (``/v1/...``), as a parser.
+
+``request_check`` runs when a request arrives: it decides whether the request as a whole is
+acceptable (and, for single-message routes, whether its one message is valid). ``inbox_parse``
+runs in the worker and turns the stored request into ``Message`` objects plus the rejected
+messages with their reasons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import orjson
+
+from ..errors import IngestError
+from ..messages import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_MESSAGES,
+    MAX_MESSAGE_BYTES,
+    BatchDefaults,
+    Message,
+    contains_nul,
+    parse_timestamp,
+    segment_message_normalize,
+)
+
+DOOR = "segment"
+BATCH = "batch"
+# The route a request came in by: its message type, or "batch".
+ROUTES = {
+    "track": "track",
+    "t": "track",
+    "identify": "identify",
+    "i": "identify",
+    "page": "page",
+    "p": "page",
+    "screen": "screen",
+    "s": "screen",
+    "group": "group",
+    "g": "group",
+    "alias": "alias",
+    "a": "alias",
+    "batch": BATCH,
+    "b": BATCH,
+    "import": BATCH,
+}
+# A default channel for sources that do not say, by source kind.
+CHANNEL_BY_SOURCE_KIND = {
+    "web": "browser",
+    "ios": "mobile",
+    "android": "mobile",
+    "pos": "pos",
+    "server": "server",
+}
+
+
+@dataclass(slots=True)
+class Rejected:
+    """A message refused by validation, kept with its reason."""
+
+    error: IngestError
+    payload: Any
+
+
+def body_limit(route: str) -> int:
+    return MAX_BATCH_BYTES if route == BATCH else MAX_MESSAGE_BYTES
+
+
+def body_parse(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise IngestError("invalid_json", f"the body is not valid JSON: {exc}") from None
+
+
+def request_check(payload: Any, *, route: str, **normalize_kwargs: Any) -> None:
+    """Refuse a request that cannot be accepted as a whole (raises ``IngestError``).
+
+    A batch is accepted when its envelope is sound; its messages are validated one by one
+    in the worker, so one bad message never costs the others. A single-message request is
+    validated here so the client hears about its mistake at once.
+    """
+    if not isinstance(payload, dict):
+        raise IngestError("invalid_body", "the body must be a JSON object")
+    if route == BATCH:
+        messages = payload.get("batch")
+        if not isinstance(messages, list):
+            raise IngestError("invalid_batch", "batch must be a list of messages", field="batch")
+        if len(messages) > MAX_BATCH_MESSAGES:
+            raise IngestError(
+                "batch_too_large",
+                f"a batch holds at most {MAX_BATCH_MESSAGES} messages, this one has "
+                f"{len(messages)}",
+                field="batch",
+            )
+        _defaults_parse(payload, received_at=None)
+        if contains_nul(payload.get("context")) or contains_nul(payload.get("integrations")):
+            raise IngestError("invalid_character", "strings must not contain U+0000")
+        return
+    if contains_nul(payload):
+        raise IngestError("invalid_character", "strings must not contain U+0000")
+    segment_message_normalize(
+        payload,
+        forced_type=route,
+        fallback_message_id="check",
+        defaults=BatchDefaults(received_at=normalize_kwargs.pop("received_at")),
+        **normalize_kwargs,
+    )
+
+
+def _defaults_parse(payload: dict, *, received_at: Any) -> tuple[dict, dict | None, Any]:
+    context = payload.get("context")
+    if context is not None and not isinstance(context, dict):
+        raise IngestError("invalid_field", "context must be a JSON object", field="context")
+    integrations = payload.get("integrations")
+    if integrations is not None and not isinstance(integrations, dict):
+        raise IngestError(
+            "invalid_field", "integrations must be a JSON object", field="integrations"
+        )
+    sent_at = parse_timestamp(payload.get("sentAt"), "sentAt")
+    return context or {}, integrations, sent_at
+
+
+def inbox_parse(
+    *,
+    body: bytes,
+    meta: dict,
+    inbox_id: int,
+    workspace_id: int,
+    source_id: int,
+    source_kind: str,
+    ip: str | None,
+    received_at: Any,
+    max_future_skew: timedelta,
+) -> tuple[list[Message], list[Rejected]]:
+    """Turn one stored request into messages and rejections."""
+    route = meta.get("route", BATCH)
+    payload = body_parse(body)
+    defaults = BatchDefaults(
+        received_at=received_at, ip=ip, channel=CHANNEL_BY_SOURCE_KIND.get(source_kind, "")
+    )
+    if route == BATCH:
+        items = payload.get("batch") or []
+        defaults.context, defaults.integrations, defaults.sent_at = _defaults_parse(
+            payload, received_at=received_at
+        )
+        forced_type = None
+        # Sizes are checked one by one only when the whole body could hide an oversize one.
+        check_sizes = len(body) > MAX_MESSAGE_BYTES
+    else:
+        items = [payload]
+        forced_type = route
+        check_sizes = False
+    check_nul = b"\\u0000" in body
+
+    messages: list[Message] = []
+    rejected: list[Rejected] = []
+    for index, raw in enumerate(items):
+        try:
+            if check_sizes and len(orjson.dumps(raw)) > MAX_MESSAGE_BYTES:
+                raise IngestError(
+                    "message_too_large",
+                    f"a message may be at most {MAX_MESSAGE_BYTES // 1024} KB",
+                )
+            if check_nul and contains_nul(raw):
+                raise IngestError("invalid_character", "strings must not contain U+0000")
+            messages.append(
+                segment_message_normalize(
+                    raw,
+                    workspace_id=workspace_id,
+                    source_id=source_id,
+                    door=DOOR,
+                    defaults=defaults,
+                    forced_type=forced_type,
+                    # Deterministic, so a re-run of the same inbox row deduplicates.
+                    fallback_message_id=f"fp-{inbox_id}-{index}",
+                    max_future_skew=max_future_skew,
+                )
+            )
+        except IngestError as error:
+            rejected.append(Rejected(error=error, payload=raw))
+    return messages, rejected

@@ -1,0 +1,15 @@
+class IngestError(Exception):
+    """Anything a door refuses. Rendered in the door's own error format in one place per door."""
+
+    def __init__(self, code: str, message: str, *, field: str = "", status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+        self.status = status
+
+    def as_dict(self) -> dict[str, str]:
+        body = {"code": self.code, "message": self.message}
+        if self.field:
+            body["field"] = self.field
+        return body

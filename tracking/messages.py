@@ -1,0 +1,344 @@
+"""The internal message every door produces, and the Segment-spec rules that build it.
+
+A door parses its wire format into ``Message`` objects; the pipeline (``tracking.services``)
+only ever sees ``Message``. Validation raises ``IngestError`` naming the field at fault.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from .errors import IngestError
+
+MESSAGE_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
+MAX_MESSAGE_BYTES = 32 * 1024
+MAX_BATCH_BYTES = 500 * 1024
+MAX_BATCH_MESSAGES = 2500
+MAX_ID_LENGTH = 255
+MAX_NAME_LENGTH = 255
+# Largest revenue the typed column holds (18 digits, 4 after the point).
+MAX_REVENUE = Decimal("99999999999999.9999")
+CURRENCY_RE = re.compile(r"^[A-Za-z]{3}$")
+
+
+@dataclass(slots=True)
+class Message:
+    """One normalised event, ready for dedup, identity resolution and storage."""
+
+    workspace_id: int
+    source_id: int
+    door: str
+    type: str
+    message_id: str
+    timestamp: datetime
+    received_at: datetime
+    name: str = ""
+    user_id: str = ""
+    anonymous_id: str = ""
+    group_id: str = ""
+    previous_id: str = ""
+    properties: dict = field(default_factory=dict)
+    context: dict = field(default_factory=dict)
+    traits: dict = field(default_factory=dict)
+    integrations: dict | None = None
+    original_timestamp: datetime | None = None
+    sent_at: datetime | None = None
+    timestamp_clamped: bool = False
+    ip: str | None = None
+    channel: str = ""
+    revenue: Decimal | None = None
+    currency: str = ""
+    value: float | None = None
+    # (kind, value) pairs that identify the guest, strongest first.
+    identifiers: list[tuple[str, str]] = field(default_factory=list)
+    # Set by identity resolution.
+    guest_id: int | None = None
+
+
+@dataclass(slots=True)
+class BatchDefaults:
+    """What a request carries for all of its messages."""
+
+    received_at: datetime
+    ip: str | None = None
+    sent_at: datetime | None = None
+    context: dict = field(default_factory=dict)
+    integrations: dict | None = None
+    channel: str = ""
+
+
+def parse_timestamp(value: Any, field_name: str) -> datetime | None:
+    """An ISO-8601 date-time (a trailing Z and a missing offset both mean UTC)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise IngestError(
+            "invalid_timestamp", f"{field_name} must be an ISO-8601 string", field=field_name
+        )
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise IngestError(
+            "invalid_timestamp",
+            f"{field_name} is not an ISO-8601 date-time: {value[:64]!r}",
+            field=field_name,
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def valid_ip(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return None
+
+
+def _id_field(message: dict, key: str) -> str:
+    value = message.get(key)
+    if value is None or value == "":
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise IngestError("invalid_id", f"{key} must be a string", field=key)
+    text = str(value)
+    if len(text) > MAX_ID_LENGTH:
+        raise IngestError(
+            "invalid_id", f"{key} is longer than {MAX_ID_LENGTH} characters", field=key
+        )
+    return text
+
+
+def _object_field(message: dict, key: str) -> dict:
+    value = message.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise IngestError("invalid_field", f"{key} must be a JSON object", field=key)
+    return value
+
+
+def _name_field(message: dict, key: str, *, required: bool) -> str:
+    value = message.get(key)
+    if value is None or value == "":
+        if required:
+            raise IngestError(f"missing_{key}", f"{key} is required", field=key)
+        return ""
+    if not isinstance(value, str):
+        raise IngestError("invalid_field", f"{key} must be a string", field=key)
+    if required and not value.strip():
+        raise IngestError(f"missing_{key}", f"{key} must not be blank", field=key)
+    if len(value) > MAX_NAME_LENGTH:
+        raise IngestError(
+            "invalid_field", f"{key} is longer than {MAX_NAME_LENGTH} characters", field=key
+        )
+    return value
+
+
+def reserved_properties(properties: dict) -> tuple[Decimal | None, str, float | None]:
+    """The typed ``revenue``, ``currency`` and ``value`` of a properties object."""
+    revenue = None
+    raw_revenue = properties.get("revenue")
+    if raw_revenue is not None:
+        if isinstance(raw_revenue, bool) or not isinstance(raw_revenue, int | float | str):
+            raise IngestError(
+                "invalid_revenue", "properties.revenue must be a number", field="properties.revenue"
+            )
+        try:
+            revenue = Decimal(str(raw_revenue)).quantize(Decimal("0.0001"))
+        except (InvalidOperation, ValueError):
+            raise IngestError(
+                "invalid_revenue",
+                f"properties.revenue is not a decimal number: {str(raw_revenue)[:32]!r}",
+                field="properties.revenue",
+            ) from None
+        if not revenue.is_finite() or abs(revenue) > MAX_REVENUE:
+            raise IngestError(
+                "invalid_revenue",
+                f"properties.revenue must be finite and at most {MAX_REVENUE}",
+                field="properties.revenue",
+            )
+
+    currency = ""
+    raw_currency = properties.get("currency")
+    if raw_currency not in (None, ""):
+        if not isinstance(raw_currency, str) or not CURRENCY_RE.match(raw_currency):
+            raise IngestError(
+                "invalid_currency",
+                "properties.currency must be a three-letter ISO 4217 code",
+                field="properties.currency",
+            )
+        currency = raw_currency.upper()
+    elif revenue is not None:
+        currency = "USD"
+
+    value = None
+    raw_value = properties.get("value")
+    if raw_value is not None:
+        if isinstance(raw_value, bool) or not isinstance(raw_value, int | float):
+            raise IngestError(
+                "invalid_value", "properties.value must be a number", field="properties.value"
+            )
+        value = float(raw_value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise IngestError(
+                "invalid_value", "properties.value must be finite", field="properties.value"
+            )
+    return revenue, currency, value
+
+
+def corrected_timestamp(
+    *,
+    original: datetime | None,
+    sent_at: datetime | None,
+    received_at: datetime,
+    max_future_skew: timedelta,
+) -> tuple[datetime, bool]:
+    """Correct the device clock: timestamp = receivedAt - (sentAt - originalTimestamp).
+
+    Returns the timestamp and whether it had to be clamped to receivedAt because it lay more
+    than ``max_future_skew`` in the future.
+    """
+    if original is None:
+        return received_at, False
+    timestamp = received_at - (sent_at - original) if sent_at is not None else original
+    if timestamp > received_at + max_future_skew:
+        return received_at, True
+    return timestamp, False
+
+
+def segment_message_normalize(
+    raw: Any,
+    *,
+    workspace_id: int,
+    source_id: int,
+    door: str,
+    defaults: BatchDefaults,
+    forced_type: str | None,
+    fallback_message_id: str,
+    max_future_skew: timedelta,
+) -> Message:
+    """Validate one Segment-spec message and build the internal ``Message`` from it."""
+    if not isinstance(raw, dict):
+        raise IngestError("invalid_message", "each message must be a JSON object")
+
+    message_type = forced_type or raw.get("type")
+    if not message_type:
+        raise IngestError("missing_type", "type is required", field="type")
+    if not isinstance(message_type, str) or message_type not in MESSAGE_TYPES:
+        allowed = ", ".join(sorted(MESSAGE_TYPES))
+        raise IngestError(
+            "invalid_type",
+            f"type must be one of {allowed}, not {str(message_type)[:32]!r}",
+            field="type",
+        )
+
+    user_id = _id_field(raw, "userId")
+    anonymous_id = _id_field(raw, "anonymousId")
+    if not user_id and not anonymous_id:
+        raise IngestError(
+            "no_user_anon_id", "every message needs a userId or an anonymousId", field="userId"
+        )
+
+    name = ""
+    group_id = previous_id = ""
+    if message_type == "track":
+        name = _name_field(raw, "event", required=True)
+    elif message_type in ("page", "screen"):
+        name = _name_field(raw, "name", required=False)
+    elif message_type == "group":
+        group_id = _id_field(raw, "groupId")
+        if not group_id:
+            raise IngestError("missing_groupId", "group needs a groupId", field="groupId")
+    elif message_type == "alias":
+        previous_id = _id_field(raw, "previousId")
+        if not previous_id:
+            raise IngestError("missing_previousId", "alias needs a previousId", field="previousId")
+
+    properties = _object_field(raw, "properties")
+    traits = _object_field(raw, "traits")
+    context = _object_field(raw, "context")
+    if defaults.context:
+        context = {**defaults.context, **context}
+    integrations = raw.get("integrations")
+    if integrations is not None and not isinstance(integrations, dict):
+        raise IngestError(
+            "invalid_field", "integrations must be a JSON object", field="integrations"
+        )
+    if defaults.integrations is not None:
+        integrations = {**defaults.integrations, **(integrations or {})}
+
+    message_id = _id_field(raw, "messageId") or fallback_message_id
+    original = parse_timestamp(raw.get("timestamp"), "timestamp") or parse_timestamp(
+        raw.get("originalTimestamp"), "originalTimestamp"
+    )
+    sent_at = parse_timestamp(raw.get("sentAt"), "sentAt") or defaults.sent_at
+    timestamp, clamped = corrected_timestamp(
+        original=original,
+        sent_at=sent_at,
+        received_at=defaults.received_at,
+        max_future_skew=max_future_skew,
+    )
+
+    client_ip = context.get("ip")
+    if client_ip in (None, "") and defaults.ip:
+        context = {**context, "ip": defaults.ip}
+    ip = valid_ip(context.get("ip"))
+
+    revenue, currency, value = reserved_properties(properties)
+
+    channel = raw.get("channel") or context.get("channel") or defaults.channel
+    if not isinstance(channel, str):
+        raise IngestError("invalid_field", "channel must be a string", field="channel")
+
+    identifiers = []
+    if user_id:
+        identifiers.append(("user_id", user_id))
+    if anonymous_id:
+        identifiers.append(("anonymous_id", anonymous_id))
+
+    return Message(
+        workspace_id=workspace_id,
+        source_id=source_id,
+        door=door,
+        type=message_type,
+        name=name,
+        message_id=message_id,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        group_id=group_id,
+        previous_id=previous_id,
+        properties=properties,
+        context=context,
+        traits=traits,
+        integrations=integrations,
+        timestamp=timestamp,
+        original_timestamp=original,
+        sent_at=sent_at,
+        received_at=defaults.received_at,
+        timestamp_clamped=clamped,
+        ip=ip,
+        channel=channel[:32],
+        revenue=revenue,
+        currency=currency,
+        value=value,
+        identifiers=identifiers,
+    )
+
+
+def contains_nul(value: Any) -> bool:
+    """PostgreSQL cannot store U+0000 in text or jsonb, so such a message must be refused."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(contains_nul(v) for v in value)
+    return False

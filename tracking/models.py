@@ -1,0 +1,204 @@
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+def client_key_new() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def write_key_new() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def write_key_digest(write_key: str) -> str:
+    return hashlib.sha256(write_key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class Workspace(models.Model):
+    """One business account; owns sources, guests, segments and experiences."""
+
+    name = models.CharField(max_length=200, unique=True)
+    portal_id = models.PositiveIntegerField(unique=True, editable=False)
+    client_key = models.CharField(max_length=64, unique=True, default=client_key_new)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="workspaces"
+    )
+    session_timeout = models.DurationField(
+        default=timedelta(minutes=30), help_text="Inactivity that ends a session."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Source(models.Model):
+    """One data source of a workspace: a website, an app, a point of sale or a server."""
+
+    class Kind(models.TextChoices):
+        WEB = "web", "Web"
+        IOS = "ios", "iOS"
+        ANDROID = "android", "Android"
+        POS = "pos", "Point of sale"
+        SERVER = "server", "Server"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="sources")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.WEB)
+    prop_id = models.PositiveIntegerField(unique=True, editable=False)
+    write_key = models.CharField(max_length=64, default=write_key_new)
+    # Looked up by digest so a key is never compared character by character.
+    write_key_digest = models.CharField(max_length=64, unique=True, editable=False)
+    dedup_window = models.DurationField(
+        default=timedelta(hours=12), help_text="A repeated messageId within this window is dropped."
+    )
+    allowed_origins = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Browser origins allowed to send, e.g. ["https://shop.example"]. Empty: any.',
+    )
+    allowed_redirect_hosts = models.JSONField(
+        default=list, blank=True, help_text="Hosts /collect may redirect to."
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["workspace__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "name"], name="source_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workspace} / {self.name}"
+
+    def origin_allowed(self, origin: str) -> bool:
+        return not self.allowed_origins or origin in self.allowed_origins
+
+
+class Door(models.TextChoices):
+    """The front door an event came in by."""
+
+    SEGMENT = "segment", "Segment spec (/v1)"
+
+
+class InboxRequest(models.Model):
+    """One accepted request, stored raw before it is answered; processed later by Celery."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
+    door = models.CharField(max_length=16, choices=Door.choices, default=Door.SEGMENT)
+    # The decompressed request body exactly as received.
+    body = models.BinaryField()
+    # Door-specific request facts the parser needs (route type, headers that carry data).
+    meta = models.JSONField(default=dict, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    received_at = models.DateTimeField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["id"], condition=Q(status="pending"), name="inbox_pending_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"inbox #{self.pk} ({self.status})"
+
+
+class Event(models.Model):
+    """One thing a guest did, stored once whatever door it came in by."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
+    guest = models.ForeignKey("profiles.Guest", on_delete=models.CASCADE, related_name="events")
+    door = models.CharField(max_length=16, choices=Door.choices, default=Door.SEGMENT)
+    type = models.CharField(max_length=16)
+    name = models.CharField(max_length=255, blank=True)
+    message_id = models.CharField(max_length=255)
+    user_id = models.CharField(max_length=255, blank=True)
+    anonymous_id = models.CharField(max_length=255, blank=True)
+    group_id = models.CharField(max_length=255, blank=True)
+    previous_id = models.CharField(max_length=255, blank=True)
+    properties = models.JSONField(default=dict, blank=True)
+    context = models.JSONField(default=dict, blank=True)
+    traits = models.JSONField(default=dict, blank=True)
+    integrations = models.JSONField(null=True, blank=True)
+    timestamp = models.DateTimeField()
+    original_timestamp = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField()
+    timestamp_clamped = models.BooleanField(
+        default=False, help_text="The sent timestamp lay too far in the future and was replaced."
+    )
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    channel = models.CharField(max_length=32, blank=True)
+    revenue = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    value = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["workspace", "-timestamp"], name="event_ws_ts_idx"),
+            models.Index(fields=["guest", "-timestamp"], name="event_guest_ts_idx"),
+            models.Index(fields=["workspace", "type", "name"], name="event_ws_type_name_idx"),
+            models.Index(fields=["workspace", "message_id"], name="event_ws_message_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.name}".strip()
+
+
+class DedupKey(models.Model):
+    """The first messageId seen in a workspace, remembered until its window ends."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    message_id = models.CharField(max_length=255)
+    received_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "message_id"], name="dedup_key_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.message_id
+
+
+class FailedEvent(models.Model):
+    """A message that did not pass validation, kept with its reason for inspection and replay."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
+    inbox = models.ForeignKey(
+        InboxRequest, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    door = models.CharField(max_length=16, choices=Door.choices, default=Door.SEGMENT)
+    code = models.CharField(max_length=64)
+    reason = models.TextField()
+    field = models.CharField(max_length=255, blank=True)
+    payload = models.JSONField(null=True, blank=True)
+    received_at = models.DateTimeField()
+    replayed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.reason}"

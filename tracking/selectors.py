@@ -1,0 +1,39 @@
+"""Reads of ingestion data used by more than one caller."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from .errors import IngestError
+from .models import Event, Source, Workspace, write_key_digest
+
+
+def source_get_by_write_key(write_key: str | None) -> Source:
+    """The active source a write key belongs to, or ``IngestError`` 401."""
+    if not write_key:
+        raise IngestError(
+            "invalid_write_key",
+            "no write key: send it as the Basic username, a Bearer token or writeKey",
+            status=401,
+        )
+    source = (
+        Source.objects.select_related("workspace")
+        .filter(write_key_digest=write_key_digest(write_key), is_active=True)
+        .first()
+    )
+    if source is None:
+        raise IngestError("invalid_write_key", "the write key is not valid", status=401)
+    return source
+
+
+def workspaces_visible(user) -> QuerySet[Workspace]:
+    """The workspaces a user may read: their own; every one for a superuser."""
+    if not user.is_authenticated:
+        return Workspace.objects.none()
+    if user.is_superuser:
+        return Workspace.objects.all()
+    return Workspace.objects.filter(members=user)
+
+
+def events_visible(user) -> QuerySet[Event]:
+    return Event.objects.filter(workspace__in=workspaces_visible(user))

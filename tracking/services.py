@@ -1,0 +1,347 @@
+"""Everything in ingestion that writes: workspaces, sources, the inbox and the event store."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from profiles.services import guests_resolve
+
+from .doors import segment
+from .errors import IngestError
+from .messages import Message
+from .models import (
+    DedupKey,
+    Door,
+    Event,
+    FailedEvent,
+    InboxRequest,
+    Source,
+    Workspace,
+    write_key_digest,
+    write_key_new,
+)
+
+logger = logging.getLogger(__name__)
+
+# Each door's parser from a stored request to messages; a new door registers here.
+INBOX_PARSERS = {Door.SEGMENT: segment.inbox_parse}
+
+
+# --- Workspaces and sources -------------------------------------------------------------------
+
+
+def _next_number(model: type[Workspace] | type[Source], field_name: str, first: int) -> int:
+    last = model.objects.aggregate(last=Max(field_name))["last"]
+    return max(last or 0, first - 1) + 1
+
+
+def workspace_create(*, name: str) -> Workspace:
+    for _ in range(5):
+        try:
+            with transaction.atomic():
+                return Workspace.objects.create(
+                    name=name, portal_id=_next_number(Workspace, "portal_id", 1001)
+                )
+        except IntegrityError:
+            if Workspace.objects.filter(name=name).exists():
+                raise
+    raise IntegrityError("could not allocate a portal_id")
+
+
+def source_create(
+    *, workspace: Workspace, name: str, kind: str = Source.Kind.WEB, **options: object
+) -> Source:
+    for _ in range(5):
+        key = write_key_new()
+        try:
+            with transaction.atomic():
+                return Source.objects.create(
+                    workspace=workspace,
+                    name=name,
+                    kind=kind,
+                    prop_id=_next_number(Source, "prop_id", 1),
+                    write_key=key,
+                    write_key_digest=write_key_digest(key),
+                    **options,
+                )
+        except IntegrityError:
+            if Source.objects.filter(workspace=workspace, name=name).exists():
+                raise
+    raise IntegrityError("could not allocate a prop_id")
+
+
+def source_rotate_write_key(*, source: Source) -> Source:
+    """Give the source a new write key; the old one stops working at once."""
+    source.write_key = write_key_new()
+    source.write_key_digest = write_key_digest(source.write_key)
+    source.save(update_fields=["write_key", "write_key_digest"])
+    return source
+
+
+# --- Accept -----------------------------------------------------------------------------------
+
+
+def inbox_accept(
+    *,
+    source: Source,
+    door: str,
+    body: bytes,
+    meta: dict,
+    ip: str | None,
+    received_at: datetime,
+) -> InboxRequest:
+    """Store one request durably (one INSERT) and schedule its processing."""
+    row = InboxRequest.objects.create(
+        source=source, door=door, body=body, meta=meta, ip=ip, received_at=received_at
+    )
+    from .tasks import inbox_drain_enqueue
+
+    transaction.on_commit(inbox_drain_enqueue)
+    return row
+
+
+# --- Process ----------------------------------------------------------------------------------
+
+
+@dataclass
+class DrainStats:
+    requests: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    failed_requests: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: DrainStats) -> None:
+        self.requests += other.requests
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected
+        self.failed_requests += other.failed_requests
+        self.errors.extend(other.errors)
+
+
+def inbox_drain(*, claim_size: int | None = None, max_batches: int | None = None) -> DrainStats:
+    """Process pending inbox rows until none are left (or ``max_batches`` were claimed)."""
+    claim_size = claim_size or settings.FOOTPRINT["INBOX_CLAIM_SIZE"]
+    total = DrainStats()
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        stats = inbox_process_batch(claim_size=claim_size)
+        batches += 1
+        total.add(stats)
+        if stats.requests + stats.failed_requests == 0:
+            break
+    return total
+
+
+def inbox_process_batch(*, claim_size: int) -> DrainStats:
+    """Claim up to ``claim_size`` pending rows and store their events in one transaction.
+
+    Rows are claimed with ``FOR UPDATE SKIP LOCKED``, so any number of workers can drain the
+    inbox together. A crash anywhere rolls the whole claim back and the rows stay pending; dedup
+    keys are written in the same transaction, so the re-run stores nothing twice. If the batch
+    fails, each row is retried alone so that one poison request cannot hold up the others.
+    """
+    try:
+        with transaction.atomic():
+            rows = _inbox_claim(limit=claim_size)
+            if not rows:
+                return DrainStats()
+            return _inbox_rows_process(rows)
+    except Exception:
+        logger.exception("inbox batch failed; retrying its rows one by one")
+    stats = DrainStats()
+    while True:
+        try:
+            with transaction.atomic():
+                rows = _inbox_claim(limit=1)
+                if not rows:
+                    return stats
+                row_id = rows[0].pk
+                stats.add(_inbox_rows_process(rows))
+        except Exception as exc:
+            logger.exception("inbox request %s failed", row_id)
+            InboxRequest.objects.filter(pk=row_id, status=InboxRequest.Status.PENDING).update(
+                status=InboxRequest.Status.FAILED,
+                error=f"{type(exc).__name__}: {exc}"[:2000],
+                processed_at=timezone.now(),
+            )
+            stats.failed_requests += 1
+            stats.errors.append(f"inbox #{row_id}: {type(exc).__name__}: {exc}")
+
+
+def _inbox_claim(*, limit: int) -> list[InboxRequest]:
+    return list(
+        InboxRequest.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(status=InboxRequest.Status.PENDING)
+        .select_related("source")
+        .order_by("id")[:limit]
+    )
+
+
+def _inbox_rows_process(rows: list[InboxRequest]) -> DrainStats:
+    max_future_skew = settings.FOOTPRINT["MAX_FUTURE_SKEW"]
+    messages: list[Message] = []
+    failed: list[FailedEvent] = []
+    for row in rows:
+        source = row.source
+        try:
+            parsed, rejected = INBOX_PARSERS[row.door](
+                body=bytes(row.body),
+                meta=row.meta,
+                inbox_id=row.pk,
+                workspace_id=source.workspace_id,
+                source_id=source.pk,
+                source_kind=source.kind,
+                ip=row.ip,
+                received_at=row.received_at,
+                max_future_skew=max_future_skew,
+            )
+        except IngestError as error:
+            parsed, rejected = [], [segment.Rejected(error=error, payload=None)]
+        messages.extend(parsed)
+        failed.extend(
+            FailedEvent(
+                workspace_id=source.workspace_id,
+                source=source,
+                inbox=row,
+                door=row.door,
+                code=item.error.code,
+                reason=item.error.message,
+                field=item.error.field,
+                payload=item.payload,
+                received_at=row.received_at,
+            )
+            for item in rejected
+        )
+
+    windows = {row.source_id: row.source.dedup_window for row in rows}
+    stored, duplicates = events_store(messages=messages, dedup_windows=windows)
+    if failed:
+        FailedEvent.objects.bulk_create(failed, batch_size=500)
+    InboxRequest.objects.filter(pk__in=[row.pk for row in rows]).update(
+        status=InboxRequest.Status.DONE, processed_at=timezone.now(), attempts=1
+    )
+    return DrainStats(
+        requests=len(rows), stored=len(stored), duplicates=duplicates, rejected=len(failed)
+    )
+
+
+# --- Store ------------------------------------------------------------------------------------
+
+
+def events_store(*, messages: list[Message], dedup_windows: dict) -> tuple[list[Event], int]:
+    """Dedup, resolve guests and insert events for messages of one transaction.
+
+    ``dedup_windows`` maps source id to that source's dedup window. Returns the stored events
+    and the number of duplicates dropped.
+    """
+    fresh = dedup_claim(messages=messages, dedup_windows=dedup_windows)
+    if not fresh:
+        return [], len(messages)
+    guests_resolve(messages=fresh)
+    events = Event.objects.bulk_create(
+        [
+            Event(
+                workspace_id=m.workspace_id,
+                source_id=m.source_id,
+                guest_id=m.guest_id,
+                door=m.door,
+                type=m.type,
+                name=m.name,
+                message_id=m.message_id,
+                user_id=m.user_id,
+                anonymous_id=m.anonymous_id,
+                group_id=m.group_id,
+                previous_id=m.previous_id,
+                properties=m.properties,
+                context=m.context,
+                traits=m.traits,
+                integrations=m.integrations,
+                timestamp=m.timestamp,
+                original_timestamp=m.original_timestamp,
+                sent_at=m.sent_at,
+                received_at=m.received_at,
+                timestamp_clamped=m.timestamp_clamped,
+                ip=m.ip,
+                channel=m.channel,
+                revenue=m.revenue,
+                currency=m.currency,
+                value=m.value,
+            )
+            for m in fresh
+        ],
+        batch_size=1000,
+    )
+    return events, len(messages) - len(fresh)
+
+
+def dedup_claim(*, messages: list[Message], dedup_windows: dict) -> list[Message]:
+    """The messages whose messageId is new in their workspace, or whose earlier key expired.
+
+    The first message with a given id wins, within the batch and across batches; the window is
+    counted from the time the first one was received (as seed 002 says), not from its timestamp.
+    Keys are claimed with one ``INSERT … ON CONFLICT DO UPDATE … WHERE expired RETURNING``, so
+    concurrent workers cannot both win the same id.
+    """
+    first: dict[tuple[int, str], Message] = {}
+    for message in messages:
+        first.setdefault((message.workspace_id, message.message_id), message)
+    if not first:
+        return []
+    rows = [
+        (ws, mid, m.received_at, m.received_at + dedup_windows[m.source_id])
+        for (ws, mid), m in first.items()
+    ]
+    table = DedupKey._meta.db_table
+    won: set[tuple[int, str]] = set()
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"""
+                INSERT INTO {table} (workspace_id, message_id, received_at, expires_at)
+                SELECT * FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[],
+                                     %s::timestamptz[])
+                ON CONFLICT (workspace_id, message_id) DO UPDATE
+                    SET received_at = EXCLUDED.received_at, expires_at = EXCLUDED.expires_at
+                    WHERE {table}.expires_at <= EXCLUDED.received_at
+                RETURNING workspace_id, message_id
+                """,  # noqa: S608 - the table name is ours, values are parameters
+                [list(column) for column in zip(*rows, strict=True)],
+            )
+            won.update(cursor.fetchall())
+        else:
+            adapt = connection.ops.adapt_datetimefield_value
+            rows = [
+                (ws, mid, adapt(received), adapt(expires)) for ws, mid, received, expires in rows
+            ]
+            for start in range(0, len(rows), 500):
+                chunk = rows[start : start + 500]
+                placeholders = ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
+                cursor.execute(
+                    f"""
+                    INSERT INTO {table} (workspace_id, message_id, received_at, expires_at)
+                    VALUES {placeholders}
+                    ON CONFLICT (workspace_id, message_id) DO UPDATE
+                        SET received_at = excluded.received_at, expires_at = excluded.expires_at
+                        WHERE {table}.expires_at <= excluded.received_at
+                    RETURNING workspace_id, message_id
+                    """,  # noqa: S608
+                    [value for row in chunk for value in row],
+                )
+                won.update(cursor.fetchall())
+    return [m for key, m in first.items() if key in won]
+
+
+def dedup_keys_purge(*, now: datetime | None = None) -> int:
+    """Forget dedup keys whose window has ended."""
+    deleted, _ = DedupKey.objects.filter(expires_at__lte=now or timezone.now()).delete()
+    return deleted
