@@ -1,0 +1,84 @@
+import base64
+import gzip
+import os
+import socket
+
+import orjson
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+
+from tests.factories import SourceFactory
+
+ON_POSTGRES = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+REQUIRE_SERVICES = os.environ.get("FOOTPRINT_REQUIRE_SERVICES") == "1"
+REDIS_URL = os.environ.get("FOOTPRINT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def redis_reachable() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_pg = pytest.mark.skip(reason="needs PostgreSQL: run with DATABASE_URL=postgres://…")
+    skip_redis = pytest.mark.skip(reason="needs Redis on 127.0.0.1:6379")
+    redis_ok = None
+    for item in items:
+        if "postgres" in item.keywords and not ON_POSTGRES:
+            item.add_marker(skip_pg)
+        if "services" in item.keywords and not REQUIRE_SERVICES:
+            if redis_ok is None:
+                redis_ok = redis_reachable()
+            if not redis_ok:
+                item.add_marker(skip_redis)
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def source(db):
+    return SourceFactory()
+
+
+def basic_auth(write_key: str) -> str:
+    return "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
+
+
+class Door:
+    """Sends requests to the /v1 door the way an SDK does and runs what they queue."""
+
+    def __init__(self, client, capture, source):
+        self.client = client
+        self.capture = capture
+        self.source = source
+
+    def post(self, route, payload, *, key=None, gzip_body=False, content_type=None, **headers):
+        key = self.source.write_key if key is None else key
+        body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+        if gzip_body:
+            body = gzip.compress(body)
+            headers["HTTP_CONTENT_ENCODING"] = "gzip"
+        if key:
+            headers.setdefault("HTTP_AUTHORIZATION", basic_auth(key))
+        with self.capture(execute=True):
+            return self.client.generic(
+                "POST",
+                f"/v1/{route}",
+                body,
+                content_type=content_type or "application/json",
+                **headers,
+            )
+
+
+@pytest.fixture
+def door(client, django_capture_on_commit_callbacks, source):
+    return Door(client, django_capture_on_commit_callbacks, source)
