@@ -1,0 +1,235 @@
+"""Processing: dedup, clock correction, crashes, poison requests, concurrent workers."""
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from tracking import services
+from tracking.models import DedupKey, Event, FailedEvent, InboxRequest
+
+from ..factories import SourceFactory
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def track(**fields):
+    return {"type": "track", "userId": "user-1", "event": "Played", **fields}
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The server's clock, set by the test."""
+
+    class Clock:
+        now = T0
+
+        def set(self, value):
+            self.now = value
+
+    fake = Clock()
+    monkeypatch.setattr(timezone, "now", lambda: fake.now)
+    return fake
+
+
+@pytest.mark.django_db
+class TestDedup:
+    def test_repeat_within_window_is_dropped(self, door, clock):
+        door.post("track", track(messageId="m1"))
+        clock.set(T0 + timedelta(hours=11, minutes=59))
+        response = door.post("track", track(messageId="m1", event="Again"))
+
+        assert response.status_code == 200
+        assert list(Event.objects.values_list("name", flat=True)) == ["Played"]
+
+    def test_repeat_after_window_is_a_new_event(self, door, clock):
+        door.post("track", track(messageId="m1"))
+        clock.set(T0 + timedelta(hours=12, seconds=1))
+        door.post("track", track(messageId="m1", event="Again"))
+
+        assert sorted(Event.objects.values_list("name", flat=True)) == ["Again", "Played"]
+        # The window starts again from the second one.
+        clock.set(T0 + timedelta(hours=13))
+        door.post("track", track(messageId="m1", event="Third"))
+        assert Event.objects.count() == 2
+
+    def test_window_is_per_source(self, door, clock):
+        door.source.dedup_window = timedelta(minutes=5)
+        door.source.save()
+        door.post("track", track(messageId="m1"))
+        clock.set(T0 + timedelta(minutes=6))
+        door.post("track", track(messageId="m1"))
+
+        assert Event.objects.count() == 2
+
+    def test_repeats_inside_one_batch_keep_the_first(self, door):
+        batch = [track(messageId="m", event="First"), track(messageId="m", event="Second")]
+        door.post("batch", {"batch": batch})
+
+        assert list(Event.objects.values_list("name", flat=True)) == ["First"]
+
+    def test_dedup_is_per_workspace(self, door):
+        other = SourceFactory()
+        door.post("track", track(messageId="shared"))
+        door.post("track", track(messageId="shared"), key=other.write_key)
+        same_workspace = SourceFactory(workspace=door.source.workspace)
+        door.post("track", track(messageId="shared"), key=same_workspace.write_key)
+
+        assert Event.objects.count() == 2
+
+    def test_purge_forgets_expired_keys_only(self, door, clock):
+        door.post("track", track(messageId="old"))
+        clock.set(T0 + timedelta(hours=6))
+        door.post("track", track(messageId="new"))
+
+        assert services.dedup_keys_purge(now=T0 + timedelta(hours=13)) == 1
+        assert list(DedupKey.objects.values_list("message_id", flat=True)) == ["new"]
+
+
+@pytest.mark.django_db
+class TestClock:
+    def test_skew_is_corrected_from_sent_at(self, door, clock):
+        # The device clock runs 2 hours behind: it says it sent at 10:00:05.
+        door.post(
+            "track",
+            track(timestamp="2026-03-01T10:00:00Z", sentAt="2026-03-01T10:00:05Z"),
+        )
+
+        event = Event.objects.get()
+        assert event.timestamp == T0 - timedelta(seconds=5)
+        assert event.original_timestamp == datetime(2026, 3, 1, 10, tzinfo=UTC)
+        assert event.sent_at == datetime(2026, 3, 1, 10, 0, 5, tzinfo=UTC)
+        assert event.received_at == T0
+        assert not event.timestamp_clamped
+
+    def test_batch_sent_at_applies_to_its_messages(self, door, clock):
+        door.post(
+            "batch",
+            {"batch": [track(timestamp="2026-03-01T13:00:00Z")], "sentAt": "2026-03-01T13:00:10Z"},
+        )
+        assert Event.objects.get().timestamp == T0 - timedelta(seconds=10)
+
+    def test_no_timestamp_means_received_at(self, door, clock):
+        door.post("track", track())
+        assert Event.objects.get().timestamp == T0
+
+    def test_no_sent_at_keeps_the_timestamp(self, door, clock):
+        door.post("track", track(timestamp="2025-12-24T18:00:00+02:00"))
+        assert Event.objects.get().timestamp == datetime(2025, 12, 24, 16, tzinfo=UTC)
+
+    def test_far_future_is_clamped_and_flagged(self, door, clock):
+        door.post("track", track(timestamp="2026-03-05T00:00:00Z"))
+
+        event = Event.objects.get()
+        assert event.timestamp == T0
+        assert event.timestamp_clamped
+
+
+@pytest.mark.django_db
+class TestFailures:
+    def test_crash_mid_batch_rolls_back_and_rerun_stores_once(self, door, monkeypatch):
+        monkeypatch.setattr(services, "inbox_drain", lambda **kwargs: services.DrainStats())
+        door.post("batch", {"batch": [track(messageId=str(i)) for i in range(5)]})
+        door.post("track", track(messageId="2"))
+        monkeypatch.undo()
+
+        def die(*args, **kwargs):
+            raise KeyboardInterrupt  # the worker goes away after storing, before marking done
+
+        monkeypatch.setattr(InboxRequest.objects, "filter", die)
+        with pytest.raises(KeyboardInterrupt):
+            services.inbox_process_batch(claim_size=10)
+        monkeypatch.undo()
+        assert Event.objects.count() == 0
+        assert not DedupKey.objects.exists()
+        assert InboxRequest.objects.filter(status="pending").count() == 2
+
+        stats = services.inbox_drain()
+        assert (stats.stored, stats.duplicates) == (5, 1)
+        assert Event.objects.count() == 5
+        assert services.inbox_drain().requests == 0
+
+    def test_poison_request_does_not_block_the_others(self, door, monkeypatch):
+        monkeypatch.setattr(services, "inbox_drain", lambda **kwargs: services.DrainStats())
+        door.post("track", track(messageId="good-1"))
+        door.post("track", track(messageId="poison"))
+        door.post("track", track(messageId="good-2"))
+        monkeypatch.undo()
+
+        real_store = services.events_store
+
+        def store(*, messages, dedup_windows):
+            if any(m.message_id == "poison" for m in messages):
+                raise RuntimeError("cannot store this one")
+            return real_store(messages=messages, dedup_windows=dedup_windows)
+
+        monkeypatch.setattr(services, "events_store", store)
+        stats = services.inbox_drain()
+
+        assert sorted(Event.objects.values_list("message_id", flat=True)) == ["good-1", "good-2"]
+        assert stats.failed_requests == 1
+        poisoned = InboxRequest.objects.get(status="failed")
+        assert "cannot store this one" in poisoned.error
+        assert InboxRequest.objects.filter(status="done").count() == 2
+
+    def test_sweep_requeues_rows_left_behind(self, door, monkeypatch, clock):
+        from tracking import tasks
+
+        monkeypatch.setattr(tasks, "inbox_drain_enqueue", lambda: None)
+        door.post("track", track())
+        assert InboxRequest.objects.get().status == "pending"
+
+        assert tasks.inbox_sweep() is False  # too young to be called lost
+        clock.set(T0 + timedelta(minutes=1))
+        assert tasks.inbox_sweep() is True
+        assert Event.objects.count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_store_every_event_exactly_once(source):
+    """Two workers drain one inbox at once on PostgreSQL, with overlapping messageIds."""
+    rows = [
+        InboxRequest(
+            source=source,
+            body=(
+                b'{"batch": ['
+                + b",".join(
+                    b'{"type":"track","event":"E","userId":"u%d","messageId":"m%d"}'
+                    % (i % 40, (r * 10 + i) % 700)
+                    for i in range(25)
+                )
+                + b"]}"
+            ),
+            meta={"route": "batch"},
+            received_at=timezone.now(),
+        )
+        for r in range(200)
+    ]
+    InboxRequest.objects.bulk_create(rows)
+    expected_ids = {f"m{(r * 10 + i) % 700}" for r in range(200) for i in range(25)}
+    barrier = threading.Barrier(2)
+    results = []
+
+    def worker():
+        barrier.wait()
+        try:
+            results.append(services.inbox_drain(claim_size=3))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert all(r.requests > 0 for r in results), "both workers should have claimed rows"
+    assert sum(r.requests for r in results) == 200
+    stored = list(Event.objects.values_list("message_id", flat=True))
+    assert len(stored) == len(set(stored)) == len(expected_ids)
+    assert set(stored) == expected_ids
+    assert not FailedEvent.objects.exists()
+    assert not InboxRequest.objects.exclude(status="done").exists()
