@@ -1,6 +1,8 @@
 import uuid
+from datetime import timedelta
 
 from django.db import models
+from django.utils import timezone
 
 
 class Guest(models.Model):
@@ -45,8 +47,9 @@ class Identity(models.Model):
         DEVICE_ID = "device_id", "Device id"
         BROWSER = "browser", "Browser"
 
-    # Kinds that say who a person is, as opposed to which device they used.
-    KNOWN_KINDS = frozenset({Kind.USER_ID, Kind.EMAIL})
+    # Kinds that say which browser or device was used rather than who the person is. Every
+    # other kind (user_id, email, any provider's id) makes its guest a known customer.
+    ANONYMOUS_KINDS = frozenset({Kind.ANONYMOUS_ID, Kind.DEVICE_ID, Kind.BROWSER})
 
     workspace = models.ForeignKey("tracking.Workspace", on_delete=models.CASCADE, related_name="+")
     guest = models.ForeignKey(Guest, on_delete=models.CASCADE, related_name="identities")
@@ -66,3 +69,117 @@ class Identity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}={self.value}"
+
+    @classmethod
+    def kind_is_known(cls, kind: str) -> bool:
+        return kind not in cls.ANONYMOUS_KINDS
+
+
+class Session(models.Model):
+    """A guest's run of activity on one channel, ended by inactivity or a forced close."""
+
+    class Status(models.TextChoices):
+        OPEN = "OPEN", "Open"
+        CLOSED = "CLOSED", "Closed"
+
+    ref = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    workspace = models.ForeignKey("tracking.Workspace", on_delete=models.CASCADE, related_name="+")
+    guest = models.ForeignKey(Guest, on_delete=models.CASCADE, related_name="sessions")
+    channel = models.CharField(max_length=32, blank=True)
+    # The id the client gave the session (context.sessionId, sid, SessionId); blank if derived.
+    client_session_id = models.CharField(max_length=255, blank=True)
+    # The browser or device it ran on, when the event said so.
+    device = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=6, choices=Status.choices, default=Status.OPEN)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(help_text="Time of the session's last event.")
+    duration = models.DurationField(default=timedelta)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    # A forced close (FORCE_CLOSE) seals the session: later events open a new one.
+    force_closed = models.BooleanField(default=False)
+    event_count = models.PositiveIntegerField(default=0)
+    page_view_count = models.PositiveIntegerField(default=0)
+    first_page = models.CharField(max_length=2048, blank=True)
+    first_page_at = models.DateTimeField(null=True, blank=True)
+    last_page = models.CharField(max_length=2048, blank=True)
+    last_page_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "client_session_id"],
+                condition=~models.Q(client_session_id=""),
+                name="session_unique_client_id",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["guest", "channel", "-ended_at"], name="session_guest_idx"),
+            models.Index(
+                fields=["ended_at"],
+                condition=models.Q(status="OPEN"),
+                name="session_open_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel or 'session'} {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class GuestMerge(models.Model):
+    """The record of one guest merged into another: who, when and why."""
+
+    class Reason(models.TextChoices):
+        SHARED_IDENTIFIER = "shared_identifier", "One event carried identifiers of both"
+        ALIAS = "alias", "alias call"
+        MANUAL = "manual", "Merged by a user"
+
+    workspace = models.ForeignKey("tracking.Workspace", on_delete=models.CASCADE, related_name="+")
+    guest = models.ForeignKey(Guest, on_delete=models.CASCADE, related_name="merges")
+    merged_ref = models.UUIDField(help_text="The ref of the guest that was merged away.")
+    reason = models.CharField(max_length=32, choices=Reason.choices)
+    message_id = models.CharField(max_length=255, blank=True, help_text="The event that did it.")
+    merged_by = models.CharField(max_length=150, default="pipeline")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.merged_ref} → {self.guest_id} ({self.reason})"
+
+
+class Erasure(models.Model):
+    """The audit row an erasure leaves. It holds no personal data."""
+
+    workspace = models.ForeignKey("tracking.Workspace", on_delete=models.CASCADE, related_name="+")
+    guest_ref = models.UUIDField()
+    erased_by = models.CharField(max_length=150)
+    erased_at = models.DateTimeField(default=timezone.now)
+    events = models.PositiveIntegerField(default=0)
+    sessions = models.PositiveIntegerField(default=0)
+    identities = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-erased_at"]
+
+    def __str__(self) -> str:
+        return f"erasure of {self.guest_ref}"
+
+
+class SuppressedIdentity(models.Model):
+    """An erased guest's identifier, kept only as a keyed hash, so its later events are dropped."""
+
+    workspace = models.ForeignKey("tracking.Workspace", on_delete=models.CASCADE, related_name="+")
+    digest = models.CharField(max_length=64)
+    erasure = models.ForeignKey(Erasure, on_delete=models.CASCADE, related_name="suppressed")
+
+    class Meta:
+        verbose_name_plural = "suppressed identities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "digest"], name="suppressed_identity_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.digest[:12]

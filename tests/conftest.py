@@ -82,3 +82,18 @@ class Door:
 @pytest.fixture
 def door(client, django_capture_on_commit_callbacks, source):
     return Door(client, django_capture_on_commit_callbacks, source)
+
+
+@pytest.fixture
+def api(source):
+    """A REST client logged in with a token as a member of the source's workspace."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    from tests.factories import UserFactory
+
+    user = UserFactory(workspaces=[source.workspace])
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.user = user
+    return client

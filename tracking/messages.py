@@ -16,6 +16,7 @@ from typing import Any
 from .errors import IngestError
 
 MESSAGE_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
+PAGE_VIEW_TYPES = frozenset({"page", "screen", "VIEW"})
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
 MAX_BATCH_MESSAGES = 2500
@@ -54,10 +55,23 @@ class Message:
     revenue: Decimal | None = None
     currency: str = ""
     value: float | None = None
-    # (kind, value) pairs that identify the guest, strongest first.
+    # (kind, value) pairs that identify the guest.
     identifiers: list[tuple[str, str]] = field(default_factory=list)
-    # Set by identity resolution.
+    # The session id the client gave (context.sessionId, sid, SessionId), if any.
+    client_session_id: str = ""
+    # The browser or device the event came from, when the door knows it.
+    device: str = ""
+    # The page or screen a page view was of (its URL, path or name).
+    page: str = ""
+    # A Sitecore FORCE_CLOSE: the event's session ends with it.
+    closes_session: bool = False
+    # Set by identity resolution and sessionisation.
     guest_id: int | None = None
+    session_id: int | None = None
+
+    @property
+    def is_page_view(self) -> bool:
+        return self.type in PAGE_VIEW_TYPES
 
 
 @dataclass(slots=True)
@@ -303,6 +317,11 @@ def segment_message_normalize(
         identifiers.append(("user_id", user_id))
     if anonymous_id:
         identifiers.append(("anonymous_id", anonymous_id))
+    if message_type == "identify":
+        email = email_normalize(traits.get("email"))
+        if email:
+            identifiers.append(("email", email))
+    identifiers += external_ids(context.get("externalIds"))
 
     return Message(
         workspace_id=workspace_id,
@@ -330,7 +349,57 @@ def segment_message_normalize(
         currency=currency,
         value=value,
         identifiers=identifiers,
+        client_session_id=_session_id(context),
+        device=_text(
+            context.get("device", {}).get("id") if isinstance(context.get("device"), dict) else None
+        ),
+        page=_page(message_type, name, properties, context),
     )
+
+
+def email_normalize(value: Any) -> str:
+    """An email address as an identity value (trimmed, lower case), or "" if it is not one."""
+    if not isinstance(value, str):
+        return ""
+    email = value.strip().lower()
+    if "@" not in email or len(email) > MAX_ID_LENGTH or any(c.isspace() for c in email):
+        return ""
+    return email
+
+
+def external_ids(value: Any) -> list[tuple[str, str]]:
+    """Segment's ``context.externalIds`` ([{id, type}, …]) as free ``(provider, id)`` pairs."""
+    if not isinstance(value, list):
+        return []
+    pairs = []
+    for item in value[:20]:
+        if not isinstance(item, dict):
+            continue
+        kind, ident = _text(item.get("type")), _text(item.get("id"))
+        if kind and ident and kind not in ("user_id", "anonymous_id"):
+            pairs.append((kind[:64], ident))
+    return pairs
+
+
+def _text(value: Any, limit: int = MAX_ID_LENGTH) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return ""
+    return str(value).strip()[:limit]
+
+
+def _session_id(context: dict) -> str:
+    return _text(context.get("sessionId") or context.get("session_id"))
+
+
+def _page(message_type: str, name: str, properties: dict, context: dict) -> str:
+    if message_type not in PAGE_VIEW_TYPES:
+        return ""
+    page = context.get("page") if isinstance(context.get("page"), dict) else {}
+    for candidate in (properties.get("url"), page.get("url"), properties.get("path"), name):
+        text = _text(candidate, 2048)
+        if text:
+            return text
+    return ""
 
 
 def contains_nul(value: Any) -> bool:

@@ -126,6 +126,9 @@ class Event(models.Model):
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
     guest = models.ForeignKey("profiles.Guest", on_delete=models.CASCADE, related_name="events")
+    session = models.ForeignKey(
+        "profiles.Session", on_delete=models.SET_NULL, null=True, blank=True, related_name="events"
+    )
     door = models.CharField(max_length=16, choices=Door.choices, default=Door.SEGMENT)
     type = models.CharField(max_length=16)
     name = models.CharField(max_length=255, blank=True)

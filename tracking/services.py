@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from profiles.services import guests_resolve
+from profiles.identity import guests_resolve
+from profiles.services import messages_suppressed_drop
+from profiles.sessions import sessions_assign, sessions_reconcile
 
 from .doors import segment
 from .errors import IngestError
@@ -115,14 +117,18 @@ class DrainStats:
     requests: int = 0
     stored: int = 0
     duplicates: int = 0
+    suppressed: int = 0
     rejected: int = 0
     failed_requests: int = 0
+    retry_later: int = 0
     errors: list[str] = field(default_factory=list)
 
     def add(self, other: DrainStats) -> None:
         self.requests += other.requests
         self.stored += other.stored
         self.duplicates += other.duplicates
+        self.suppressed += other.suppressed
+        self.retry_later += other.retry_later
         self.rejected += other.rejected
         self.failed_requests += other.failed_requests
         self.errors.extend(other.errors)
@@ -148,25 +154,33 @@ def inbox_process_batch(*, claim_size: int) -> DrainStats:
     Rows are claimed with ``FOR UPDATE SKIP LOCKED``, so any number of workers can drain the
     inbox together. A crash anywhere rolls the whole claim back and the rows stay pending; dedup
     keys are written in the same transaction, so the re-run stores nothing twice. If the batch
-    fails, each row is retried alone so that one poison request cannot hold up the others.
+    fails, each of its rows is retried alone so that one poison request cannot hold up the
+    others. A database that is briefly unavailable (or a deadlock between workers) fails nothing:
+    the rows stay pending for the next drain.
     """
+    claimed: list[int] = []
     try:
         with transaction.atomic():
             rows = _inbox_claim(limit=claim_size)
             if not rows:
                 return DrainStats()
+            claimed = [row.pk for row in rows]
             return _inbox_rows_process(rows)
+    except (OperationalError, InterfaceError):
+        logger.warning("inbox batch hit a database error; its rows stay pending", exc_info=True)
+        return DrainStats(retry_later=len(claimed))
     except Exception:
         logger.exception("inbox batch failed; retrying its rows one by one")
     stats = DrainStats()
-    while True:
+    for row_id in claimed:
         try:
             with transaction.atomic():
-                rows = _inbox_claim(limit=1)
-                if not rows:
-                    return stats
-                row_id = rows[0].pk
-                stats.add(_inbox_rows_process(rows))
+                rows = _inbox_claim(limit=1, pk=row_id)
+                if rows:
+                    stats.add(_inbox_rows_process(rows))
+        except (OperationalError, InterfaceError):
+            logger.warning("inbox request %s hit a database error", row_id, exc_info=True)
+            stats.retry_later += 1
         except Exception as exc:
             logger.exception("inbox request %s failed", row_id)
             InboxRequest.objects.filter(pk=row_id, status=InboxRequest.Status.PENDING).update(
@@ -176,13 +190,16 @@ def inbox_process_batch(*, claim_size: int) -> DrainStats:
             )
             stats.failed_requests += 1
             stats.errors.append(f"inbox #{row_id}: {type(exc).__name__}: {exc}")
+    return stats
 
 
-def _inbox_claim(*, limit: int) -> list[InboxRequest]:
+def _inbox_claim(*, limit: int, pk: int | None = None) -> list[InboxRequest]:
+    pending = InboxRequest.objects.filter(status=InboxRequest.Status.PENDING)
+    if pk is not None:
+        pending = pending.filter(pk=pk)
     return list(
-        InboxRequest.objects.select_for_update(skip_locked=True, of=("self",))
-        .filter(status=InboxRequest.Status.PENDING)
-        .select_related("source")
+        pending.select_for_update(skip_locked=True, of=("self",))
+        .select_related("source__workspace")
         .order_by("id")[:limit]
     )
 
@@ -223,37 +240,63 @@ def _inbox_rows_process(rows: list[InboxRequest]) -> DrainStats:
             for item in rejected
         )
 
-    windows = {row.source_id: row.source.dedup_window for row in rows}
-    stored, duplicates = events_store(messages=messages, dedup_windows=windows)
+    stored = events_store(
+        messages=messages,
+        dedup_windows={row.source_id: row.source.dedup_window for row in rows},
+        session_timeouts={
+            row.source.workspace_id: row.source.workspace.session_timeout for row in rows
+        },
+    )
     if failed:
         FailedEvent.objects.bulk_create(failed, batch_size=500)
     InboxRequest.objects.filter(pk__in=[row.pk for row in rows]).update(
-        status=InboxRequest.Status.DONE, processed_at=timezone.now(), attempts=1
+        status=InboxRequest.Status.DONE, body=b"", processed_at=timezone.now(), attempts=1
     )
     return DrainStats(
-        requests=len(rows), stored=len(stored), duplicates=duplicates, rejected=len(failed)
+        requests=len(rows),
+        stored=len(stored.events),
+        duplicates=stored.duplicates,
+        suppressed=stored.suppressed,
+        rejected=len(failed),
     )
 
 
 # --- Store ------------------------------------------------------------------------------------
 
 
-def events_store(*, messages: list[Message], dedup_windows: dict) -> tuple[list[Event], int]:
-    """Dedup, resolve guests and insert events for messages of one transaction.
+@dataclass
+class Stored:
+    events: list[Event]
+    duplicates: int = 0
+    suppressed: int = 0
 
-    ``dedup_windows`` maps source id to that source's dedup window. Returns the stored events
-    and the number of duplicates dropped.
+
+def events_store(*, messages: list[Message], dedup_windows: dict, session_timeouts: dict) -> Stored:
+    """Drop erased guests' and duplicate messages, resolve guests and sessions, insert events.
+
+    Runs inside the caller's transaction. ``dedup_windows`` maps source id to that source's
+    dedup window, ``session_timeouts`` workspace id to its session timeout.
     """
-    fresh = dedup_claim(messages=messages, dedup_windows=dedup_windows)
+    kept = messages_suppressed_drop(messages)
+    suppressed = len(messages) - len(kept)
+    fresh = dedup_claim(messages=kept, dedup_windows=dedup_windows)
     if not fresh:
-        return [], len(messages)
-    guests_resolve(messages=fresh)
+        return Stored(events=[], duplicates=len(kept), suppressed=suppressed)
+    resolution = guests_resolve(messages=fresh)
+    sessions_assign(messages=fresh, timeouts=session_timeouts)
+    if resolution.merge_winners:
+        sessions_reconcile(
+            guest_ids=resolution.merge_winners,
+            since=resolution.merged_since,
+            until=resolution.merged_until,
+        )
     events = Event.objects.bulk_create(
         [
             Event(
                 workspace_id=m.workspace_id,
                 source_id=m.source_id,
                 guest_id=m.guest_id,
+                session_id=m.session_id,
                 door=m.door,
                 type=m.type,
                 name=m.name,
@@ -281,7 +324,7 @@ def events_store(*, messages: list[Message], dedup_windows: dict) -> tuple[list[
         ],
         batch_size=1000,
     )
-    return events, len(messages) - len(fresh)
+    return Stored(events=events, duplicates=len(kept) - len(fresh), suppressed=suppressed)
 
 
 def dedup_claim(*, messages: list[Message], dedup_windows: dict) -> list[Message]:

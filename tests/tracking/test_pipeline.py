@@ -160,10 +160,10 @@ class TestFailures:
 
         real_store = services.events_store
 
-        def store(*, messages, dedup_windows):
+        def store(*, messages, **kwargs):
             if any(m.message_id == "poison" for m in messages):
                 raise RuntimeError("cannot store this one")
-            return real_store(messages=messages, dedup_windows=dedup_windows)
+            return real_store(messages=messages, **kwargs)
 
         monkeypatch.setattr(services, "events_store", store)
         stats = services.inbox_drain()

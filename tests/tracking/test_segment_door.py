@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 from profiles.models import Guest
+from tracking import services
 from tracking.models import Event, FailedEvent, InboxRequest
 
 pytestmark = pytest.mark.django_db
@@ -309,8 +310,21 @@ def test_every_stored_event_has_a_guest(door):
     assert set(Guest.objects.values_list("guest_type", flat=True)) == {"customer"}
 
 
-def test_raw_request_is_kept_in_the_inbox(door):
+def test_raw_request_is_kept_in_the_inbox_until_processed(client, source):
     payload = track(properties={"x": 1})
-    door.post("track", payload)
+    response = client.post(
+        "/v1/track",
+        payload,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {source.write_key}",
+    )
+    assert response.status_code == 200
+    row = InboxRequest.objects.get()
+    assert orjson.loads(bytes(row.body)) == payload
 
-    assert orjson.loads(bytes(InboxRequest.objects.get().body)) == payload
+    services.inbox_drain()
+
+    row.refresh_from_db()
+    assert row.status == InboxRequest.Status.DONE
+    assert bytes(row.body) == b""
+    assert Event.objects.get().properties == {"x": 1}

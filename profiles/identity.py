@@ -1,0 +1,437 @@
+"""Identity resolution: which guest each message belongs to, and which guests are one person.
+
+Runs inside the pipeline's transaction, set-based: a few queries per batch whatever its size.
+
+1. Look up the identities the batch names and lock their guests (in id order, so workers that
+   share guests queue instead of deadlocking).
+2. Plan, in Python, over the messages oldest first: each message anchors on the guest of its
+   strongest identifier; the other guests its identifiers point at are merged into the anchor
+   unless that would join two different user_ids; identifiers nobody owns yet go to the anchor,
+   and a message nobody knows opens a new visitor guest.
+3. Create the planned guests and insert their identities with ON CONFLICT DO NOTHING, then
+   repeat from 1: a worker that lost a race now sees the winner's identity and merges into it.
+4. Apply the merges (identities, events and sessions move; the loser keeps ``merged_into``) and
+   update the surviving guests' profile from the batch (seen times, type, identify traits).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import reduce
+from operator import or_
+from typing import TYPE_CHECKING
+
+from django.db.models import Case, Q, Value, When
+
+from .models import Guest, GuestMerge, Identity, Session
+
+if TYPE_CHECKING:
+    from tracking.messages import Message
+
+IdentityKey = tuple[int, str, str]  # (workspace_id, kind, value)
+
+USER_ID = Identity.Kind.USER_ID
+MAX_ROUNDS = 4
+MAX_MERGE_HOPS = 16
+# Strongest first: the anchor of a message is the guest of its strongest owned identifier.
+_KIND_RANK = {Identity.Kind.USER_ID: 0, Identity.Kind.EMAIL: 1}
+_ANONYMOUS_RANK = {
+    Identity.Kind.DEVICE_ID: 3,
+    Identity.Kind.BROWSER: 4,
+    Identity.Kind.ANONYMOUS_ID: 5,
+}
+NAME_TRAITS = {
+    "email": "email",
+    "firstName": "first_name",
+    "first_name": "first_name",
+    "lastName": "last_name",
+    "last_name": "last_name",
+}
+
+
+def kind_rank(kind: str) -> int:
+    return _KIND_RANK.get(kind, _ANONYMOUS_RANK.get(kind, 2))
+
+
+@dataclass(eq=False)
+class Node:
+    """A guest during one planning round: an existing (locked) guest or one to create."""
+
+    guest: Guest
+    user_ids: set[str]
+    known: bool
+    first_seen: datetime
+    created: bool = False
+    parent: Node | None = None
+
+    def root(self) -> Node:
+        node = self
+        while node.parent is not None:
+            node = node.parent
+        return node
+
+    def rank(self) -> tuple:
+        """Lower wins a merge: a user_id holder, then a customer, then the older guest."""
+        return (
+            not self.user_ids,
+            not self.known,
+            self.first_seen,
+            self.created,
+            str(self.guest.ref),
+        )
+
+
+@dataclass
+class Merge:
+    loser: Node
+    winner: Node
+    reason: str
+    message_id: str
+
+
+@dataclass
+class Plan:
+    anchors: list[Node] = field(default_factory=list)
+    assigned: dict[IdentityKey, Node] = field(default_factory=dict)
+    merges: list[Merge] = field(default_factory=list)
+    new_nodes: list[Node] = field(default_factory=list)
+
+
+@dataclass
+class Locked:
+    """What planning needs to know of a locked guest."""
+
+    guest: Guest
+    user_ids: frozenset[str]
+
+
+def _ordered(messages: list[Message]) -> list[Message]:
+    return sorted(messages, key=lambda m: (m.timestamp, m.message_id))
+
+
+def _keys(message: Message) -> list[IdentityKey]:
+    pairs = sorted(set(message.identifiers), key=lambda pair: (kind_rank(pair[0]), pair))
+    return [(message.workspace_id, kind, value) for kind, value in pairs]
+
+
+def _alias_keys(message: Message) -> list[IdentityKey]:
+    if message.type != "alias" or not message.previous_id:
+        return []
+    return [
+        (message.workspace_id, kind, message.previous_id)
+        for kind in (USER_ID, Identity.Kind.ANONYMOUS_ID)
+    ]
+
+
+def identities_lookup(keys: Iterable[IdentityKey]) -> dict[IdentityKey, int]:
+    """Guest ids of the identities that exist among ``keys``, in one query."""
+    by_kind: dict[tuple[int, str], list[str]] = defaultdict(list)
+    for workspace_id, kind, value in keys:
+        by_kind[(workspace_id, kind)].append(value)
+    if not by_kind:
+        return {}
+    condition = reduce(
+        or_,
+        (
+            Q(workspace_id=workspace_id, kind=kind, value__in=values)
+            for (workspace_id, kind), values in by_kind.items()
+        ),
+    )
+    return {
+        (workspace_id, kind, value): guest_id
+        for workspace_id, kind, value, guest_id in Identity.objects.filter(condition).values_list(
+            "workspace_id", "kind", "value", "guest_id"
+        )
+    }
+
+
+def _guests_lock(guest_ids: set[int], locked: dict[int, Locked]) -> None:
+    """Lock the guests not locked yet (in id order) and their merge survivors."""
+    wanted = guest_ids - set(locked)
+    for _ in range(MAX_MERGE_HOPS):
+        if not wanted:
+            return
+        guests = list(Guest.objects.select_for_update().filter(pk__in=wanted).order_by("pk"))
+        user_ids: dict[int, set[str]] = defaultdict(set)
+        for guest_id, value in Identity.objects.filter(
+            guest_id__in=wanted, kind=USER_ID
+        ).values_list("guest_id", "value"):
+            user_ids[guest_id].add(value)
+        for guest in guests:
+            locked[guest.pk] = Locked(guest=guest, user_ids=frozenset(user_ids[guest.pk]))
+        # A guest another worker merged away since we looked: its survivor stands in for it.
+        wanted = {g.merged_into_id for g in guests if g.merged_into_id} - set(locked)
+    raise RuntimeError("guest merge chain too long")
+
+
+def _compatible(a: Node, b: Node) -> bool:
+    return len(a.user_ids | b.user_ids) <= 1
+
+
+def _union(a: Node, b: Node, *, plan: Plan, reason: str, message_id: str, forced: bool) -> Node:
+    """Merge the roots of ``a`` and ``b``; ``a`` wins when ``forced``, else the better rank."""
+    a, b = a.root(), b.root()
+    if a is b:
+        return a
+    winner = a if forced else min((a, b), key=Node.rank)
+    loser = b if winner is a else a
+    loser.parent = winner
+    winner.user_ids |= loser.user_ids
+    winner.known = winner.known or loser.known
+    winner.first_seen = min(winner.first_seen, loser.first_seen)
+    plan.merges.append(Merge(loser=loser, winner=winner, reason=reason, message_id=message_id))
+    return winner
+
+
+def _plan(
+    messages: list[Message],
+    owners: dict[IdentityKey, int],
+    locked: dict[int, Locked],
+    created: set[int],
+) -> Plan:
+    """Decide each message's guest and the merges, without writing anything."""
+    plan = Plan()
+    nodes = {
+        pk: Node(
+            guest=item.guest,
+            user_ids=set(item.user_ids),
+            known=item.guest.guest_type == Guest.Type.CUSTOMER,
+            first_seen=item.guest.first_seen,
+            created=pk in created,
+        )
+        for pk, item in locked.items()
+    }
+
+    def survivor(guest_id: int) -> Node:
+        for _ in range(MAX_MERGE_HOPS):
+            next_id = nodes[guest_id].guest.merged_into_id
+            if next_id is None or next_id not in nodes:
+                break
+            guest_id = next_id
+        return nodes[guest_id]
+
+    owner: dict[IdentityKey, Node] = {key: survivor(pk) for key, pk in owners.items()}
+    anchors: dict[int, Node] = {}
+    for message in _ordered(messages):
+        keys = _keys(message)
+        owned: list[Node] = []
+        for key in keys:
+            if key in owner and owner[key].root() not in owned:
+                owned.append(owner[key].root())
+        user_key = next((key for key in keys if key[1] == USER_ID), None)
+        if user_key is not None and user_key in owner:
+            anchor = owner[user_key].root()
+        else:
+            candidates = owned if user_key is None else [n for n in owned if not n.user_ids]
+            if candidates:
+                anchor = candidates[0]
+            else:
+                guest = Guest(
+                    ref=uuid.uuid4(),
+                    workspace_id=message.workspace_id,
+                    first_seen=message.timestamp,
+                    last_seen=message.timestamp,
+                )
+                anchor = Node(
+                    guest=guest, user_ids=set(), known=False, first_seen=message.timestamp
+                )
+                anchor.created = True
+                plan.new_nodes.append(anchor)
+            if user_key is not None:
+                anchor.user_ids.add(user_key[2])
+        for node in owned:
+            if node.root() is not anchor.root() and _compatible(anchor.root(), node.root()):
+                anchor = _union(
+                    anchor,
+                    node,
+                    plan=plan,
+                    reason=GuestMerge.Reason.SHARED_IDENTIFIER,
+                    message_id=message.message_id,
+                    forced=False,
+                )
+        anchor = anchor.root()
+        alias_keys = _alias_keys(message)
+        previous = [owner[key].root() for key in alias_keys if key in owner]
+        for node in previous:
+            anchor = _union(
+                anchor,
+                node,
+                plan=plan,
+                reason=GuestMerge.Reason.ALIAS,
+                message_id=message.message_id,
+                forced=True,
+            )
+        if alias_keys and not previous:
+            keys.append(alias_keys[1])
+        for key in keys:
+            if key not in owner:
+                owner[key] = anchor
+                plan.assigned[key] = anchor
+        if any(Identity.kind_is_known(key[1]) for key in keys if owner[key].root() is anchor):
+            anchor.known = True
+        anchors[id(message)] = anchor
+    plan.anchors = [anchors[id(message)].root() for message in messages]
+    return plan
+
+
+@dataclass
+class Resolution:
+    """The surviving guests of a batch (locked, profiles up to date) and what was merged."""
+
+    guests: list[Guest] = field(default_factory=list)
+    merge_winners: set[int] = field(default_factory=set)
+    # The time span the merged guests were seen in: their sessions may now touch others.
+    merged_since: datetime | None = None
+    merged_until: datetime | None = None
+
+
+def guests_resolve(*, messages: list[Message]) -> Resolution:
+    """Give every message its guest (``message.guest_id``), creating and merging guests."""
+    if not messages:
+        return Resolution()
+    if any(not message.identifiers for message in messages):
+        raise ValueError("every message needs at least one identifier")
+    wanted = {key for message in messages for key in (*_keys(message), *_alias_keys(message))}
+    locked: dict[int, Locked] = {}
+    created: set[int] = set()
+    for _ in range(MAX_ROUNDS):
+        owners = identities_lookup(wanted)
+        _guests_lock(set(owners.values()), locked)
+        plan = _plan(messages, owners, locked, created)
+        if not plan.assigned:
+            break
+        new_guests = [node.guest for node in plan.new_nodes if node.root() is node]
+        Guest.objects.bulk_create(new_guests)
+        created |= {guest.pk for guest in new_guests}
+        Identity.objects.bulk_create(
+            [
+                Identity(
+                    workspace_id=key[0], kind=key[1], value=key[2], guest_id=node.root().guest.pk
+                )
+                for key, node in sorted(plan.assigned.items(), key=lambda item: item[0])
+            ],
+            ignore_conflicts=True,
+        )
+    else:
+        raise RuntimeError("identity resolution did not settle")
+
+    resolution = Resolution()
+    for merge in plan.merges:
+        if merge.loser.guest.pk not in created:
+            resolution.merge_winners.add(merge.loser.root().guest.pk)
+            loser = merge.loser.guest
+            since, until = resolution.merged_since, resolution.merged_until
+            resolution.merged_since = min(since, loser.first_seen) if since else loser.first_seen
+            resolution.merged_until = max(until, loser.last_seen) if until else loser.last_seen
+    _merges_apply(plan.merges, created=created)
+    survivors: dict[int, Node] = {}
+    for message, anchor in zip(messages, plan.anchors, strict=True):
+        message.guest_id = anchor.guest.pk
+        survivors[anchor.guest.pk] = anchor
+    # Guests made in an earlier round whose identities all went to another worker's guests.
+    merged_away = {merge.loser.guest.pk for merge in plan.merges}
+    unused = created - set(survivors) - merged_away
+    if unused:
+        Guest.objects.filter(pk__in=unused).exclude(
+            pk__in=Identity.objects.filter(guest_id__in=unused).values("guest_id")
+        ).delete()
+    resolution.guests = _profiles_update(messages, survivors)
+    return resolution
+
+
+def _merges_apply(merges: list[Merge], *, created: set[int]) -> None:
+    """Move everything of each merged guest to its survivor, in a few bulk statements."""
+    if not merges:
+        return
+    from tracking.models import Event
+
+    final = {merge.loser.guest.pk: merge.loser.root().guest.pk for merge in merges}
+    losers = list(final)
+
+    def retarget(field_name: str) -> Case:
+        return Case(
+            *[When(**{field_name: loser}, then=Value(winner)) for loser, winner in final.items()]
+        )
+
+    Identity.objects.filter(guest_id__in=losers).update(guest_id=retarget("guest_id"))
+    Event.objects.filter(guest_id__in=losers).update(guest_id=retarget("guest_id"))
+    Session.objects.filter(guest_id__in=losers).update(guest_id=retarget("guest_id"))
+    GuestMerge.objects.filter(guest_id__in=losers).update(guest_id=retarget("guest_id"))
+    Guest.objects.filter(merged_into_id__in=losers).update(
+        merged_into_id=retarget("merged_into_id")
+    )
+    kept = []
+    for merge in merges:
+        loser, winner = merge.loser.guest, merge.loser.root().guest
+        _profile_absorb(winner, loser)
+        if loser.pk not in created:
+            loser.merged_into_id = winner.pk
+            kept.append(loser)
+    Guest.objects.bulk_update(kept, ["merged_into_id"])
+    GuestMerge.objects.bulk_create(
+        [
+            GuestMerge(
+                workspace_id=merge.loser.guest.workspace_id,
+                guest_id=final[merge.loser.guest.pk],
+                merged_ref=merge.loser.guest.ref,
+                reason=merge.reason,
+                message_id=merge.message_id,
+            )
+            for merge in merges
+            if merge.loser.guest.pk not in created
+        ]
+    )
+    # A guest made and merged within this batch was never seen by anyone: it just goes.
+    fresh = [pk for pk in losers if pk in created]
+    if fresh:
+        Guest.objects.filter(pk__in=fresh).delete()
+
+
+def _profile_absorb(winner: Guest, loser: Guest) -> None:
+    """The survivor keeps its own profile and fills its gaps from the merged guest."""
+    for name in ("email", "first_name", "last_name"):
+        if not getattr(winner, name) and getattr(loser, name):
+            setattr(winner, name, getattr(loser, name))
+    winner.traits = {**(loser.traits or {}), **(winner.traits or {})}
+    winner.first_seen = min(winner.first_seen, loser.first_seen)
+    winner.last_seen = max(winner.last_seen, loser.last_seen)
+
+
+def _profiles_update(messages: list[Message], survivors: dict[int, Node]) -> list[Guest]:
+    """Seen times, type and identify traits of the batch, written in one bulk UPDATE."""
+    for message in _ordered(messages):
+        guest = survivors[message.guest_id].guest
+        guest.first_seen = min(guest.first_seen, message.timestamp)
+        guest.last_seen = max(guest.last_seen, message.timestamp)
+        if message.type == "identify" and message.traits:
+            traits_apply(guest, message.traits)
+    guests = []
+    for node in survivors.values():
+        if node.known or node.user_ids:
+            node.guest.guest_type = Guest.Type.CUSTOMER
+        guests.append(node.guest)
+    guests.sort(key=lambda g: g.pk)
+    Guest.objects.bulk_update(
+        guests,
+        ["first_seen", "last_seen", "guest_type", "email", "first_name", "last_name", "traits"],
+    )
+    return guests
+
+
+def traits_apply(guest: Guest, traits: dict) -> None:
+    """identify traits: email and names become columns, everything else a trait."""
+    rest = dict(traits)
+    for trait, column in NAME_TRAITS.items():
+        value = rest.pop(trait, None)
+        if isinstance(value, str) and value.strip():
+            setattr(
+                guest, column, value.strip()[:150] if column != "email" else value.strip()[:254]
+            )
+    name = rest.get("name")
+    if isinstance(name, str) and not guest.first_name and " " in name.strip():
+        guest.first_name, _, guest.last_name = name.strip().partition(" ")
+    guest.traits = {**(guest.traits or {}), **rest}
