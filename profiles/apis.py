@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
 
 from tracking.apis import EventSerializer, NewestFirst
 from tracking.selectors import workspaces_visible
 
-from .models import Guest, Identity
-from .selectors import guest_get_by_ref, guests_by_identifier
+from .models import Erasure, Guest, Identity, Session
+from .selectors import guest_get_by_ref, guest_segments, guests_by_identifier
+from .services import guest_erase
+
+GUEST_SESSIONS_SHOWN = 20
 
 
 class IdentifierSerializer(serializers.ModelSerializer):
@@ -23,6 +27,37 @@ class IdentifierSerializer(serializers.ModelSerializer):
     class Meta:
         model = Identity
         fields = ["provider", "id"]
+
+
+class SessionSerializer(serializers.ModelSerializer):
+    clientSessionId = serializers.CharField(source="client_session_id")
+    startedAt = serializers.DateTimeField(source="started_at")
+    endedAt = serializers.DateTimeField(source="ended_at")
+    durationSeconds = serializers.SerializerMethodField()
+    eventCount = serializers.IntegerField(source="event_count")
+    pageViewCount = serializers.IntegerField(source="page_view_count")
+    firstPage = serializers.CharField(source="first_page")
+    lastPage = serializers.CharField(source="last_page")
+
+    class Meta:
+        model = Session
+        fields = [
+            "ref",
+            "channel",
+            "status",
+            "clientSessionId",
+            "device",
+            "startedAt",
+            "endedAt",
+            "durationSeconds",
+            "eventCount",
+            "pageViewCount",
+            "firstPage",
+            "lastPage",
+        ]
+
+    def get_durationSeconds(self, session: Session) -> int:
+        return int(session.duration.total_seconds())
 
 
 class GuestSerializer(serializers.ModelSerializer):
@@ -50,16 +85,57 @@ class GuestSerializer(serializers.ModelSerializer):
         ]
 
 
+class GuestDetailSerializer(GuestSerializer):
+    """A guest with its latest sessions and its segment memberships."""
+
+    sessions = serializers.SerializerMethodField()
+    segments = serializers.SerializerMethodField()
+
+    class Meta(GuestSerializer.Meta):
+        fields = [*GuestSerializer.Meta.fields, "sessions", "segments"]
+
+    @extend_schema_field(SessionSerializer(many=True))
+    def get_sessions(self, guest: Guest) -> list:
+        latest = guest.sessions.order_by("-started_at")[:GUEST_SESSIONS_SHOWN]
+        return SessionSerializer(latest, many=True).data
+
+    def get_segments(self, guest: Guest) -> list[str]:
+        return guest_segments(guest)
+
+
+class ErasureSerializer(serializers.ModelSerializer):
+    guestRef = serializers.UUIDField(source="guest_ref")
+    erasedAt = serializers.DateTimeField(source="erased_at")
+
+    class Meta:
+        model = Erasure
+        fields = ["guestRef", "erasedAt", "events", "sessions", "identities"]
+
+
 class RecentlySeen(CursorPagination):
     ordering = ("-last_seen", "-id")
     page_size_query_param = "page_size"
     max_page_size = 500
 
 
-class GuestViewSet(viewsets.ReadOnlyModelViewSet):
+class CanErase(permissions.BasePermission):
+    """Erasing a guest takes the delete-guest permission (admins and the privacy team)."""
+
+    def has_permission(self, request, view) -> bool:
+        if request.method != "DELETE":
+            return True
+        return request.user.has_perm("profiles.delete_guest")
+
+
+class GuestViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
     """Guests of the workspaces you belong to."""
 
-    serializer_class = GuestSerializer
+    permission_classes = [permissions.IsAuthenticated, CanErase]
     pagination_class = RecentlySeen
     lookup_field = "ref"
 
@@ -76,6 +152,9 @@ class GuestViewSet(viewsets.ReadOnlyModelViewSet):
                 value=identifier, kind=self.request.query_params.get("kind"), guests=guests
             )
         return guests.prefetch_related("identities")
+
+    def get_serializer_class(self):
+        return GuestDetailSerializer if self.action == "retrieve" else GuestSerializer
 
     def get_object(self) -> Guest:
         guest = guest_get_by_ref(
@@ -97,11 +176,18 @@ class GuestViewSet(viewsets.ReadOnlyModelViewSet):
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
+    @extend_schema(responses=ErasureSerializer)
+    def destroy(self, request, *args, **kwargs):
+        """Erase the guest: events, sessions and identities go; an audit row stays; later
+        events carrying the guest's identifiers are dropped."""
+        erasure = guest_erase(guest=self.get_object(), erased_by=request.user.get_username())
+        return Response(ErasureSerializer(erasure).data)
+
     @extend_schema(responses=EventSerializer(many=True))
     @action(detail=True, methods=["get"], pagination_class=NewestFirst)
     def events(self, request, ref=None):
         """The guest's events, newest first."""
         guest = self.get_object()
-        events = guest.events.select_related("guest", "source")
+        events = guest.events.select_related("guest", "source", "session")
         page = self.paginate_queryset(events)
         return self.get_paginated_response(EventSerializer(page, many=True).data)

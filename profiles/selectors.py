@@ -36,3 +36,15 @@ def guests_by_identifier(
     if not kind or kind == Identity.Kind.EMAIL:
         matched = matched | guests.filter(email__iexact=value)
     return matched.distinct()
+
+
+def guest_segments(guest: Guest) -> list[str]:
+    """Slugs of the segments the guest is a member of now."""
+    memberships = getattr(guest, "memberships", None)
+    if memberships is None:
+        return []
+    return list(
+        memberships.filter(exited_at__isnull=True)
+        .order_by("segment__slug")
+        .values_list("segment__slug", flat=True)
+    )

@@ -25,6 +25,7 @@ class EventSerializer(serializers.ModelSerializer):
     receivedAt = serializers.DateTimeField(source="received_at")
     timestampClamped = serializers.BooleanField(source="timestamp_clamped")
     guestRef = serializers.UUIDField(source="guest.ref")
+    sessionRef = serializers.UUIDField(source="session.ref", allow_null=True, default=None)
     source = serializers.SerializerMethodField()
 
     class Meta:
@@ -55,6 +56,7 @@ class EventSerializer(serializers.ModelSerializer):
             "value",
             "door",
             "guestRef",
+            "sessionRef",
             "source",
         ]
 
@@ -103,4 +105,4 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
     pagination_class = NewestFirst
 
     def get_queryset(self):
-        return events_visible(self.request.user).select_related("guest", "source")
+        return events_visible(self.request.user).select_related("guest", "source", "session")

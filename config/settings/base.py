@@ -157,6 +157,10 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BEAT_SCHEDULE = {
     "inbox-sweep": {"task": "tracking.tasks.inbox_sweep", "schedule": timedelta(seconds=30)},
     "dedup-keys-purge": {"task": "tracking.tasks.dedup_keys_purge", "schedule": crontab(minute=7)},
+    "sessions-close-idle": {
+        "task": "profiles.tasks.sessions_close_idle",
+        "schedule": timedelta(minutes=1),
+    },
 }
 
 CACHES = {

@@ -235,3 +235,74 @@ def test_any_order_and_batching_gives_the_same_guests_and_sessions(door, seed):
         door.post("batch", {"batch": chunk})
 
     assert partition() == expected
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_with_interleaved_events_of_new_guests_make_one_guest_each(source):
+    """Each person's anonymous, identified and email events are spread over many inbox rows
+    that two workers drain at once: every person still ends as exactly one guest."""
+    import threading
+
+    import orjson
+    from django.db import connection
+    from django.utils import timezone
+
+    from tracking import services
+    from tracking.models import InboxRequest
+
+    people = 15
+    shapes = [
+        lambda i: {"type": "page", "anonymousId": f"a{i}", "name": "Home"},
+        lambda i: {"type": "identify", "anonymousId": f"a{i}", "userId": f"u{i}"},
+        lambda i: {"type": "track", "userId": f"u{i}", "event": "Bought"},
+        lambda i: {"type": "identify", "userId": f"u{i}", "traits": {"email": f"p{i}@x.io"}},
+        lambda i: {"type": "page", "anonymousId": f"b{i}", "name": "Other device"},
+        lambda i: {"type": "identify", "anonymousId": f"b{i}", "traits": {"email": f"p{i}@x.io"}},
+    ]
+    rows = []
+    for round_ in range(len(shapes)):
+        for i in range(people):
+            message = shapes[(round_ + i) % len(shapes)](i)
+            message["timestamp"] = f"2026-03-01T10:{round_:02d}:{i:02d}Z"
+            rows.append(
+                InboxRequest(
+                    source=source,
+                    body=orjson.dumps({"batch": [message]}),
+                    meta={"route": "batch"},
+                    received_at=timezone.now(),
+                )
+            )
+    InboxRequest.objects.bulk_create(rows)
+    barrier = threading.Barrier(2)
+    results = []
+
+    def worker():
+        barrier.wait()
+        try:
+            results.append(services.inbox_drain(claim_size=2))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(r.requests > 0 for r in results), "both workers should have claimed rows"
+    # Rows a deadlock sent back are picked up by the next drain, as the sweep would.
+    services.inbox_drain()
+
+    assert not InboxRequest.objects.exclude(status="done").exists()
+    assert Event.objects.count() == people * len(shapes)
+    assert live_guests().count() == people
+    assert not Event.objects.filter(guest__merged_into__isnull=False).exists()
+    for i in range(people):
+        guest = guest_of("user_id", f"u{i}")
+        assert {(x.kind, x.value) for x in guest.identities.all()} == {
+            ("user_id", f"u{i}"),
+            ("anonymous_id", f"a{i}"),
+            ("anonymous_id", f"b{i}"),
+            ("email", f"p{i}@x.io"),
+        }
+        assert guest.events.count() == len(shapes)
