@@ -1,24 +1,33 @@
-import json
-
 from django.contrib import admin, messages
+from django.urls import reverse
 from django.utils.html import format_html
 
 from . import services
+from .admin_base import (
+    FixedChoicesFilter,
+    SeenWithinFilter,
+    WorkspaceScopedAdmin,
+    pretty_json,
+)
+from .doors.segment import CHANNEL_BY_SOURCE_KIND
+from .messages import MESSAGE_TYPES
 from .models import Event, FailedEvent, InboxRequest, Source, Workspace
+from .selectors import workspaces_visible
 
-
-def _pretty(value) -> str:
-    return format_html(
-        "<pre>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False, default=str)
-    )
+CHANNELS = sorted(
+    {*CHANNEL_BY_SOURCE_KIND.values(), "web", "mobile_web", "mobile_app", "email", "kiosk"}
+)
 
 
 @admin.register(Workspace)
 class WorkspaceAdmin(admin.ModelAdmin):
-    list_display = ["name", "portal_id", "client_key", "created_at"]
+    list_display = ["name", "portal_id", "client_key", "session_timeout", "created_at"]
     search_fields = ["name", "client_key"]
     readonly_fields = ["portal_id"]
     filter_horizontal = ["members"]
+
+    def get_queryset(self, request):
+        return workspaces_visible(request.user)
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -29,16 +38,47 @@ class WorkspaceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Source)
-class SourceAdmin(admin.ModelAdmin):
+class SourceAdmin(WorkspaceScopedAdmin):
     list_display = ["name", "workspace", "kind", "prop_id", "is_active", "dedup_window"]
     list_filter = ["kind", "is_active", "workspace"]
     search_fields = ["name", "workspace__name"]
     list_select_related = ["workspace"]
-    readonly_fields = ["prop_id", "write_key"]
+    readonly_fields = ["prop_id", "write_key_reveal"]
     actions = ["rotate_write_key"]
+    fieldsets = [
+        (None, {"fields": ["workspace", "name", "kind", "is_active", "prop_id"]}),
+        ("Write key", {"fields": ["write_key_reveal"]}),
+        ("Ingestion", {"fields": ["dedup_window", "allowed_origins", "allowed_redirect_hosts"]}),
+    ]
 
-    def get_exclude(self, request, obj=None):
-        return ["write_key_digest"]
+    def get_list_filter(self, request):
+        return self.list_filter if request.user.is_superuser else ["kind", "is_active"]
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:
+            return [(None, {"fields": ["workspace", "name", "kind"]}), self.fieldsets[2]]
+        return self.fieldsets
+
+    @admin.display(description="write key")
+    def write_key_reveal(self, obj):
+        return format_html(
+            "<details><summary>•••••••• (click to reveal)</summary><code>{}</code></details>",
+            obj.write_key,
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        source = self.get_object(request, object_id)
+        if source is not None:
+            host = request.get_host()
+            extra_context = {
+                **(extra_context or {}),
+                "install": {
+                    "host": host,
+                    "base": f"{request.scheme}://{host}",
+                    "write_key": source.write_key,
+                },
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -55,24 +95,85 @@ class SourceAdmin(admin.ModelAdmin):
         obj.pk = created.pk
         obj.refresh_from_db()
 
-    @admin.action(description="Rotate the write key (the old one stops working)")
+    @admin.action(
+        description="Rotate the write key (the old one stops working)", permissions=["change"]
+    )
     def rotate_write_key(self, request, queryset):
         for source in queryset:
             services.source_rotate_write_key(source=source)
         messages.success(request, f"Rotated {queryset.count()} write key(s).")
 
 
+class EventTypeFilter(FixedChoicesFilter):
+    title = "type"
+    parameter_name = "type"
+    field_name = "type"
+    options = [(t, t) for t in sorted(MESSAGE_TYPES)] + [("TRACKING", "TRACKING")]
+
+
+class ChannelFilter(FixedChoicesFilter):
+    title = "channel"
+    parameter_name = "channel"
+    field_name = "channel"
+    options = [(c, c) for c in CHANNELS]
+
+
+class SourceFilter(admin.SimpleListFilter):
+    """Sources of the user's workspaces only, named without a query per source."""
+
+    title = "source"
+    parameter_name = "source"
+
+    def lookups(self, request, model_admin):
+        sources = Source.objects.select_related("workspace")
+        if not request.user.is_superuser:
+            sources = sources.filter(workspace__in=workspaces_visible(request.user))
+        return [(str(source.pk), str(source)) for source in sources]
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        return queryset.filter(source_id=self.value())
+
+
+def guest_link(guest_id, ref) -> str:
+    url = reverse("admin:profiles_guest_change", args=[guest_id])
+    return format_html('<a href="{}">{}</a>', url, str(ref)[:8])
+
+
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
-    list_display = ["timestamp", "type", "name", "user_id", "anonymous_id", "channel", "source"]
-    list_filter = ["type", "door", "channel", "source"]
-    search_fields = ["=message_id", "=user_id", "=anonymous_id", "name"]
-    list_select_related = ["source"]
-    raw_id_fields = ["guest"]
-    show_full_result_count = False
-    date_hierarchy = "timestamp"
+class EventAdmin(WorkspaceScopedAdmin):
+    list_display = ["timestamp", "type", "name", "guest_ref", "channel", "source", "door"]
+    list_filter = [SeenWithinFilter, EventTypeFilter, "door", ChannelFilter, SourceFilter]
+    search_fields = ["=message_id"]
+    search_help_text = "Exact messageId. To find a person's events, search Guests."
+    list_select_related = ["source__workspace", "guest"]
+    ordering = ["-timestamp", "-id"]
+    raw_id_fields = ["guest", "session"]
+    fieldsets = [
+        (None, {"fields": ["type", "name", "timestamp", "guest", "session", "source", "door"]}),
+        ("Ids", {"fields": ["message_id", "user_id", "anonymous_id", "group_id", "previous_id"]}),
+        (
+            "Payload",
+            {"fields": ["properties_pretty", "traits_pretty", "context_pretty", "integrations"]},
+        ),
+        (
+            "Typed",
+            {"fields": ["channel", "revenue", "currency", "value", "ip"]},
+        ),
+        (
+            "Times",
+            {
+                "fields": [
+                    "original_timestamp",
+                    "sent_at",
+                    "received_at",
+                    "timestamp_clamped",
+                ]
+            },
+        ),
+    ]
     readonly_fields = ["properties_pretty", "context_pretty", "traits_pretty"]
-    exclude = ["properties", "context", "traits"]
 
     def has_add_permission(self, request):
         return False
@@ -80,41 +181,55 @@ class EventAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    @admin.display(description="guest")
+    def guest_ref(self, obj):
+        return guest_link(obj.guest_id, obj.guest.ref)
+
     @admin.display(description="properties")
     def properties_pretty(self, obj):
-        return _pretty(obj.properties)
+        return pretty_json(obj.properties)
 
     @admin.display(description="context")
     def context_pretty(self, obj):
-        return _pretty(obj.context)
+        return pretty_json(obj.context)
 
     @admin.display(description="traits")
     def traits_pretty(self, obj):
-        return _pretty(obj.traits)
+        return pretty_json(obj.traits)
 
 
 @admin.register(FailedEvent)
-class FailedEventAdmin(admin.ModelAdmin):
+class FailedEventAdmin(WorkspaceScopedAdmin):
     list_display = ["created_at", "code", "reason", "field", "source", "replayed_at"]
-    list_filter = ["code", "source"]
-    list_select_related = ["source"]
+    list_filter = ["code", SourceFilter]
+    list_select_related = ["source__workspace"]
     readonly_fields = ["payload_pretty"]
     exclude = ["payload"]
     raw_id_fields = ["inbox"]
-    show_full_result_count = False
+    actions = ["replay"]
 
     @admin.display(description="payload")
     def payload_pretty(self, obj):
-        return _pretty(obj.payload)
+        return pretty_json(obj.payload)
+
+    @admin.action(description="Replay through the pipeline (after a fix)", permissions=["change"])
+    def replay(self, request, queryset):
+        sent = services.failed_events_replay(failed=list(queryset))
+        skipped = queryset.count() - sent
+        messages.success(request, f"Sent {sent} failed event(s) through the pipeline again.")
+        if skipped:
+            messages.warning(
+                request, f"{skipped} were already replayed or have no payload to replay."
+            )
 
 
 @admin.register(InboxRequest)
-class InboxRequestAdmin(admin.ModelAdmin):
+class InboxRequestAdmin(WorkspaceScopedAdmin):
+    workspace_field = "source__workspace"
     list_display = ["id", "source", "door", "status", "received_at", "processed_at"]
     list_filter = ["status", "door"]
-    list_select_related = ["source"]
+    list_select_related = ["source__workspace"]
     exclude = ["body"]
-    show_full_result_count = False
 
     def has_add_permission(self, request):
         return False

@@ -157,6 +157,7 @@ class Event(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["workspace", "-timestamp"], name="event_ws_ts_idx"),
+            models.Index(fields=["-timestamp", "-id"], name="event_ts_idx"),
             models.Index(fields=["guest", "-timestamp"], name="event_guest_ts_idx"),
             models.Index(fields=["workspace", "type", "name"], name="event_ws_type_name_idx"),
             models.Index(fields=["workspace", "message_id"], name="event_ws_message_idx"),

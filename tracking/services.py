@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 # Each door's parser from a stored request to messages; a new door registers here.
 INBOX_PARSERS = {Door.SEGMENT: segment.inbox_parse}
+REPLAY_REQUESTS = {Door.SEGMENT: segment.replay_request}
 
 
 # --- Workspaces and sources -------------------------------------------------------------------
@@ -107,6 +108,32 @@ def inbox_accept(
 
     transaction.on_commit(inbox_drain_enqueue)
     return row
+
+
+def failed_events_replay(*, failed: list[FailedEvent]) -> int:
+    """Send failed messages through their door again (after a fix); returns how many went.
+
+    Each source and door gets one new inbox request; the pipeline validates the messages anew,
+    so one that still fails is recorded again with its reason. Failed events without a payload
+    (the whole request was unreadable) cannot be replayed and are left alone.
+    """
+    groups: dict[tuple[int, str], list[FailedEvent]] = {}
+    for item in failed:
+        if item.payload is not None and item.replayed_at is None:
+            groups.setdefault((item.source_id, item.door), []).append(item)
+    now = timezone.now()
+    with transaction.atomic():
+        for (source_id, door), items in groups.items():
+            body, meta = REPLAY_REQUESTS[door]([item.payload for item in items])
+            InboxRequest.objects.create(
+                source_id=source_id, door=door, body=body, meta=meta, received_at=now
+            )
+            FailedEvent.objects.filter(pk__in=[item.pk for item in items]).update(replayed_at=now)
+        if groups:
+            from .tasks import inbox_drain_enqueue
+
+            transaction.on_commit(inbox_drain_enqueue)
+    return sum(len(items) for items in groups.values())
 
 
 # --- Process ----------------------------------------------------------------------------------

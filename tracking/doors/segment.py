@@ -182,3 +182,8 @@ def inbox_parse(
         except IngestError as error:
             rejected.append(Rejected(error=error, payload=raw))
     return messages, rejected
+
+
+def replay_request(payloads: list[dict]) -> tuple[bytes, dict]:
+    """An inbox body and meta that carry failed messages through this door again."""
+    return orjson.dumps({"batch": payloads}), {"route": "batch", "replay": True}
