@@ -64,5 +64,9 @@ Send a first event:
     -d '{{"userId": "user-1", "event": "Signed Up", "properties": {{"plan": "pro"}}}}'
 
 Then open {base}/admin/tracking/event/ to see it.
+
+Fill the demo workspace with guests, sessions, orders and merges (in another terminal):
+
+  .venv/bin/python manage.py seed_demo
 """
         )
