@@ -67,8 +67,8 @@ class TestProcessInbox:
         out, err = run("process_inbox")
 
         assert out.strip() == (
-            "processed 1 request(s): stored 3 event(s), dropped 0 duplicate(s), "
-            "rejected 0 message(s), 0 request(s) failed"
+            "processed 1 request(s): stored 3 event(s), dropped 0 duplicate(s) and 0 of erased "
+            "guests, rejected 0 message(s), 0 request(s) failed"
         )
         assert err == ""
         assert Event.objects.count() == 3

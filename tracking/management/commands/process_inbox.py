@@ -15,9 +15,13 @@ class Command(BaseCommand):
         stats = services.inbox_drain(claim_size=claim_size)
         self.stdout.write(
             f"processed {stats.requests} request(s): stored {stats.stored} event(s), "
-            f"dropped {stats.duplicates} duplicate(s), rejected {stats.rejected} message(s), "
-            f"{stats.failed_requests} request(s) failed"
+            f"dropped {stats.duplicates} duplicate(s) and {stats.suppressed} of erased guests, "
+            f"rejected {stats.rejected} message(s), {stats.failed_requests} request(s) failed"
         )
+        if stats.retry_later:
+            self.stdout.write(
+                f"{stats.retry_later} request(s) hit a database error and stay pending"
+            )
         for error in stats.errors:
             self.stderr.write(error)
         if stats.failed_requests:
