@@ -26,6 +26,8 @@ def inbox_drain_enqueue() -> None:
         if cache.add(DRAIN_QUEUED_KEY, 1, timeout=10):
             inbox_drain.delay()
     except Exception:
+        # Nothing was queued: the next request must try again rather than wait for the sweep.
+        cache.delete(DRAIN_QUEUED_KEY)
         if settings.CELERY_TASK_ALWAYS_EAGER and settings.CELERY_TASK_EAGER_PROPAGATES:
             raise
         logger.warning("could not queue inbox processing; the sweep will", exc_info=True)

@@ -23,13 +23,16 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# Preloading commits the whole domain to HTTPS in browsers for months and cannot be taken back
+# quickly, so it stays the operator's opt-in; `check --deploy` should not nag until they do.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 X_FRAME_OPTIONS = "DENY"
 
-if SECRET_KEY == INSECURE_SECRET_KEY or len(SECRET_KEY) < 32:
+if SECRET_KEY == INSECURE_SECRET_KEY or len(SECRET_KEY) < 50:
     raise ImproperlyConfigured(
-        "SECRET_KEY is unset or the insecure default; set a random value of 32+ characters."
+        "SECRET_KEY is unset or the insecure default; set a random value of 50+ characters."
     )
 if DEBUG:
     raise ImproperlyConfigured("DEBUG must be off in production settings.")

@@ -1,0 +1,108 @@
+"""Settings as a fresh process sees them: production refuses unsafe config, the default is embedded.
+
+Each case runs ``manage.py`` in a subprocess with an environment built from scratch, because the
+settings are read once at import and the test process already runs on ``config.settings.test``.
+"""
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+
+from config.settings.base import INSECURE_SECRET_KEY
+
+GOOD_SECRET_KEY = secrets.token_urlsafe(64)
+
+# base.py reads a .env file in the repository root for whatever the environment leaves unset.
+needs_no_dotenv = pytest.mark.skipif(
+    (settings.BASE_DIR / ".env").exists(),
+    reason="a .env file in the repository root fills in the settings this test leaves unset",
+)
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """Run manage.py with only PATH, HOME and ``env`` in the environment."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=settings.BASE_DIR,
+        env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", ""), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def refusal(result: subprocess.CompletedProcess) -> str:
+    """The exception line a refused start ends with."""
+    assert result.returncode != 0, result.stdout + result.stderr
+    return result.stderr.strip().splitlines()[-1]
+
+
+class TestProduction:
+    production = {"DJANGO_SETTINGS_MODULE": "config.settings.production"}
+
+    @pytest.mark.parametrize(
+        "secret",
+        [
+            pytest.param(None, id="unset"),
+            pytest.param(INSECURE_SECRET_KEY, id="insecure-default"),
+            pytest.param("s" * 49, id="too-short"),
+        ],
+    )
+    @needs_no_dotenv
+    def test_refuses_a_missing_or_weak_secret_key(self, secret):
+        env = self.production if secret is None else {**self.production, "SECRET_KEY": secret}
+
+        last_line = refusal(manage("check", "--deploy", **env))
+
+        assert last_line.startswith("django.core.exceptions.ImproperlyConfigured")
+        assert "SECRET_KEY" in last_line
+
+    def test_refuses_debug(self):
+        result = manage(
+            "check", "--deploy", **self.production, SECRET_KEY=GOOD_SECRET_KEY, DEBUG="1"
+        )
+
+        last_line = refusal(result)
+        assert last_line.startswith("django.core.exceptions.ImproperlyConfigured")
+        assert "DEBUG" in last_line
+
+    def test_a_sound_configuration_passes_the_deployment_checks(self, tmp_path):
+        result = manage(
+            "check",
+            "--deploy",
+            **self.production,
+            SECRET_KEY=GOOD_SECRET_KEY,
+            ALLOWED_HOSTS="footprint.example.com",
+            DATABASE_URL=f"sqlite:///{tmp_path / 'footprint.sqlite3'}",
+        )
+
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output
+        assert "System check identified no issues" in output
+        assert "WARNING" not in output
+
+
+@needs_no_dotenv
+def test_with_no_environment_the_default_is_sqlite_and_eager_celery():
+    code = (
+        "import json; from django.conf import settings as s; print(json.dumps({"
+        "'module': s.SETTINGS_MODULE, 'engine': s.DATABASES['default']['ENGINE'], "
+        "'name': str(s.DATABASES['default']['NAME']), 'eager': s.CELERY_TASK_ALWAYS_EAGER, "
+        "'broker': s.CELERY_BROKER_URL}))"
+    )
+
+    result = manage("shell", "--no-imports", "-c", code)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "module": "config.settings.local",
+        "engine": "django.db.backends.sqlite3",
+        "name": str(settings.BASE_DIR / "db.sqlite3"),
+        "eager": True,
+        "broker": "",
+    }
