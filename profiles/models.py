@@ -114,6 +114,7 @@ class Session(models.Model):
         ]
         indexes = [
             models.Index(fields=["guest", "channel", "-ended_at"], name="session_guest_idx"),
+            models.Index(fields=["-started_at"], name="session_started_idx"),
             models.Index(
                 fields=["ended_at"],
                 condition=models.Q(status="OPEN"),
