@@ -25,6 +25,7 @@ from functools import reduce
 from operator import or_
 from typing import TYPE_CHECKING
 
+from django.db import connection
 from django.db.models import Case, Q, Value, When
 
 from .models import Guest, GuestMerge, Identity, Session
@@ -128,12 +129,30 @@ def _alias_keys(message: Message) -> list[IdentityKey]:
 
 
 def identities_lookup(keys: Iterable[IdentityKey]) -> dict[IdentityKey, int]:
-    """Guest ids of the identities that exist among ``keys``, in one query."""
+    """Guest ids of the identities that exist among ``keys``, in one query.
+
+    On PostgreSQL the keys are joined as arrays, so the planner looks each one up in the
+    unique index whatever the batch size (a long ``OR`` of ``IN`` lists tempts it to scan).
+    """
+    keys = list(keys)
+    if not keys:
+        return {}
+    if connection.vendor == "postgresql":
+        table = Identity._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                SELECT i.workspace_id, i.kind, i.value, i.guest_id
+                FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS k(workspace_id, kind, value)
+                JOIN {table} i
+                  ON i.workspace_id = k.workspace_id AND i.kind = k.kind AND i.value = k.value
+                """,  # noqa: S608 - the table name is ours, values are parameters
+                [list(column) for column in zip(*keys, strict=True)],
+            )
+            return {(ws, kind, value): guest_id for ws, kind, value, guest_id in cursor}
     by_kind: dict[tuple[int, str], list[str]] = defaultdict(list)
     for workspace_id, kind, value in keys:
         by_kind[(workspace_id, kind)].append(value)
-    if not by_kind:
-        return {}
     condition = reduce(
         or_,
         (
