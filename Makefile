@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 STAMP := $(VENV)/.installed
+NODE_SDK := tests/sdks/node
 
-.PHONY: run test lint format install bench clean
+.PHONY: run test lint format install bench clean node-sdk
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +23,14 @@ run: $(STAMP)
 	$(BIN)/python manage.py setup_local --port $(PORT)
 	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
-test: $(STAMP)
+# The Node SDK's test (tests/tracking/test_sdks.py) needs its node_modules; without npm it skips.
+node-sdk:
+	@if [ ! -d $(NODE_SDK)/node_modules ] && command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix $(NODE_SDK) --no-audit --no-fund \
+			|| echo "npm ci failed: the Node SDK test will be skipped"; \
+	fi
+
+test: $(STAMP) node-sdk
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -34,4 +42,4 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache $(NODE_SDK)/node_modules

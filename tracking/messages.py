@@ -281,6 +281,9 @@ def segment_message_normalize(
     context = _object_field(raw, "context")
     if defaults.context:
         context = {**defaults.context, **context}
+    if message_type == "identify" and not traits and isinstance(context.get("traits"), dict):
+        # RudderStack's SDKs send an identify's traits in context.traits only.
+        traits = context["traits"]
     integrations = raw.get("integrations")
     if integrations is not None and not isinstance(integrations, dict):
         raise IngestError(
