@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from tracking.admin_base import WorkspaceScopedAdmin, pretty_json
+from tracking.admin_base import SeenWithinFilter, WorkspaceScopedAdmin, pretty_json
 from tracking.models import Event
 
 from .models import Erasure, Guest, GuestMerge, Identity, Session
@@ -26,26 +26,20 @@ class IdentityInline(admin.TabularInline):
         return False
 
 
-class LastSeenFilter(admin.SimpleListFilter):
+class LastSeenFilter(SeenWithinFilter):
     title = "last seen"
     parameter_name = "seen"
-    SPANS = {
-        "24h": ("Last 24 hours", timedelta(days=1)),
-        "7d": ("Last 7 days", timedelta(days=7)),
-        "30d": ("Last 30 days", timedelta(days=30)),
-        "older": ("More than 30 days ago", None),
-    }
+    field_name = "last_seen"
+    SPANS = {key: span for key, span in SeenWithinFilter.SPANS.items() if key != "1h"}
+    OLDER = ("older", "More than 30 days ago")
 
     def lookups(self, request, model_admin):
-        return [(key, label) for key, (label, _) in self.SPANS.items()]
+        return [*super().lookups(request, model_admin), self.OLDER]
 
     def queryset(self, request, queryset):
-        if self.value() == "older":
+        if self.value() == self.OLDER[0]:
             return queryset.filter(last_seen__lt=timezone.now() - timedelta(days=30))
-        span = self.SPANS.get(self.value())
-        if span is None:
-            return queryset
-        return queryset.filter(last_seen__gte=timezone.now() - span[1])
+        return super().queryset(request, queryset)
 
 
 @admin.register(Guest)

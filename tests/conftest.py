@@ -97,3 +97,30 @@ def api(source):
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
     client.user = user
     return client
+
+
+def drain_concurrently(*, workers: int = 2, claim_size: int) -> list:
+    """Run ``inbox_drain`` in several threads started at the same moment; their stats."""
+    import threading
+
+    from django.db import connection
+
+    from tracking import services
+
+    barrier = threading.Barrier(workers)
+    results = []
+
+    def worker():
+        barrier.wait()
+        try:
+            results.append(services.inbox_drain(claim_size=claim_size))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(r.requests > 0 for r in results), "every worker should have claimed rows"
+    return results

@@ -5,6 +5,7 @@ import random
 import pytest
 
 from profiles.models import Guest, GuestMerge, Identity
+from tests.conftest import drain_concurrently
 from tracking.models import Event
 
 pytestmark = pytest.mark.django_db
@@ -242,10 +243,8 @@ def test_any_order_and_batching_gives_the_same_guests_and_sessions(door, seed):
 def test_two_workers_with_interleaved_events_of_new_guests_make_one_guest_each(source):
     """Each person's anonymous, identified and email events are spread over many inbox rows
     that two workers drain at once: every person still ends as exactly one guest."""
-    import threading
 
     import orjson
-    from django.db import connection
     from django.utils import timezone
 
     from tracking import services
@@ -274,22 +273,7 @@ def test_two_workers_with_interleaved_events_of_new_guests_make_one_guest_each(s
                 )
             )
     InboxRequest.objects.bulk_create(rows)
-    barrier = threading.Barrier(2)
-    results = []
-
-    def worker():
-        barrier.wait()
-        try:
-            results.append(services.inbox_drain(claim_size=2))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert all(r.requests > 0 for r in results), "both workers should have claimed rows"
+    drain_concurrently(claim_size=2)
     # Rows a deadlock sent back are picked up by the next drain, as the sweep would.
     services.inbox_drain()
 

@@ -1,12 +1,11 @@
 """Processing: dedup, clock correction, crashes, poison requests, concurrent workers."""
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
+from tests.conftest import drain_concurrently
 from tracking import services
 from tracking.models import DedupKey, Event, FailedEvent, InboxRequest
 
@@ -210,23 +209,7 @@ def test_two_workers_store_every_event_exactly_once(source):
     ]
     InboxRequest.objects.bulk_create(rows)
     expected_ids = {f"m{(r * 10 + i) % 700}" for r in range(200) for i in range(25)}
-    barrier = threading.Barrier(2)
-    results = []
-
-    def worker():
-        barrier.wait()
-        try:
-            results.append(services.inbox_drain(claim_size=3))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert all(r.requests > 0 for r in results), "both workers should have claimed rows"
+    results = drain_concurrently(claim_size=3)
     assert sum(r.requests for r in results) == 200
     stored = list(Event.objects.values_list("message_id", flat=True))
     assert len(stored) == len(set(stored)) == len(expected_ids)
