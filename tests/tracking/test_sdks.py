@@ -252,6 +252,8 @@ def http_log():
     yield watch
     for session, record in watched:
         session.hooks["response"].remove(record)
+        # Drop kept-alive connections before the live server stops, so none is cut mid-way.
+        session.close()
 
 
 @pytest.mark.parametrize(
