@@ -184,3 +184,95 @@ class SuppressedIdentity(models.Model):
 
     def __str__(self) -> str:
         return self.digest[:12]
+
+
+class Segment(models.Model):
+    """A named rule over a workspace's guests; its members are recomputed by Celery."""
+
+    workspace = models.ForeignKey("tracking.Workspace", on_delete=models.CASCADE, related_name="+")
+    slug = models.SlugField(max_length=100)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    rule = models.JSONField(help_text="The rule, as JSON (see the README's Segments section).")
+    is_active = models.BooleanField(default=True)
+    recompute_every = models.DurationField(
+        default=timedelta(hours=1),
+        null=True,
+        blank=True,
+        help_text="How often beat recomputes it in full; empty: only on demand and incrementally.",
+    )
+    # Runs take increasing versions; a run applies only if no newer full run has.
+    version = models.PositiveBigIntegerField(default=0, editable=False)
+    applied_version = models.PositiveBigIntegerField(default=0, editable=False)
+    computed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    member_count = models.PositiveIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "slug"], name="segment_unique_slug"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SegmentMembership(models.Model):
+    """A guest's stay in a segment: from when it entered until it left (open while a member)."""
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="memberships")
+    guest = models.ForeignKey(Guest, on_delete=models.CASCADE, related_name="memberships")
+    entered_at = models.DateTimeField()
+    exited_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["segment", "guest"],
+                condition=models.Q(exited_at__isnull=True),
+                name="membership_one_open_per_guest",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["guest"], name="membership_guest_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.guest_id} in {self.segment_id}"
+
+
+class SegmentRun(models.Model):
+    """One recompute of a segment, kept for the admin and for debugging."""
+
+    class Kind(models.TextChoices):
+        FULL = "full", "Full"
+        INCREMENTAL = "incremental", "Incremental"
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="runs")
+    version = models.PositiveBigIntegerField()
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    guests_checked = models.PositiveIntegerField(null=True, blank=True)
+    entered = models.PositiveIntegerField(default=0)
+    exited = models.PositiveIntegerField(default=0)
+    stale = models.BooleanField(default=False, help_text="A newer run had already applied.")
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.segment} v{self.version} ({self.kind})"
+
+
+class DirtyGuest(models.Model):
+    """A guest whose events changed since segments last looked: queued for incremental runs."""
+
+    guest_id = models.BigIntegerField(primary_key=True)
+    workspace_id = models.BigIntegerField()
+    marked_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return str(self.guest_id)

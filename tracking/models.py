@@ -160,6 +160,7 @@ class Event(models.Model):
             models.Index(fields=["-timestamp", "-id"], name="event_ts_idx"),
             models.Index(fields=["guest", "-timestamp"], name="event_guest_ts_idx"),
             models.Index(fields=["workspace", "type", "name"], name="event_ws_type_name_idx"),
+            models.Index(fields=["workspace", "name", "-timestamp"], name="event_ws_name_ts_idx"),
             models.Index(fields=["workspace", "message_id"], name="event_ws_message_idx"),
         ]
 
