@@ -1,0 +1,147 @@
+"""Segment membership: recompute (full or for some guests) and apply only the difference.
+
+A run takes the next version of its segment, computes the members with one query
+(``segment_sql.members_query``), then, holding the segment's row lock, applies the difference
+in bulk: guests that entered get an open membership, guests that left have theirs closed. A run
+whose version is older than the newest full run already applied is stale and changes nothing,
+so a slow run can never overwrite a newer one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .models import DirtyGuest, Segment, SegmentMembership, SegmentRun
+from .rules import rule_validate
+from .segment_sql import members_query
+
+CHUNK = 5000
+
+
+def segment_rules_lookup(workspace_id: int):
+    """``slug -> rule`` for the workspace's segments, as the validator wants it."""
+    rules = dict(Segment.objects.filter(workspace_id=workspace_id).values_list("slug", "rule"))
+    return rules.get
+
+
+def segment_validate(*, workspace_id: int, slug: str, rule) -> None:
+    """Raise ``RuleError`` (with the path of the bad node) if the rule cannot be used."""
+    rule_validate(rule, segment_rules=segment_rules_lookup(workspace_id), slug=slug)
+
+
+def _version_take(segment: Segment) -> int:
+    Segment.objects.filter(pk=segment.pk).update(version=F("version") + 1)
+    return Segment.objects.values_list("version", flat=True).get(pk=segment.pk)
+
+
+def segment_recompute(
+    segment: Segment, *, guest_ids: Iterable[int] | None = None, now: datetime | None = None
+) -> SegmentRun:
+    """Recompute a segment in full, or only for ``guest_ids``; returns the run's record."""
+    now = now or timezone.now()
+    kind = SegmentRun.Kind.FULL if guest_ids is None else SegmentRun.Kind.INCREMENTAL
+    version = _version_take(segment)
+    run = SegmentRun.objects.create(segment=segment, version=version, kind=kind, started_at=now)
+
+    scope = None if guest_ids is None else sorted(set(guest_ids))
+    query = members_query(segment.rule, workspace_id=segment.workspace_id, now=now)
+    if scope is not None:
+        query = query.filter(pk__in=scope)
+    members = set(query.values_list("pk", flat=True))
+
+    with transaction.atomic():
+        locked = Segment.objects.select_for_update().get(pk=segment.pk)
+        if locked.applied_version > version:
+            run.stale = True
+        else:
+            current = SegmentMembership.objects.filter(segment=segment, exited_at__isnull=True)
+            if scope is not None:
+                current = current.filter(guest_id__in=scope)
+            present = set(current.values_list("guest_id", flat=True))
+            entered = sorted(members - present)
+            exited = sorted(present - members)
+            SegmentMembership.objects.bulk_create(
+                [
+                    SegmentMembership(segment=segment, guest_id=guest_id, entered_at=now)
+                    for guest_id in entered
+                ],
+                batch_size=CHUNK,
+            )
+            for start in range(0, len(exited), CHUNK):
+                SegmentMembership.objects.filter(
+                    segment=segment,
+                    exited_at__isnull=True,
+                    guest_id__in=exited[start : start + CHUNK],
+                ).update(exited_at=now)
+            run.entered, run.exited = len(entered), len(exited)
+            changes = {
+                "member_count": SegmentMembership.objects.filter(
+                    segment=segment, exited_at__isnull=True
+                ).count()
+            }
+            if kind == SegmentRun.Kind.FULL:
+                changes |= {"applied_version": version, "computed_at": now}
+            Segment.objects.filter(pk=segment.pk).update(**changes)
+        run.guests_checked = len(scope) if scope is not None else None
+        run.finished_at = timezone.now()
+        run.save()
+    return run
+
+
+def guests_mark_dirty(*, guest_ids: Iterable[int], workspace_id_of: dict[int, int]) -> None:
+    """Queue guests for incremental segment runs (inside the pipeline's transaction)."""
+    DirtyGuest.objects.bulk_create(
+        [
+            DirtyGuest(guest_id=guest_id, workspace_id=workspace_id_of[guest_id])
+            for guest_id in sorted(set(guest_ids))
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def dirty_guests_recompute(*, limit: int = 20_000, now: datetime | None = None) -> int:
+    """Run every active segment for the guests marked dirty; returns how many were handled."""
+    with transaction.atomic():
+        claimed = list(
+            DirtyGuest.objects.select_for_update(skip_locked=True)
+            .order_by("marked_at")
+            .values_list("guest_id", "workspace_id")[:limit]
+        )
+        if not claimed:
+            return 0
+        DirtyGuest.objects.filter(pk__in=[guest_id for guest_id, _ in claimed]).delete()
+    by_workspace: dict[int, list[int]] = {}
+    for guest_id, workspace_id in claimed:
+        by_workspace.setdefault(workspace_id, []).append(guest_id)
+    for workspace_id, guest_ids in by_workspace.items():
+        for segment in segments_in_order(workspace_id):
+            segment_recompute(segment, guest_ids=guest_ids, now=now)
+    return len(claimed)
+
+
+def segments_in_order(workspace_id: int) -> list[Segment]:
+    """The workspace's active segments, each after the segments its rule refers to."""
+    from .rules import segment_refs
+
+    segments = {
+        s.slug: s for s in Segment.objects.filter(workspace_id=workspace_id, is_active=True)
+    }
+    ordered: list[Segment] = []
+    done: set[str] = set()
+
+    def visit(slug: str, trail: frozenset) -> None:
+        if slug in done or slug not in segments or slug in trail:
+            return
+        for ref, _ in segment_refs(segments[slug].rule):
+            visit(ref, trail | {slug})
+        done.add(slug)
+        ordered.append(segments[slug])
+
+    for slug in sorted(segments):
+        visit(slug, frozenset())
+    return ordered
