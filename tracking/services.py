@@ -12,6 +12,8 @@ from django.db.models import Max
 from django.utils import timezone
 
 from profiles.identity import guests_resolve
+from profiles.models import Segment
+from profiles.segments import guests_mark_dirty
 from profiles.services import messages_suppressed_drop
 from profiles.sessions import sessions_assign, sessions_reconcile
 
@@ -351,7 +353,25 @@ def events_store(*, messages: list[Message], dedup_windows: dict, session_timeou
         ],
         batch_size=1000,
     )
+    segments_touch(messages=fresh)
     return Stored(events=events, duplicates=len(kept) - len(fresh), suppressed=suppressed)
+
+
+def segments_touch(*, messages: list[Message]) -> None:
+    """Mark the batch's guests for incremental segment runs, in workspaces that have segments."""
+    workspaces = {m.workspace_id for m in messages}
+    with_segments = set(
+        Segment.objects.filter(workspace_id__in=workspaces, is_active=True)
+        .values_list("workspace_id", flat=True)
+        .distinct()
+    )
+    if not with_segments:
+        return
+    owners = {m.guest_id: m.workspace_id for m in messages if m.workspace_id in with_segments}
+    guests_mark_dirty(guest_ids=owners, workspace_id_of=owners)
+    from profiles.tasks import segments_incremental_enqueue
+
+    transaction.on_commit(segments_incremental_enqueue)
 
 
 def dedup_claim(*, messages: list[Message], dedup_windows: dict) -> list[Message]:

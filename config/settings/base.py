@@ -142,8 +142,9 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "tracking.tasks.inbox_drain": {"queue": "ingest"},
     "tracking.tasks.inbox_sweep": {"queue": "ingest"},
+    "profiles.tasks.segment_recompute": {"queue": "segments"},
+    "profiles.tasks.segments_incremental": {"queue": "segments"},
     "profiles.tasks.*": {"queue": "default"},
-    "segments.*": {"queue": "segments"},
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A request never waits long on a broker that is down: its data is already in the inbox.
@@ -157,6 +158,14 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BEAT_SCHEDULE = {
     "inbox-sweep": {"task": "tracking.tasks.inbox_sweep", "schedule": timedelta(seconds=30)},
     "dedup-keys-purge": {"task": "tracking.tasks.dedup_keys_purge", "schedule": crontab(minute=7)},
+    "segments-schedule": {
+        "task": "profiles.tasks.segments_schedule",
+        "schedule": timedelta(minutes=1),
+    },
+    "segments-dirty-sweep": {
+        "task": "profiles.tasks.segments_incremental",
+        "schedule": timedelta(minutes=1),
+    },
     "sessions-close-idle": {
         "task": "profiles.tasks.sessions_close_idle",
         "schedule": timedelta(minutes=1),
