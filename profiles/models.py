@@ -218,6 +218,28 @@ class Segment(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    # Written only by runs (``profiles.segments``), never by saving an edited segment.
+    RUN_FIELDS = frozenset({"version", "applied_version", "computed_at", "member_count"})
+
+    def save(self, *args, **kwargs):
+        if (
+            self.pk is not None
+            and kwargs.get("update_fields") is None
+            and not kwargs.get("force_insert")
+        ):
+            kwargs["update_fields"] = [
+                f.name
+                for f in self._meta.concrete_fields
+                if not f.primary_key and f.name not in self.RUN_FIELDS
+            ]
+        super().save(*args, **kwargs)
+
+    @property
+    def recompute_every_minutes(self) -> int | None:
+        if self.recompute_every is None:
+            return None
+        return int(self.recompute_every.total_seconds() // 60)
+
 
 class SegmentMembership(models.Model):
     """A guest's stay in a segment: from when it entered until it left (open while a member)."""
