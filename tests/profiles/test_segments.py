@@ -272,3 +272,33 @@ class TestExport:
 
         small, large = peak(2_000), peak(20_000)
         assert large < small * 2, (small, large)
+
+
+class TestCommands:
+    def test_recompute_and_export(self, door, segment, tmp_path):
+        from io import StringIO
+
+        from django.core.management import call_command
+
+        buy(door, "ada", 2)
+        SegmentMembership.objects.all().delete()  # as if never computed
+        out = StringIO()
+        call_command("recompute_segments", "--segment", "buyers", "--quiet", stdout=out)
+        assert out.getvalue().strip() == "buyers: 1 entered, 0 left"
+
+        target = tmp_path / "buyers.csv"
+        err = StringIO()
+        call_command("export_segment", "buyers", "-o", str(target), "--traits", "plan", stderr=err)
+        rows = list(csv.reader(io.StringIO(target.read_text("utf-8-sig"))))
+        assert rows[0][-1] == "trait:plan" and rows[1][3] == "ada"
+        assert err.getvalue().strip() == f"wrote 1 member(s) to {target}"
+
+    def test_command_errors(self, segment):
+        from django.core.management import CommandError, call_command
+
+        with pytest.raises(CommandError, match="no segment with slug 'nope'"):
+            call_command("recompute_segments", "--segment", "nope")
+        with pytest.raises(CommandError, match="no segment with slug 'nope'"):
+            call_command("export_segment", "nope")
+        with pytest.raises(CommandError, match="cannot write"):
+            call_command("export_segment", "buyers", "-o", "/nonexistent/dir/x.csv")
