@@ -1,15 +1,35 @@
 import contextlib
+import json
 import uuid
 from datetime import timedelta
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import Exists, OuterRef
+from django.http import JsonResponse, StreamingHttpResponse
+from django.urls import path
 from django.utils import timezone
 
 from tracking.admin_base import SeenWithinFilter, WorkspaceScopedAdmin, pretty_json
-from tracking.models import Event
+from tracking.models import Event, Workspace
+from tracking.selectors import workspaces_visible
 
-from .models import Erasure, Guest, GuestMerge, Identity, Session
+from .exports import export_csv
+from .models import (
+    Erasure,
+    Guest,
+    GuestMerge,
+    Identity,
+    Segment,
+    SegmentMembership,
+    SegmentRun,
+    Session,
+)
+from .rules import RuleError
+from .segment_sql import members_query
+from .segments import segment_recompute, segment_validate
+from .tasks import segment_recompute as segment_recompute_task
 
 TIMELINE_PAGE_SIZE = 25
 GUEST_PAGE_SESSIONS = 20
@@ -42,10 +62,31 @@ class LastSeenFilter(SeenWithinFilter):
         return super().queryset(request, queryset)
 
 
+class SegmentFilter(admin.SimpleListFilter):
+    """Guests that are current members of a segment (of the user's workspaces)."""
+
+    title = "segment"
+    parameter_name = "segment"
+
+    def lookups(self, request, model_admin):
+        segments = Segment.objects.order_by("name")
+        if not request.user.is_superuser:
+            segments = segments.filter(workspace__in=workspaces_visible(request.user))
+        return [(str(pk), name) for pk, name in segments.values_list("pk", "name")]
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        current = SegmentMembership.objects.filter(
+            guest=OuterRef("pk"), segment_id=self.value(), exited_at__isnull=True
+        )
+        return queryset.filter(Exists(current))
+
+
 @admin.register(Guest)
 class GuestAdmin(WorkspaceScopedAdmin):
     list_display = ["ref", "guest_type", "email", "first_name", "last_name", "last_seen"]
-    list_filter = ["guest_type", LastSeenFilter]
+    list_filter = ["guest_type", LastSeenFilter, SegmentFilter]
     search_fields = ["=ref", "=identities__value", "^email", "^first_name", "^last_name"]
     search_help_text = "Any identifier (exact), or the start of an email or name."
     ordering = ["-last_seen", "-id"]
@@ -112,6 +153,9 @@ class GuestAdmin(WorkspaceScopedAdmin):
             "timeline_previous": page - 1 if page > 1 else None,
             "sessions": list(guest.sessions.order_by("-started_at")[:GUEST_PAGE_SESSIONS]),
             "merges": list(guest.merges.all()[:20]),
+            "memberships": list(
+                guest.memberships.select_related("segment").order_by("-entered_at")[:50]
+            ),
         }
 
 
@@ -153,6 +197,111 @@ class GuestMergeAdmin(WorkspaceScopedAdmin):
 @admin.register(Erasure)
 class ErasureAdmin(WorkspaceScopedAdmin):
     list_display = ["erased_at", "guest_ref", "erased_by", "events", "sessions", "identities"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class SegmentForm(forms.ModelForm):
+    class Meta:
+        model = Segment
+        fields = [
+            "workspace",
+            "name",
+            "slug",
+            "description",
+            "rule",
+            "is_active",
+            "recompute_every",
+        ]
+        widgets = {"rule": forms.Textarea(attrs={"rows": 16, "cols": 90, "class": "fp-rule"})}
+
+    def clean(self):
+        data = super().clean()
+        workspace, slug, rule = data.get("workspace"), data.get("slug"), data.get("rule")
+        if workspace is not None and slug and rule is not None:
+            try:
+                segment_validate(workspace_id=workspace.pk, slug=slug, rule=rule)
+            except RuleError as error:
+                self.add_error("rule", f"{error.path}: {error.message}")
+        return data
+
+
+@admin.register(Segment)
+class SegmentAdmin(WorkspaceScopedAdmin):
+    form = SegmentForm
+    list_display = ["name", "slug", "workspace", "member_count", "computed_at", "is_active"]
+    list_filter = ["is_active"]
+    list_select_related = ["workspace"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    readonly_fields = ["member_count", "computed_at"]
+    actions = ["recompute_now", "export_csv"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        if "workspace" in form.base_fields and not request.user.is_superuser:
+            form.base_fields["workspace"].queryset = workspaces_visible(request.user)
+        return form
+
+    def get_urls(self):
+        preview = path(
+            "preview/",
+            self.admin_site.admin_view(self.preview_view),
+            name="profiles_segment_preview",
+        )
+        return [preview, *super().get_urls()]
+
+    def preview_view(self, request):
+        """How many guests a rule selects right now (the editor's live count)."""
+        if request.method != "POST":
+            return JsonResponse({"error": {"path": "", "message": "use POST"}}, status=405)
+        try:
+            body = json.loads(request.body or b"{}")
+            workspace = workspaces_visible(request.user).get(pk=body.get("workspace"))
+        except (ValueError, Workspace.DoesNotExist):
+            return JsonResponse({"error": {"path": "workspace", "message": "choose a workspace"}})
+        rule = body.get("rule")
+        try:
+            segment_validate(workspace_id=workspace.pk, slug=body.get("slug") or "", rule=rule)
+        except RuleError as error:
+            return JsonResponse({"error": {"path": error.path, "message": error.message}})
+        count = members_query(rule, workspace_id=workspace.pk, now=timezone.now()).count()
+        return JsonResponse({"count": count})
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if not change or "rule" in form.changed_data:
+            transaction.on_commit(lambda: segment_recompute_task.delay(obj.pk))
+
+    @admin.action(description="Recompute now", permissions=["change"])
+    def recompute_now(self, request, queryset):
+        for segment in queryset:
+            run = segment_recompute(segment)
+            messages.success(request, f"{segment.name}: {run.entered} entered, {run.exited} left.")
+
+    @admin.action(description="Export members as CSV", permissions=["view"])
+    def export_csv(self, request, queryset):
+        segments = list(queryset[:2])
+        if len(segments) != 1:
+            messages.error(request, "Choose exactly one segment to export.")
+            return None
+        response = StreamingHttpResponse(
+            export_csv(segments[0], traits=[]), content_type="text/csv; charset=utf-8"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{segments[0].slug}.csv"'
+        return response
+
+
+@admin.register(SegmentRun)
+class SegmentRunAdmin(WorkspaceScopedAdmin):
+    workspace_field = "segment__workspace"
+    list_display = ["started_at", "segment", "kind", "version", "entered", "exited", "stale"]
+    list_filter = ["kind", "stale"]
+    list_select_related = ["segment"]
 
     def has_add_permission(self, request):
         return False

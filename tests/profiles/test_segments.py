@@ -302,3 +302,58 @@ class TestCommands:
             call_command("export_segment", "nope")
         with pytest.raises(CommandError, match="cannot write"):
             call_command("export_segment", "buyers", "-o", "/nonexistent/dir/x.csv")
+
+
+class TestAdmin:
+    def test_editor_validates_and_previews(self, admin_client, door, segment):
+        buy(door, "ada", 2)
+        url = "/admin/profiles/segment/preview/"
+        bad = {"rule": {"any": []}, "workspace": segment.workspace_id}
+        good = {"rule": BUYERS, "workspace": segment.workspace_id}
+
+        assert admin_client.post(url, bad, content_type="application/json").json() == {
+            "error": {"path": "any", "message": "any takes a non-empty list of nodes"}
+        }
+        assert admin_client.post(url, good, content_type="application/json").json() == {"count": 1}
+
+        response = admin_client.post(
+            f"/admin/profiles/segment/{segment.pk}/change/",
+            {
+                "workspace": segment.workspace_id,
+                "name": "Buyers",
+                "slug": "buyers",
+                "rule": '{"all": [{"event": {"name": "E", "within_days": 0}}]}',
+                "is_active": "on",
+                "recompute_every": "01:00:00",
+            },
+        )
+        assert (
+            "all[0].event.within_days: must be a whole number of days" in response.content.decode()
+        )
+
+    def test_guest_page_lists_memberships_and_guests_filter_by_segment(
+        self, admin_client, door, segment
+    ):
+        buy(door, "ada", 2)
+        buy(door, "bob", 1)
+        ada = guest("ada")
+
+        page = admin_client.get(f"/admin/profiles/guest/{ada.pk}/change/").content.decode()
+        assert "Buyers" in page
+        listing = admin_client.get(f"/admin/profiles/guest/?segment={segment.pk}").content.decode()
+        assert str(ada.ref) in listing and str(guest("bob").ref) not in listing
+
+    def test_actions_recompute_and_export(self, admin_client, door, segment):
+        buy(door, "ada", 2)
+        SegmentMembership.objects.all().delete()
+        admin_client.post(
+            "/admin/profiles/segment/",
+            {"action": "recompute_now", "_selected_action": [segment.pk]},
+        )
+        assert current(segment) == {"ada"}
+        response = admin_client.post(
+            "/admin/profiles/segment/",
+            {"action": "export_csv", "_selected_action": [segment.pk]},
+        )
+        body = b"".join(response.streaming_content).decode("utf-8-sig")
+        assert body.splitlines()[1].split(",")[3] == "ada"
