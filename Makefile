@@ -6,7 +6,7 @@ PORT ?= 8000
 STAMP := $(VENV)/.installed
 NODE_SDK := tests/sdks/node
 
-.PHONY: run test lint format install bench clean node-sdk
+.PHONY: run test lint format install bench bench-segments bench-admin clean node-sdk
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,14 @@ node-sdk:
 
 test: $(STAMP) node-sdk
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Segment recompute and export over 100k guests / 2M events on local PostgreSQL.
+bench-segments: $(STAMP)
+	$(BIN)/python bench/segments.py $(BENCH_ARGS)
+
+# The admin's busiest pages on DATABASE_URL (fill it first with manage.py seed_demo).
+bench-admin: $(STAMP)
+	$(BIN)/python bench/admin_pages.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
