@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING
 
 from django.db import connection
 from django.db.models import Case, Q, Value, When
+from django.utils import timezone
 
-from .models import Guest, GuestMerge, Identity, Session
+from .models import Guest, GuestMerge, Identity, SegmentMembership, Session
 
 if TYPE_CHECKING:
     from tracking.messages import Message
@@ -377,6 +378,7 @@ def _merges_apply(merges: list[Merge], *, created: set[int]) -> None:
         )
 
     Identity.objects.filter(guest_id__in=losers).update(guest_id=retarget("guest_id"))
+    _memberships_move(final)
     Event.objects.filter(guest_id__in=losers).update(guest_id=retarget("guest_id"))
     Session.objects.filter(guest_id__in=losers).update(guest_id=retarget("guest_id"))
     GuestMerge.objects.filter(guest_id__in=losers).update(guest_id=retarget("guest_id"))
@@ -408,6 +410,29 @@ def _merges_apply(merges: list[Merge], *, created: set[int]) -> None:
     fresh = [pk for pk in losers if pk in created]
     if fresh:
         Guest.objects.filter(pk__in=fresh).delete()
+
+
+def _memberships_move(final: dict[int, int]) -> None:
+    """Segment memberships follow the merge; a segment keeps one open stay per survivor."""
+    winners = set(final.values())
+    open_rows = SegmentMembership.objects.filter(
+        guest_id__in=[*final, *winners], exited_at__isnull=True
+    ).values_list("pk", "segment_id", "guest_id", "entered_at")
+    # The survivor's own stay wins, else the earliest one.
+    keep: dict[tuple[int, int], int] = {}
+    for pk, segment_id, guest_id, _ in sorted(
+        open_rows, key=lambda row: (row[2] not in winners, row[3], row[0])
+    ):
+        keep.setdefault((segment_id, final.get(guest_id, guest_id)), pk)
+    kept = set(keep.values())
+    surplus = [row[0] for row in open_rows if row[0] not in kept]
+    if surplus:
+        SegmentMembership.objects.filter(pk__in=surplus).update(exited_at=timezone.now())
+    SegmentMembership.objects.filter(guest_id__in=list(final)).update(
+        guest_id=Case(
+            *[When(guest_id=loser, then=Value(winner)) for loser, winner in final.items()]
+        )
+    )
 
 
 def _profile_absorb(winner: Guest, loser: Guest) -> None:

@@ -164,9 +164,12 @@ class Compiler:
         else:
             position = "strpos" if self.postgres else "instr"
             email = f"{self.guest_table}.email"
+            # After the last '@': rtrim strips every character but '@' off the end, leaving
+            # the prefix up to that '@' (portable: SQLite has no reverse or split_part).
+            last_at = f"length(rtrim({email}, replace({email}, '@', '')))"
             column = (
                 f"(CASE WHEN {position}({email}, '@') > 0 THEN "
-                f"lower(substr({email}, {position}({email}, '@') + 1)) END)"
+                f"lower(substr({email}, {last_at} + 1)) END)"
             )
         values = value if op == "in" else [value]
         if name == "email_domain":

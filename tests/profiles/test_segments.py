@@ -357,3 +357,29 @@ class TestAdmin:
         )
         body = b"".join(response.streaming_content).decode("utf-8-sig")
         assert body.splitlines()[1].split(",")[3] == "ada"
+
+
+def test_memberships_follow_a_merge(door, source):
+    vip = Segment.objects.create(
+        workspace=source.workspace,
+        slug="vip",
+        name="VIP",
+        rule={"trait": {"key": "vip", "op": "eq", "value": True}},
+    )
+    visitors = Segment.objects.create(
+        workspace=source.workspace,
+        slug="visitors",
+        name="Visitors",
+        rule={"field": {"name": "guest_type", "op": "eq", "value": "visitor"}},
+    )
+    door.post("page", {"anonymousId": "a1", "name": "Home"})
+    identify(door, "ada", vip=True)
+    assert current(visitors) == {"a1"} and current(vip) == {"ada"}
+
+    door.post("identify", {"userId": "ada", "anonymousId": "a1"})
+
+    ada = guest("ada")
+    assert set(SegmentMembership.objects.values_list("guest_id", flat=True)) == {ada.pk}
+    assert SegmentMembership.objects.get(segment=vip, exited_at__isnull=True).guest == ada
+    # The survivor is a customer: the incremental run after the merge closed the visitor stay.
+    assert not SegmentMembership.objects.filter(segment=visitors, exited_at__isnull=True).exists()
