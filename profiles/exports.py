@@ -133,7 +133,9 @@ def _postgres_csv(segment: Segment, traits: list[str]) -> Iterator[str]:
     with connection.connection.cursor() as cursor, cursor.copy(query) as copy:
         for chunk in copy:
             yield decoder.decode(bytes(chunk))
-    yield decoder.decode(b"", final=True)
+    rest = decoder.decode(b"", final=True)
+    if rest:
+        yield rest
 
 
 def export_ndjson(segment: Segment, *, traits: list[str]) -> Iterator[bytes]:

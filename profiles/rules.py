@@ -51,7 +51,7 @@ Only live guests (not merged away) of the segment's workspace are ever members.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 LOGIC = ("all", "any", "not")
@@ -213,7 +213,7 @@ def _trait(body: dict, path: str) -> None:
 def _field(body: dict, path: str) -> None:
     _keys(body, path, required=("name", "op", "value"))
     name = body["name"]
-    if name not in FIELDS:
+    if not isinstance(name, str) or name not in FIELDS:
         raise RuleError(_join(path, "name"), f"must be one of {', '.join(FIELDS)}")
     op, value = body["op"], body["value"]
     if op not in FIELDS[name]:
@@ -308,9 +308,12 @@ def moment_parse(value: Any, path: str, *, now: datetime | None = None) -> datet
         except ValueError:
             raise RuleError(path, f"is not an ISO-8601 date-time: {value[:40]!r}") from None
         if moment.tzinfo is None:
-            from datetime import UTC
-
             moment = moment.replace(tzinfo=UTC)
+        try:
+            # Compared in UTC (SQLite stores UTC text): 9999-12-31T23:00-05:00 has no UTC form.
+            moment.astimezone(UTC)
+        except OverflowError:
+            raise RuleError(path, "is out of range in UTC") from None
         return moment
     raise RuleError(path, 'must be {"days_ago": N} or an ISO-8601 date-time')
 

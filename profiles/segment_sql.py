@@ -137,9 +137,11 @@ class Compiler:
             )
         if is_number(value):
             return self._sure(Compiled(f"{number} {symbol} %s", [*number_p, float(value)]))
+        # By code point whatever the database's collation (SQLite's BINARY already does so).
+        collate = ' COLLATE "C"' if self.postgres else ""
         return self._sure(
             Compiled(
-                f"(CASE WHEN {kind} = 'string' THEN {text} END) {symbol} %s",
+                f"(CASE WHEN {kind} = 'string' THEN {text} END){collate} {symbol} %s",
                 [*kind_p, *text_p, value],
             )
         )
@@ -157,7 +159,7 @@ class Compiler:
     def field(self, body: dict) -> Compiled:
         name, op, value = body["name"], body["op"], body["value"]
         if name in ("first_seen", "last_seen"):
-            moment = moment_parse(value, "value", now=self.now)
+            moment = self._datetime(moment_parse(value, "value", now=self.now))
             return self._sure(Compiled(f"{self.guest_table}.{name} {SQL_OPS[op]} %s", [moment]))
         if name == "guest_type":
             column = f"{self.guest_table}.guest_type"
@@ -180,8 +182,13 @@ class Compiler:
             return Compiled(f"(NOT COALESCE(({sql}), FALSE))", values)
         return self._sure(Compiled(sql, values))
 
-    def _since(self, days: int | None) -> datetime | None:
-        return None if days is None else self.now - timedelta(days=days)
+    @staticmethod
+    def _datetime(moment: datetime) -> Any:
+        """A raw parameter as the column stores it (SQLite: UTC text without an offset)."""
+        return connection.ops.adapt_datetimefield_value(moment)
+
+    def _since(self, days: int | None) -> Any:
+        return None if days is None else self._datetime(self.now - timedelta(days=days))
 
     def _counted(
         self, *, select: str, params: list, aggregate: str, op: str, value: float
@@ -227,7 +234,12 @@ class Compiler:
             conditions.append("e.timestamp >= %s")
             params.append(since)
         select = f"FROM {self.event_table} e WHERE " + " AND ".join(conditions)
-        aggregate = "SUM(e.revenue)" if self.postgres else "SUM(CAST(e.revenue AS REAL))"
+        # SQLite stores decimals as floats: round the float sum back to the column's places so
+        # 0.1 + 0.2 equals 0.3 as it does in PostgreSQL's exact numeric.
+        places = Event._meta.get_field("revenue").decimal_places
+        aggregate = (
+            "SUM(e.revenue)" if self.postgres else f"ROUND(SUM(CAST(e.revenue AS REAL)), {places})"
+        )
         return self._counted(
             select=select, params=params, aggregate=aggregate, op=body["op"], value=body["value"]
         )

@@ -34,13 +34,12 @@ class Command(BaseCommand):
             target = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
         except OSError as error:
             raise CommandError(f"cannot write {output}: {error.strerror}") from None
-        rows = -1 if format == "csv" else 0
+        members = found[0].memberships.filter(exited_at__isnull=True).count()
         try:
             for chunk in chunks:
                 target.write(chunk)
-                rows += 1
         finally:
             if output:
                 target.close()
         if output:
-            self.stderr.write(f"wrote {rows} member(s) to {output}")
+            self.stderr.write(f"wrote {members} member(s) to {output}")
