@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -49,10 +49,8 @@ def segment_recompute(
     run = SegmentRun.objects.create(segment=segment, version=version, kind=kind, started_at=now)
 
     scope = None if guest_ids is None else sorted(set(guest_ids))
-    query = members_query(segment.rule, workspace_id=segment.workspace_id, now=now)
-    if scope is not None:
-        query = query.filter(pk__in=scope)
-    members = set(query.values_list("pk", flat=True))
+    query = members_query(segment.rule, workspace_id=segment.workspace_id, now=now, guest_ids=scope)
+    members = _members_fetch(query)
 
     with transaction.atomic():
         locked = Segment.objects.select_for_update().get(pk=segment.pk)
@@ -65,13 +63,7 @@ def segment_recompute(
             present = set(current.values_list("guest_id", flat=True))
             entered = sorted(members - present)
             exited = sorted(present - members)
-            SegmentMembership.objects.bulk_create(
-                [
-                    SegmentMembership(segment=segment, guest_id=guest_id, entered_at=now)
-                    for guest_id in entered
-                ],
-                batch_size=CHUNK,
-            )
+            _memberships_open(segment, entered, now)
             for start in range(0, len(exited), CHUNK):
                 SegmentMembership.objects.filter(
                     segment=segment,
@@ -91,6 +83,37 @@ def segment_recompute(
         run.finished_at = timezone.now()
         run.save()
     return run
+
+
+# Aggregating millions of events sorts and hashes; this keeps that in memory, for one query.
+MEMBERS_WORK_MEM = "64MB"
+
+
+def _members_fetch(query) -> set[int]:
+    if connection.vendor != "postgresql":
+        return set(query.values_list("pk", flat=True))
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL work_mem = '{MEMBERS_WORK_MEM}'")
+        return set(query.values_list("pk", flat=True))
+
+
+def _memberships_open(segment: Segment, guest_ids: list[int], now: datetime) -> None:
+    """Open a stay for each guest: one INSERT of arrays on PostgreSQL."""
+    if not guest_ids:
+        return
+    if connection.vendor == "postgresql":
+        table = SegmentMembership._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (segment_id, guest_id, entered_at) "  # noqa: S608
+                "SELECT %s, guest_id, %s FROM unnest(%s::bigint[]) AS guest_id",
+                [segment.pk, now, guest_ids],
+            )
+        return
+    SegmentMembership.objects.bulk_create(
+        [SegmentMembership(segment=segment, guest_id=g, entered_at=now) for g in guest_ids],
+        batch_size=CHUNK,
+    )
 
 
 def guests_mark_dirty(*, guest_ids: Iterable[int], workspace_id_of: dict[int, int]) -> None:

@@ -3,7 +3,7 @@
 import pytest
 from django.utils import timezone
 
-from profiles.models import Segment
+from profiles.models import Guest, Segment
 from profiles.segment_sql import members_query
 from profiles.segments import segment_recompute
 
@@ -68,3 +68,43 @@ def test_each_condition_kind_selects_the_right_guests(door):
     run = segment_recompute(seg)
     assert (run.entered, run.exited) == (1, 0)
     assert m({"segment": {"slug": "pro"}}) == ["a"]
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"event": {"name": "Order Completed", "count": {"op": "lte", "value": 1}}},
+        {"revenue": {"op": "lt", "value": 100}},
+        {"sessions": {"op": "eq", "value": 0}},
+        {"not": {"segment": {"slug": "pro"}}},
+        {
+            "any": [
+                {"experience": {"friendly_id": "x"}},
+                {"trait": {"key": "plan", "op": "eq", "value": "free"}},
+            ]
+        },
+    ],
+)
+def test_a_run_for_some_guests_selects_what_a_full_run_does_among_them(door, rule):
+    for user, plan in (("a", "pro"), ("b", "free"), ("c", "pro")):
+        door.post("identify", {"userId": user, "traits": {"plan": plan}})
+    door.post("track", {"userId": "a", "event": "Order Completed", "properties": {"revenue": 150}})
+    ws = door.source.workspace_id
+    Segment.objects.create(
+        workspace_id=ws,
+        slug="pro",
+        name="Pro",
+        rule={"trait": {"key": "plan", "op": "eq", "value": "pro"}},
+    )
+    segment_recompute(Segment.objects.get(slug="pro"))
+    now = timezone.now()
+    everyone = set(members_query(rule, workspace_id=ws, now=now).values_list("pk", flat=True))
+    ids = sorted(
+        Guest.objects.filter(identities__value__in=["a", "b"]).values_list("pk", flat=True)
+    )
+
+    some = set(
+        members_query(rule, workspace_id=ws, now=now, guest_ids=ids).values_list("pk", flat=True)
+    )
+
+    assert some == everyone & set(ids)
