@@ -1,0 +1,124 @@
+import secrets
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+
+def seed_new() -> str:
+    return secrets.token_hex(8)
+
+
+class Experience(models.Model):
+    """A personalisation flow, optionally an experiment with variants."""
+
+    class Kind(models.TextChoices):
+        WEB = "web", "Web"
+        INTERACTIVE = "interactive", "Interactive"
+        TRIGGERED = "triggered", "Triggered"
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        LIVE = "live", "Live"
+        PAUSED = "paused", "Paused"
+        COMPLETED = "completed", "Completed"
+
+    ref = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    workspace = models.ForeignKey("tracking.Workspace", on_delete=models.CASCADE, related_name="+")
+    friendly_id = models.SlugField(max_length=100)
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.WEB)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    # Hashed with each guest's ref to place the guest; never changes once the experience runs.
+    seed = models.CharField(max_length=32, default=seed_new, editable=False)
+    traffic_allocation = models.PositiveSmallIntegerField(
+        default=100, help_text="Percent of eligible guests who take part."
+    )
+    target_segments = models.ManyToManyField(
+        "profiles.Segment", blank=True, related_name="+", help_text="Members of any of these."
+    )
+    exclusion_segments = models.ManyToManyField(
+        "profiles.Segment", blank=True, related_name="+", help_text="Never members of these."
+    )
+    goal_event = models.CharField(max_length=255, blank=True)
+    goal_condition = models.JSONField(
+        null=True, blank=True, help_text='Optional {"property": P, "op": OP, "value": V}.'
+    )
+    goal_window_days = models.PositiveSmallIntegerField(default=14)
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "friendly_id"], name="experience_unique_friendly_id"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Variant(models.Model):
+    experience = models.ForeignKey(Experience, on_delete=models.CASCADE, related_name="variants")
+    ref = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=100)
+    weight = models.PositiveIntegerField(default=50)
+    is_control = models.BooleanField(default=False)
+    content = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["experience", "name"], name="variant_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Assignment(models.Model):
+    """The variant a guest got: sticky, whatever the weights or allocation later become."""
+
+    experience = models.ForeignKey(Experience, on_delete=models.CASCADE, related_name="+")
+    guest = models.ForeignKey("profiles.Guest", on_delete=models.CASCADE, related_name="+")
+    variant = models.ForeignKey(Variant, on_delete=models.CASCADE, related_name="+")
+    assigned_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["experience", "guest"], name="assignment_one_per_guest"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.guest_id} → {self.variant_id}"
+
+
+class FlowExecution(models.Model):
+    """One run of an experience for a guest; it leaves exactly one TRACKING event."""
+
+    class Status(models.TextChoices):
+        SUCCESS = "SUCCESS", "Success"
+        FAILURE = "FAILURE", "Failure"
+
+    ref = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    experience = models.ForeignKey(Experience, on_delete=models.CASCADE, related_name="+")
+    variant = models.ForeignKey(Variant, on_delete=models.CASCADE, related_name="+")
+    guest = models.ForeignKey("profiles.Guest", on_delete=models.CASCADE, related_name="+")
+    session = models.ForeignKey(
+        "profiles.Session", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    browser_ref = models.CharField(max_length=255, blank=True)
+    occurred_at = models.DateTimeField(default=timezone.now)
+    execution_time_ms = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.SUCCESS)
+
+    class Meta:
+        indexes = [models.Index(fields=["experience", "occurred_at"], name="flow_exp_time_idx")]
+
+    def __str__(self) -> str:
+        return str(self.ref)
