@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from experiences.views import call_flows
 from tracking import views as doors
 
 SEGMENT_ROUTES = "|".join(
@@ -12,6 +13,7 @@ SEGMENT_ROUTES = "|".join(
 urlpatterns = [
     re_path(rf"^v1/(?P<route>{SEGMENT_ROUTES})/?$", doors.segment_door, name="segment-door"),
     path("v1/projects/<str:write_key>/settings", doors.segment_settings, name="segment-settings"),
+    path("v2/callFlows", call_flows, name="call-flows"),
     path("api/", include("config.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

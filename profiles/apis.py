@@ -188,6 +188,6 @@ class GuestViewSet(
     def events(self, request, ref=None):
         """The guest's events, newest first."""
         guest = self.get_object()
-        events = guest.events.select_related("guest", "source", "session")
+        events = guest.events.select_related("guest", "source", "session", "workspace")
         page = self.paginate_queryset(events)
         return self.get_paginated_response(EventSerializer(page, many=True).data)

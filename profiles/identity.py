@@ -379,6 +379,7 @@ def _merges_apply(merges: list[Merge], *, created: set[int]) -> None:
 
     Identity.objects.filter(guest_id__in=losers).update(guest_id=retarget("guest_id"))
     _memberships_move(final)
+    _assignments_move(final)
     Event.objects.filter(guest_id__in=losers).update(guest_id=retarget("guest_id"))
     Session.objects.filter(guest_id__in=losers).update(guest_id=retarget("guest_id"))
     GuestMerge.objects.filter(guest_id__in=losers).update(guest_id=retarget("guest_id"))
@@ -429,6 +430,31 @@ def _memberships_move(final: dict[int, int]) -> None:
     if surplus:
         SegmentMembership.objects.filter(pk__in=surplus).update(exited_at=timezone.now())
     SegmentMembership.objects.filter(guest_id__in=list(final)).update(
+        guest_id=Case(
+            *[When(guest_id=loser, then=Value(winner)) for loser, winner in final.items()]
+        )
+    )
+
+
+def _assignments_move(final: dict[int, int]) -> None:
+    """Experiment assignments follow the merge; where both had one, the survivor's stands."""
+    from experiences.models import Assignment
+
+    winners = set(final.values())
+    taken = set(
+        Assignment.objects.filter(guest_id__in=winners).values_list("experience_id", "guest_id")
+    )
+    moving = Assignment.objects.filter(guest_id__in=list(final)).order_by("assigned_at", "pk")
+    drop = []
+    for pk, experience_id, guest_id in moving.values_list("pk", "experience_id", "guest_id"):
+        target = (experience_id, final[guest_id])
+        if target in taken:
+            drop.append(pk)
+        else:
+            taken.add(target)
+    if drop:
+        Assignment.objects.filter(pk__in=drop).delete()
+    Assignment.objects.filter(guest_id__in=list(final)).update(
         guest_id=Case(
             *[When(guest_id=loser, then=Value(winner)) for loser, winner in final.items()]
         )

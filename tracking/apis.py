@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, timedelta
+
 import django_filters
 from rest_framework import serializers, viewsets
 from rest_framework.pagination import CursorPagination
@@ -70,12 +72,38 @@ class EventSerializer(serializers.ModelSerializer):
         return {"propId": event.source.prop_id, "name": event.source.name}
 
     def to_representation(self, instance: Event) -> dict:
+        if instance.type == "TRACKING":
+            return tracking_event_shape(instance)
         data = super().to_representation(instance)
         # Segment-spec messages omit ids that do not apply rather than sending empty strings.
         for key in ("event", "name", "userId", "anonymousId", "groupId", "previousId"):
             if not data.get(key):
                 data[key] = None
         return data
+
+
+def _iso_ms(moment) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def tracking_event_shape(event: Event) -> dict:
+    """A TRACKING event exactly as Sitecore Personalize gives one (seed 004)."""
+    stored = event.properties or {}
+    created = event.received_at
+    return {
+        "ref": stored.get("ref"),
+        "clientKey": event.workspace.client_key,
+        "createdAt": _iso_ms(created),
+        "modifiedAt": _iso_ms(created + timedelta(milliseconds=10)),
+        "type": "TRACKING",
+        "status": "PROCESSED",
+        "channel": event.channel,
+        "pointOfSale": stored.get("pointOfSale", ""),
+        "browserRef": stored.get("browserRef"),
+        "sessionRef": str(event.session.ref) if event.session_id else None,
+        "flowExecutionRef": stored.get("flowExecutionRef"),
+        "arbitraryData": stored.get("arbitraryData", {}),
+    }
 
 
 class EventFilter(django_filters.FilterSet):
@@ -85,10 +113,16 @@ class EventFilter(django_filters.FilterSet):
     user_id = django_filters.CharFilter()
     anonymous_id = django_filters.CharFilter()
     since = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
+    flowFriendlyId = django_filters.CharFilter(
+        method="flow_friendly_id", help_text="TRACKING events of this experience"
+    )
 
     class Meta:
         model = Event
-        fields = ["source", "type", "event", "user_id", "anonymous_id", "since"]
+        fields = ["source", "type", "event", "user_id", "anonymous_id", "since", "flowFriendlyId"]
+
+    def flow_friendly_id(self, queryset, name, value):
+        return queryset.filter(type="TRACKING", name=value)
 
 
 class NewestFirst(CursorPagination):
@@ -105,4 +139,6 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
     pagination_class = NewestFirst
 
     def get_queryset(self):
-        return events_visible(self.request.user).select_related("guest", "source", "session")
+        return events_visible(self.request.user).select_related(
+            "guest", "source", "session", "workspace"
+        )

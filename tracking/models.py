@@ -88,6 +88,7 @@ class Door(models.TextChoices):
     """The front door an event came in by."""
 
     SEGMENT = "segment", "Segment spec (/v1)"
+    PERSONALIZE = "personalize", "Flow executions (/v2/callFlows)"
 
 
 class InboxRequest(models.Model):

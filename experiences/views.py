@@ -1,0 +1,62 @@
+"""``POST /v2/callFlows``: run an experience for a guest and answer with the variant's content."""
+
+from __future__ import annotations
+
+import orjson
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from tracking.doors.http import (
+    body_read,
+    cors_allow,
+    cors_preflight,
+    error_response,
+    json_response,
+    unavailable_response,
+)
+from tracking.errors import IngestError
+from tracking.models import Workspace
+
+from .services import content_render, flow_call
+
+MAX_BODY = 64 * 1024
+
+
+@csrf_exempt
+def call_flows(request: HttpRequest) -> HttpResponse:
+    if request.method == "OPTIONS":
+        return cors_preflight(request, methods="POST, OPTIONS")
+    if request.method != "POST":
+        return json_response({"code": "method_not_allowed", "message": "use POST"}, status=405)
+    try:
+        try:
+            body = orjson.loads(body_read(request, limit=MAX_BODY))
+        except orjson.JSONDecodeError as error:
+            raise IngestError("invalid_json", f"the body is not JSON: {error}") from None
+        if not isinstance(body, dict):
+            raise IngestError("invalid_json", "the body must be a JSON object")
+        client_key = body.get("clientKey")
+        workspace = (
+            Workspace.objects.filter(client_key=client_key).first()
+            if isinstance(client_key, str)
+            else None
+        )
+        if workspace is None:
+            raise IngestError("invalid_client_key", "clientKey is not valid", status=401)
+        decision = flow_call(workspace=workspace, body=body)
+    except IngestError as error:
+        return cors_allow(error_response(error), request)
+    except (OperationalError, InterfaceError):
+        return cors_allow(unavailable_response(), request)
+    variant = decision.variant
+    answer = {
+        "friendlyId": decision.experience.friendly_id,
+        "decision": "EXPOSED" if decision.exposed else "DEFAULT",
+        "variant": {"ref": str(variant.ref), "name": variant.name} if variant else None,
+        "content": content_render(variant.content, decision.guest) if variant else {},
+        "flowExecutionRef": str(decision.execution.ref) if decision.execution else None,
+        "guestRef": str(decision.guest.ref) if decision.guest else None,
+        "sessionRef": decision.session_ref,
+    }
+    return cors_allow(json_response(answer), request)

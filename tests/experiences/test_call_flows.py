@@ -1,0 +1,200 @@
+"""/v2/callFlows: decisions, sticky assignment, eligibility and the TRACKING event it leaves."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from experiences.models import Assignment, Experience, FlowExecution, Variant
+from profiles.models import Identity, Segment, SegmentMembership
+from profiles.segments import segment_recompute
+from tracking.models import Event
+
+pytestmark = pytest.mark.django_db
+
+# Seed 004's example TRACKING event.
+SEED_004 = {
+    "ref": "bbb59075-d283-45c6-b278-47f4fb8bc302",
+    "clientKey": "ZpHxO9WvLOfQRVPlvo0BqB8YjGYuFfNe",
+    "createdAt": "2025-01-10T18:07:59.247Z",
+    "modifiedAt": "2025-01-10T18:07:59.257Z",
+    "type": "TRACKING",
+    "status": "PROCESSED",
+    "channel": "WEB",
+    "pointOfSale": "myretailsite/ireland",
+    "browserRef": "a38b230c-11eb-4cf9-8d5d-274e9f344925",
+    "sessionRef": "a7584ec5-7a5f-443e-a5e3-59106f6e22b3",
+    "flowExecutionRef": "cd1d1bd4-0d6a-4ebb-9560-ca0c5add7367",
+    "arbitraryData": {
+        "flowExecution": {
+            "ref": "cd1d1bd4-0d6a-4ebb-9560-ca0c5add7367",
+            "occurredAt": 1704910078560,
+            "flowRef": "d82b756a-f581-43a8-a857-c2afda9ff119",
+            "flowFriendlyId": "running_shoes_popup_02",
+            "flowVariantRef": "bb728433-9507-4ec7-9ba6-7cf7cc7fcccb",
+            "guestRef": "456f308b-289f-44e3-8d6c-950afdd0502e",
+            "flowExecutionTimeMs": 23,
+            "status": "SUCCESS",
+        },
+        "_bx_arbitraryDataV3ga": {
+            "core": {"pointOfSale": "myretailsite/ireland", "channel": "WEB"},
+            "bxt": {
+                "flowExecution": {
+                    "ref": "cd1d1bd4-0d6a-4ebb-9560-ca0c5add7367",
+                    "occurredAt": 1704910078560,
+                    "flowRef": "d82b756a-f581-43a8-a857-c2afda9ff119",
+                    "flowFriendlyId": "running_shoes_popup_02",
+                    "flowVariantRef": "bb728433-9507-4ec7-9ba6-7cf7cc7fcccb",
+                    "guestRef": "456f308b-289f-44e3-8d6c-950afdd0502e",
+                    "flowExecutionTimeMs": 23,
+                    "status": "SUCCESS",
+                },
+                "category": "EXECUTED",
+            },
+        },
+    },
+}
+
+
+def shape(value):
+    """Keys, nesting and value types, without the values."""
+    if isinstance(value, dict):
+        return {key: shape(item) for key, item in value.items()}
+    return type(value).__name__
+
+
+@pytest.fixture
+def experience(source):
+    experience = Experience.objects.create(
+        workspace=source.workspace,
+        friendly_id="running_shoes_popup_02",
+        name="Running shoes pop-up",
+        status=Experience.Status.LIVE,
+    )
+    Variant.objects.create(
+        experience=experience, name="A", is_control=True, content={"title": "Hello"}
+    )
+    Variant.objects.create(
+        experience=experience, name="B", content={"title": "Hi {{firstName}}, {{traits.plan}}"}
+    )
+    return experience
+
+
+def call(source, **body):
+    payload = {
+        "clientKey": source.workspace.client_key,
+        "channel": "WEB",
+        "pointOfSale": "myretailsite/ireland",
+        "friendlyId": "running_shoes_popup_02",
+        **body,
+    }
+    return APIClient().post("/v2/callFlows", payload, format="json")
+
+
+def test_the_tracking_event_has_the_seed_004_shape(api, source, experience):
+    answer = call(source, browserId="a38b230c-11eb-4cf9-8d5d-274e9f344925").json()
+    assert answer["decision"] == "EXPOSED"
+
+    listed = api.get("/api/events/?type=TRACKING&flowFriendlyId=running_shoes_popup_02").json()
+    [event] = listed["results"]
+
+    assert shape(event) == shape(SEED_004)
+    flow = event["arbitraryData"]["flowExecution"]
+    assert flow["flowFriendlyId"] == "running_shoes_popup_02"
+    assert flow["flowVariantRef"] == answer["variant"]["ref"]
+    assert flow["guestRef"] == answer["guestRef"]
+    assert event["flowExecutionRef"] == flow["ref"] == answer["flowExecutionRef"]
+    assert event["arbitraryData"]["_bx_arbitraryDataV3ga"]["bxt"]["flowExecution"] == flow
+    assert event["clientKey"] == source.workspace.client_key
+    assert event["sessionRef"] == answer["sessionRef"]
+    timeline = api.get(f"/api/guests/{answer['guestRef']}/events/").json()["results"]
+    assert timeline == [event]
+
+
+def test_assignment_is_sticky_and_content_is_rendered(door, source, experience):
+    door.post(
+        "identify",
+        {
+            "userId": "ada",
+            "traits": {"email": "ada@example.com", "firstName": "Ada", "plan": "pro"},
+        },
+    )
+    first = call(source, email="Ada@Example.com").json()
+    again = [call(source, email="ada@example.com").json() for _ in range(3)]
+
+    assert {a["variant"]["name"] for a in again} == {first["variant"]["name"]}
+    assert Assignment.objects.count() == 1
+    assert FlowExecution.objects.count() == 4
+    assert Event.objects.filter(type="TRACKING").count() == 4
+    if first["variant"]["name"] == "B":
+        assert first["content"] == {"title": "Hi Ada, pro"}
+    else:
+        assert first["content"] == {"title": "Hello"}
+
+
+def test_paused_and_unallocated_record_nothing(source, experience):
+    experience.status = Experience.Status.PAUSED
+    experience.save()
+    paused = call(source, browserId="b1").json()
+    experience.status = Experience.Status.LIVE
+    experience.traffic_allocation = 0
+    experience.save()
+    outside = call(source, browserId="b2").json()
+
+    for answer in (paused, outside):
+        assert answer["decision"] == "DEFAULT"
+        assert answer["variant"]["name"] == "A" and answer["flowExecutionRef"] is None
+    assert not FlowExecution.objects.exists() and not Assignment.objects.exists()
+    assert not Event.objects.filter(type="TRACKING").exists()
+
+
+def test_targeting_and_exclusion(door, source, experience):
+    door.post("identify", {"userId": "vip", "traits": {"email": "vip@x.io", "vip": True}})
+    door.post("identify", {"userId": "plain", "traits": {"email": "plain@x.io"}})
+    vips = Segment.objects.create(
+        workspace=source.workspace,
+        slug="vip",
+        name="VIP",
+        rule={"trait": {"key": "vip", "op": "eq", "value": True}},
+    )
+    segment_recompute(vips)
+    experience.target_segments.add(vips)
+
+    assert call(source, email="plain@x.io").json()["decision"] == "DEFAULT"
+    assert call(source, email="vip@x.io").json()["decision"] == "EXPOSED"
+
+    experience.target_segments.clear()
+    experience.exclusion_segments.add(vips)
+    assert call(source, email="plain@x.io").json()["decision"] == "EXPOSED"
+    assert call(source, email="vip@x.io").json()["decision"] == "DEFAULT"
+    assert SegmentMembership.objects.filter(segment=vips).count() == 1
+
+
+def test_a_merged_guest_keeps_the_known_guests_assignment(door, source, experience):
+    door.post("identify", {"userId": "ada", "traits": {"email": "ada@x.io"}})
+    known = call(source, email="ada@x.io").json()
+    # The same person browses anonymously; give that browser the other variant.
+    anonymous = call(source, browserId="browser-9").json()
+    other = Variant.objects.exclude(ref=known["variant"]["ref"]).get()
+    Assignment.objects.filter(guest__ref=anonymous["guestRef"]).update(variant=other)
+
+    door.post(
+        "identify",
+        {"userId": "ada", "context": {"externalIds": [{"id": "browser-9", "type": "browser"}]}},
+    )
+
+    assert Identity.objects.get(kind="browser", value="browser-9").guest.ref.hex == known[
+        "guestRef"
+    ].replace("-", "")
+    assert Assignment.objects.count() == 1
+    after = call(source, browserId="browser-9").json()
+    assert after["guestRef"] == known["guestRef"]
+    assert after["variant"]["ref"] == known["variant"]["ref"]
+
+
+def test_bad_requests_are_clear(source, experience):
+    assert call(source).status_code == 400
+    assert call(source, browserId="b", email="e@x.io").json()["code"] == "invalid_identifier"
+    assert call(source, browserId="b", friendlyId="nope").status_code == 404
+    bad_key = APIClient().post(
+        "/v2/callFlows", {"clientKey": "nope", "friendlyId": "x", "browserId": "b"}, format="json"
+    )
+    assert bad_key.status_code == 401
