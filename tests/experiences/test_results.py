@@ -1,0 +1,103 @@
+"""Experiment results: counts from the database, statistics against independent values."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from scipy import stats
+
+from experiences.models import Experience, FlowExecution, Variant
+from profiles.models import Guest
+from tracking.models import Event
+
+pytestmark = pytest.mark.django_db
+
+
+def exposed_guests(experience, variant, source, *, count, converted, start):
+    """``count`` guests exposed to ``variant``; ``converted`` of them buy inside the window.
+
+    Every guest also has noise that must not count: a purchase before exposure, and the
+    non-converters one purchase after the window.
+    """
+    now = timezone.now()
+    guests = Guest.objects.bulk_create(
+        Guest(workspace=source.workspace, ref=uuid.uuid4(), first_seen=now, last_seen=now)
+        for _ in range(count)
+    )
+    FlowExecution.objects.bulk_create(
+        FlowExecution(experience=experience, variant=variant, guest=g, occurred_at=start)
+        for g in guests
+    )
+    # A second exposure later does not move the first.
+    FlowExecution.objects.bulk_create(
+        FlowExecution(
+            experience=experience, variant=variant, guest=g, occurred_at=start + timedelta(days=1)
+        )
+        for g in guests[:10]
+    )
+
+    def order(guest, at, index):
+        return Event(
+            workspace=source.workspace,
+            source=source,
+            guest=guest,
+            type="track",
+            name="Order Completed",
+            message_id=f"{guest.ref}-{index}",
+            timestamp=at,
+            received_at=at,
+            properties={"currency": "EUR"},
+        )
+
+    events = [order(g, start - timedelta(hours=1), 0) for g in guests]
+    events += [order(g, start + timedelta(days=2), 1) for g in guests[:converted]]
+    events += [order(g, start + timedelta(days=9), 2) for g in guests[converted:]]
+    Event.objects.bulk_create(events, batch_size=2000)
+
+
+@pytest.fixture
+def experience(source):
+    experience = Experience.objects.create(
+        workspace=source.workspace,
+        friendly_id="hero",
+        name="Hero",
+        status="live",
+        goal_event="Order Completed",
+        goal_window_days=7,
+        goal_condition={"property": "currency", "op": "eq", "value": "EUR"},
+    )
+    return experience
+
+
+def test_results_per_variant(api, source, experience):
+    start = timezone.now() - timedelta(days=20)
+    control = Variant.objects.create(experience=experience, name="A", is_control=True)
+    variant = Variant.objects.create(experience=experience, name="B")
+    exposed_guests(experience, control, source, count=1000, converted=100, start=start)
+    exposed_guests(experience, variant, source, count=1000, converted=130, start=start)
+
+    results = api.get("/api/experiences/hero/results/").json()
+
+    a, b = results["variants"]
+    assert (a["exposed"], a["converted"], a["conversion_rate"]) == (1000, 100, 0.1)
+    assert (b["exposed"], b["converted"], b["conversion_rate"]) == (1000, 130, 0.13)
+    assert b["uplift"] == pytest.approx(0.3)
+    chi2, p, _, _ = stats.chi2_contingency([[100, 900], [130, 870]], correction=False)
+    assert b["p_value"] == pytest.approx(p, rel=1e-6)
+    assert 0.97 < b["chance_to_beat_control"] < 0.99
+    assert results["sampleRatio"]["mismatch"] is False
+
+
+def test_a_skewed_split_raises_the_sample_ratio_warning(api, source, experience):
+    start = timezone.now() - timedelta(days=20)
+    control = Variant.objects.create(experience=experience, name="A", is_control=True)
+    variant = Variant.objects.create(experience=experience, name="B")
+    exposed_guests(experience, control, source, count=1100, converted=0, start=start)
+    exposed_guests(experience, variant, source, count=900, converted=0, start=start)
+
+    ratio = api.get("/api/experiences/hero/results/").json()["sampleRatio"]
+
+    expected = stats.chisquare([1100, 900])
+    assert ratio["mismatch"] is True
+    assert ratio["pValue"] == pytest.approx(expected.pvalue, rel=1e-6)
