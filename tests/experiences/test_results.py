@@ -101,3 +101,25 @@ def test_a_skewed_split_raises_the_sample_ratio_warning(api, source, experience)
     expected = stats.chisquare([1100, 900])
     assert ratio["mismatch"] is True
     assert ratio["pValue"] == pytest.approx(expected.pvalue, rel=1e-6)
+
+
+def test_admin_shows_results_chart_and_actions(admin_client, source, experience):
+    start = timezone.now() - timedelta(days=20)
+    control = Variant.objects.create(experience=experience, name="A", is_control=True)
+    variant = Variant.objects.create(experience=experience, name="B")
+    exposed_guests(experience, control, source, count=1100, converted=110, start=start)
+    exposed_guests(experience, variant, source, count=900, converted=120, start=start)
+
+    page = admin_client.get(f"/admin/experiences/experience/{experience.pk}/change/")
+    html = page.content.decode()
+
+    assert page.status_code == 200
+    assert "<svg" in html and "conversion rate per variant" in html
+    assert "Sample ratio mismatch" in html
+    assert "13.33%" in html  # B: 120 / 900
+
+    admin_client.post(
+        "/admin/experiences/experience/", {"action": "pause", "_selected_action": [experience.pk]}
+    )
+    experience.refresh_from_db()
+    assert experience.status == Experience.Status.PAUSED
