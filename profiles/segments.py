@@ -16,6 +16,8 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from tracking.db import setting_local
+
 from .models import DirtyGuest, Segment, SegmentMembership, SegmentRun
 from .rules import rule_validate
 from .segment_sql import members_query
@@ -92,8 +94,7 @@ MEMBERS_WORK_MEM = "64MB"
 def _members_fetch(query) -> set[int]:
     if connection.vendor != "postgresql":
         return set(query.values_list("pk", flat=True))
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"SET LOCAL work_mem = '{MEMBERS_WORK_MEM}'")
+    with setting_local("work_mem", MEMBERS_WORK_MEM):
         return set(query.values_list("pk", flat=True))
 
 

@@ -7,11 +7,12 @@ from datetime import timedelta
 
 from django.contrib import admin
 from django.core.paginator import Paginator
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
+from .db import setting_local
 from .selectors import workspaces_visible
 
 # Lists the planner expects to be longer than this show its estimate instead of an exact count;
@@ -42,8 +43,7 @@ class EstimatedCountPaginator(Paginator):
         if estimate > EXACT_COUNT_LIMIT:
             return estimate
         try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(f"SET LOCAL statement_timeout = {EXACT_COUNT_TIMEOUT_MS}")
+            with setting_local("statement_timeout", f"{EXACT_COUNT_TIMEOUT_MS}ms"):
                 return query.count()
         except DatabaseError:
             return estimate
