@@ -40,11 +40,8 @@ def guests_by_identifier(
 
 def guest_segments(guest: Guest) -> list[str]:
     """Slugs of the segments the guest is a member of now."""
-    memberships = getattr(guest, "memberships", None)
-    if memberships is None:
-        return []
     return list(
-        memberships.filter(exited_at__isnull=True)
+        guest.memberships.filter(exited_at__isnull=True)
         .order_by("segment__slug")
         .values_list("segment__slug", flat=True)
     )

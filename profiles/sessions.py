@@ -127,32 +127,27 @@ def _derived_sessions_assign(messages: list[Message], timeouts: dict[int, timede
                 session = _session_new(min(cluster.messages, key=lambda m: m.timestamp))
                 new.append(session)
             else:
-                session, *others = cluster.sessions
-                for other in others:
-                    _session_absorb(session, other)
-                    absorbed[other.pk] = session
+                session = _cluster_join(cluster, absorbed)
                 changed.append(session)
             _session_grow(session, cluster.messages)
             placed += [(message, session) for message in cluster.messages]
-    if absorbed:
-        Event.objects.filter(session_id__in=list(absorbed)).update(
-            session_id=Case(*[When(session_id=pk, then=Value(s.pk)) for pk, s in absorbed.items()])
-        )
-        Session.objects.filter(pk__in=list(absorbed)).delete()
+    _absorbed_drop(absorbed)
     _sessions_write(new=new, changed=changed)
     for message, session in placed:
         message.session_id = session.pk
 
 
-def sessions_reconcile(*, guest_ids: set[int], since: datetime, until: datetime) -> int:
+def sessions_reconcile(
+    *, guest_ids: set[int], since: datetime, until: datetime, timeouts: dict[int, timedelta]
+) -> int:
     """Join the overlapping or touching derived sessions of guests (after a merge).
 
-    Only sessions that reach into ``since``…``until`` (widened by the timeout) are looked at.
-    Returns the number of sessions absorbed into others.
+    Only sessions that reach into ``since``…``until`` (widened by the timeout) are looked at;
+    ``timeouts`` maps the guests' workspace ids to their session timeouts. Returns the number of
+    sessions absorbed into others.
     """
     if not guest_ids:
         return 0
-    timeouts = dict(Workspace.objects.values_list("pk", "session_timeout"))
     widest = max(timeouts.values())
     by_key: dict[tuple[int, str], list[Session]] = defaultdict(list)
     for session in Session.objects.filter(
@@ -169,20 +164,30 @@ def sessions_reconcile(*, guest_ids: set[int], since: datetime, until: datetime)
             continue
         timeout = timeouts[sessions[0].workspace_id]
         for cluster in _clusters(sessions, [], timeout):
-            if len(cluster.sessions) < 2:
-                continue
-            keeper, *others = cluster.sessions
-            for other in others:
-                _session_absorb(keeper, other)
-                absorbed[other.pk] = keeper
-            changed.append(keeper)
-    if absorbed:
-        Event.objects.filter(session_id__in=list(absorbed)).update(
-            session_id=Case(*[When(session_id=pk, then=Value(s.pk)) for pk, s in absorbed.items()])
-        )
-        Session.objects.filter(pk__in=list(absorbed)).delete()
-        Session.objects.bulk_update(changed, SESSION_FIELDS)
+            if len(cluster.sessions) > 1:
+                changed.append(_cluster_join(cluster, absorbed))
+    _absorbed_drop(absorbed)
+    _sessions_write(new=[], changed=changed)
     return len(absorbed)
+
+
+def _cluster_join(cluster: Cluster, absorbed: dict[int, Session]) -> Session:
+    """The cluster's earliest session takes in the others (noted in ``absorbed``)."""
+    keeper, *others = cluster.sessions
+    for other in others:
+        _session_absorb(keeper, other)
+        absorbed[other.pk] = keeper
+    return keeper
+
+
+def _absorbed_drop(absorbed: dict[int, Session]) -> None:
+    """Move the events of absorbed sessions to their keepers and delete them, in two statements."""
+    if not absorbed:
+        return
+    Event.objects.filter(session_id__in=list(absorbed)).update(
+        session_id=Case(*[When(session_id=pk, then=Value(s.pk)) for pk, s in absorbed.items()])
+    )
+    Session.objects.filter(pk__in=list(absorbed)).delete()
 
 
 def _clusters(

@@ -318,6 +318,7 @@ def events_store(*, messages: list[Message], dedup_windows: dict, session_timeou
             guest_ids=resolution.merge_winners,
             since=resolution.merged_since,
             until=resolution.merged_until,
+            timeouts=session_timeouts,
         )
     events = Event.objects.bulk_create(
         [
