@@ -8,6 +8,8 @@ from tracking.models import Event
 
 from .models import Assignment, Experience, FlowExecution, Variant
 from .results import experience_results
+from .selectors import flow_definitions_forget_soon
+from .services import experiences_status_set
 
 CHART_WIDTH, BAR_HEIGHT, GAP = 420, 22, 10
 
@@ -37,8 +39,12 @@ class ExperienceAdmin(WorkspaceScopedAdmin):
         ("Results", {"fields": ["results_table", "tracking_events"]}),
     ]
 
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        flow_definitions_forget_soon()
+
     def _status(self, request, queryset, status, verb):
-        changed = queryset.update(status=status)
+        changed = experiences_status_set(experiences=queryset, status=status)
         messages.success(request, f"{verb} {changed} experience(s).")
 
     @admin.action(description="Launch (live)", permissions=["change"])

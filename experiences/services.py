@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
+from django.db.models import OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 
-from profiles.identity import guests_resolve, identities_lookup
-from profiles.models import Guest, SegmentMembership
+from profiles.identity import guests_resolve
+from profiles.models import Guest, SegmentMembership, Session
 from tracking import services as tracking_services
 from tracking.errors import IngestError
 from tracking.messages import Message, email_normalize
@@ -20,6 +22,7 @@ from tracking.models import Door, Source, Workspace
 
 from .assignment import takes_part, variant_pick
 from .models import Assignment, Experience, FlowExecution, Variant
+from .selectors import FlowDefinition, flow_definitions_forget_soon
 
 EXPERIENCES_SOURCE = "Experiences"
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")
@@ -65,39 +68,31 @@ def identifier_of(body: dict) -> tuple[str, str]:
     return value["provider"][:64], value["id"][:255]
 
 
-def flow_call(*, workspace: Workspace, body: dict, now: datetime | None = None) -> Decision:
-    """Decide the variant for the guest the request names and, if exposed, record it."""
+def flow_call(*, definition: FlowDefinition, body: dict, now: datetime | None = None) -> Decision:
+    """Decide the variant for the guest the request names and, if exposed, record it.
+
+    A known guest with an assignment costs one query to find, then the store of the TRACKING
+    event and the flow execution; the definition comes from the per-process cache.
+    """
     started = time.perf_counter()
     now = now or timezone.now()
-    friendly_id = body.get("friendlyId")
-    if not isinstance(friendly_id, str) or not friendly_id:
-        raise IngestError("missing_friendlyId", "friendlyId is required", field="friendlyId")
     kind, value = identifier_of(body)
-    experience = (
-        Experience.objects.filter(workspace=workspace, friendly_id=friendly_id)
-        .prefetch_related("variants", "target_segments", "exclusion_segments")
-        .first()
-    )
-    if experience is None:
-        raise IngestError(
-            "unknown_experience", f"no experience {friendly_id!r}", field="friendlyId", status=404
-        )
-    variants = list(experience.variants.all())
-    default = next((v for v in variants if v.is_control), variants[0] if variants else None)
-    guest = _guest_find(workspace.pk, kind, value)
+    experience = definition.experience
+    default = definition.default
+    guest, assigned_id = _guest_find(definition, kind, value)
 
     if not _running(experience, now):
         return Decision(experience, default, guest, exposed=False, reason=experience.status)
-    if not variants:
+    if not definition.variants:
         return Decision(experience, None, guest, exposed=False, reason="no variants")
 
     with transaction.atomic():
         if guest is None:
-            guest = _guest_create(workspace.pk, kind, value, now)
-        eligible, reason = _eligible(experience, guest)
+            guest = _guest_create(definition.workspace.pk, kind, value, now)
+        eligible, reason = _eligible(definition, guest)
         if not eligible:
             return Decision(experience, default, guest, exposed=False, reason=reason)
-        variant = _assignment(experience, guest, variants)
+        variant = _assignment(definition, guest, assigned_id)
         if variant is None:
             return Decision(experience, default, guest, exposed=False, reason="not allocated")
         execution = FlowExecution(
@@ -109,11 +104,7 @@ def flow_call(*, workspace: Workspace, body: dict, now: datetime | None = None) 
         )
         execution.execution_time_ms = int((time.perf_counter() - started) * 1000)
         session_ref = _tracking_event_store(
-            workspace=workspace,
-            experience=experience,
-            execution=execution,
-            body=body,
-            identifier=(kind, value),
+            definition=definition, execution=execution, body=body, identifier=(kind, value)
         )
         return Decision(
             experience, variant, guest, exposed=True, execution=execution, session_ref=session_ref
@@ -128,15 +119,23 @@ def _running(experience: Experience, now: datetime) -> bool:
     return not (experience.ends_at and now >= experience.ends_at)
 
 
-def _guest_find(workspace_id: int, kind: str, value: str) -> Guest | None:
-    owners = identities_lookup([(workspace_id, kind, value)])
-    guest_id = owners.get((workspace_id, kind, value))
-    if guest_id is None:
-        return None
-    guest = Guest.objects.get(pk=guest_id)
-    while guest.merged_into_id is not None:
-        guest = Guest.objects.get(pk=guest.merged_into_id)
-    return guest
+def _guest_find(definition: FlowDefinition, kind: str, value: str) -> tuple[Guest | None, int]:
+    """The guest owning the identifier and the variant id they are assigned, in one query."""
+    assigned = Assignment.objects.filter(
+        experience_id=definition.experience.pk, guest_id=OuterRef("pk")
+    ).values("variant_id")[:1]
+    guest = (
+        Guest.objects.filter(
+            identities__workspace_id=definition.workspace.pk,
+            identities__kind=kind,
+            identities__value=value,
+        )
+        .annotate(assigned_id=Subquery(assigned))
+        .first()
+    )
+    if guest is None:
+        return None, None
+    return guest, guest.assigned_id
 
 
 def _guest_create(workspace_id: int, kind: str, value: str, now: datetime) -> Guest:
@@ -154,9 +153,8 @@ def _guest_create(workspace_id: int, kind: str, value: str, now: datetime) -> Gu
     return next(g for g in resolution.guests if g.pk == message.guest_id)
 
 
-def _eligible(experience: Experience, guest: Guest) -> tuple[bool, str]:
-    targets = [s.pk for s in experience.target_segments.all()]
-    exclusions = [s.pk for s in experience.exclusion_segments.all()]
+def _eligible(definition: FlowDefinition, guest: Guest) -> tuple[bool, str]:
+    targets, exclusions = definition.target_ids, definition.exclusion_ids
     if not targets and not exclusions:
         return True, ""
     member_of = set(
@@ -164,23 +162,22 @@ def _eligible(experience: Experience, guest: Guest) -> tuple[bool, str]:
             guest=guest, exited_at__isnull=True, segment_id__in=[*targets, *exclusions]
         ).values_list("segment_id", flat=True)
     )
-    if member_of & set(exclusions):
+    if member_of & exclusions:
         return False, "excluded"
-    if targets and not member_of & set(targets):
+    if targets and not member_of & targets:
         return False, "not targeted"
     return True, ""
 
 
-def _assignment(experience: Experience, guest: Guest, variants: list[Variant]) -> Variant | None:
+def _assignment(
+    definition: FlowDefinition, guest: Guest, assigned_id: int | None
+) -> Variant | None:
     """The guest's sticky variant; a new guest is placed by hash if the allocation lets them in."""
+    experience = definition.experience
+    variants = definition.variants
     by_id = {v.pk: v for v in variants}
-    existing = (
-        Assignment.objects.filter(experience=experience, guest=guest)
-        .values_list("variant_id", flat=True)
-        .first()
-    )
-    if existing is not None and existing in by_id:
-        return by_id[existing]
+    if assigned_id is not None and assigned_id in by_id:
+        return by_id[assigned_id]
     ref = str(guest.ref)
     if not takes_part(experience.seed, ref, experience.traffic_allocation):
         return None
@@ -194,6 +191,53 @@ def _assignment(experience: Experience, guest: Guest, variants: list[Variant]) -
     return variant
 
 
+@transaction.atomic
+def experience_save(*, experience: Experience, data: dict) -> Experience:
+    """Create or update an experience from validated API data, variants included.
+
+    ``data["variants"]``, when given, is the whole list: variants with a ``ref`` are updated,
+    the others added, and those left out removed (the caller checks no guest was assigned one).
+    """
+    data = dict(data)
+    variants = data.pop("variants", None)
+    segments = {
+        key: data.pop(key) for key in ("target_segments", "exclusion_segments") if key in data
+    }
+    for key, value in data.items():
+        setattr(experience, key, value)
+    experience.save()
+    for key, value in segments.items():
+        getattr(experience, key).set(value)
+    if variants is not None:
+        _variants_replace(experience, variants)
+    flow_definitions_forget_soon()
+    return experience
+
+
+def _variants_replace(experience: Experience, variants: list[dict]) -> None:
+    existing = {v.ref: v for v in experience.variants.all()}
+    kept = {item["ref"] for item in variants if "ref" in item}
+    dropped = [v for ref, v in existing.items() if ref not in kept]
+    Variant.objects.filter(pk__in=[v.pk for v in dropped]).delete()
+    # Names are unique per experience: set renamed ones aside first so two can swap names.
+    renamed = [item["ref"] for item in variants if "ref" in item and "name" in item]
+    Variant.objects.filter(experience=experience, ref__in=renamed).update(
+        name=Concat(Value("~"), "ref")
+    )
+    for item in variants:
+        variant = existing[item["ref"]] if "ref" in item else Variant(experience=experience)
+        for key, value in item.items():
+            setattr(variant, key, value)
+        variant.save()
+
+
+def experiences_status_set(*, experiences: QuerySet[Experience], status: str) -> int:
+    """Launch, pause or complete experiences; every later decision in this process sees it."""
+    changed = experiences.update(status=status)
+    flow_definitions_forget_soon()
+    return changed
+
+
 def experiences_source(workspace: Workspace) -> Source:
     source = Source.objects.filter(workspace=workspace, name=EXPERIENCES_SOURCE).first()
     if source is None:
@@ -205,15 +249,13 @@ def experiences_source(workspace: Workspace) -> Source:
 
 def _tracking_event_store(
     *,
-    workspace: Workspace,
-    experience: Experience,
+    definition: FlowDefinition,
     execution: FlowExecution,
     body: dict,
     identifier: tuple[str, str],
 ) -> str | None:
-    """Save the flow execution and its TRACKING event through the event store."""
-    source = experiences_source(workspace)
-    execution.save()
+    """Store the TRACKING event through the event store, then the flow execution in its session."""
+    workspace, experience = definition.workspace, definition.experience
     channel = str(body.get("channel") or "WEB")[:32]
     point_of_sale = str(body.get("pointOfSale") or "")[:255]
     flow = {
@@ -228,7 +270,7 @@ def _tracking_event_store(
     }
     message = Message(
         workspace_id=workspace.pk,
-        source_id=source.pk,
+        source_id=definition.source_id,
         door=Door.PERSONALIZE,
         type="TRACKING",
         name=experience.friendly_id,
@@ -254,15 +296,14 @@ def _tracking_event_store(
     )
     tracking_services.events_store(
         messages=[message],
-        dedup_windows={source.pk: source.dedup_window},
+        dedup_windows={definition.source_id: definition.dedup_window},
         session_timeouts={workspace.pk: workspace.session_timeout},
     )
-    if message.session_id:
-        FlowExecution.objects.filter(pk=execution.pk).update(session_id=message.session_id)
-        from profiles.models import Session
-
-        return str(Session.objects.values_list("ref", flat=True).get(pk=message.session_id))
-    return None
+    execution.session_id = message.session_id
+    execution.save(force_insert=True)
+    if message.session_id is None:
+        return None
+    return str(Session.objects.values_list("ref", flat=True).get(pk=message.session_id))
 
 
 def content_render(content, guest: Guest | None):

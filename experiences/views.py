@@ -16,8 +16,8 @@ from tracking.doors.http import (
     unavailable_response,
 )
 from tracking.errors import IngestError
-from tracking.models import Workspace
 
+from .selectors import flow_definition_get
 from .services import content_render, flow_call
 
 MAX_BODY = 64 * 1024
@@ -36,15 +36,10 @@ def call_flows(request: HttpRequest) -> HttpResponse:
             raise IngestError("invalid_json", f"the body is not JSON: {error}") from None
         if not isinstance(body, dict):
             raise IngestError("invalid_json", "the body must be a JSON object")
-        client_key = body.get("clientKey")
-        workspace = (
-            Workspace.objects.filter(client_key=client_key).first()
-            if isinstance(client_key, str)
-            else None
+        definition = flow_definition_get(
+            client_key=body.get("clientKey"), friendly_id=body.get("friendlyId")
         )
-        if workspace is None:
-            raise IngestError("invalid_client_key", "clientKey is not valid", status=401)
-        decision = flow_call(workspace=workspace, body=body)
+        decision = flow_call(definition=definition, body=body)
     except IngestError as error:
         return cors_allow(error_response(error), request)
     except (OperationalError, InterfaceError):

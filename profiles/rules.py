@@ -250,12 +250,16 @@ def _event(body: dict, path: str) -> None:
         if not isinstance(where, list):
             raise RuleError(here, "must be a list of property conditions")
         for index, item in enumerate(where):
-            item_path = _join(here, index)
-            if not isinstance(item, dict):
-                raise RuleError(item_path, "must be an object with property, op and value")
-            _keys(item, item_path, required=("property", "op", "value"))
-            _json_key(item, "property", item_path)
-            _value_op(item, item_path)
+            property_condition_validate(item, _join(here, index))
+
+
+def property_condition_validate(condition: Any, path: str = "") -> None:
+    """An event property condition, ``{"property": P, "op": OP, "value": V}``."""
+    if not isinstance(condition, dict):
+        raise RuleError(path, "must be an object with property, op and value")
+    _keys(condition, path, required=("property", "op", "value"))
+    _json_key(condition, "property", path)
+    _value_op(condition, path)
 
 
 def _revenue(body: dict, path: str) -> None:

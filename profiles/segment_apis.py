@@ -12,7 +12,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
-from tracking.models import Workspace
+from tracking.api_common import workspace_field, workspace_for_write
 from tracking.selectors import workspaces_visible
 
 from .apis import GuestSerializer
@@ -23,12 +23,7 @@ from .segments import segment_validate
 
 
 class SegmentSerializer(serializers.ModelSerializer):
-    workspace = serializers.SlugRelatedField(
-        slug_field="portal_id",
-        queryset=Workspace.objects.all(),
-        required=False,
-        help_text="portal_id; may be left out when you belong to one workspace",
-    )
+    workspace = workspace_field()
     recomputeEveryMinutes = serializers.IntegerField(
         source="recompute_every_minutes", required=False, allow_null=True, min_value=1
     )
@@ -53,21 +48,9 @@ class SegmentSerializer(serializers.ModelSerializer):
         validators = []
 
     def validate(self, data):
-        request = self.context["request"]
-        visible = workspaces_visible(request.user)
-        workspace = data.get("workspace") or (self.instance.workspace if self.instance else None)
-        if workspace is None:
-            mine = list(visible[:2])
-            if len(mine) != 1:
-                raise ValidationError({"workspace": "give the workspace's portal_id"})
-            workspace = data["workspace"] = mine[0]
-        elif not visible.filter(pk=workspace.pk).exists():
-            raise ValidationError({"workspace": "you are not a member of this workspace"})
-        if (
-            self.instance is not None
-            and data.get("workspace", workspace) != self.instance.workspace
-        ):
-            raise ValidationError({"workspace": "a segment cannot move to another workspace"})
+        workspace = data["workspace"] = workspace_for_write(
+            user=self.context["request"].user, given=data.get("workspace"), instance=self.instance
+        )
         slug = data.get("slug") or self.instance.slug
         clash = Segment.objects.filter(workspace=workspace, slug=slug)
         if self.instance is not None:

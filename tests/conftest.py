@@ -8,6 +8,7 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 
+from experiences.selectors import flow_definitions_forget
 from tests.factories import SourceFactory
 
 ON_POSTGRES = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
@@ -40,8 +41,10 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _clear_cache():
     cache.clear()
+    flow_definitions_forget()
     yield
     cache.clear()
+    flow_definitions_forget()
 
 
 @pytest.fixture

@@ -187,6 +187,8 @@ FOOTPRINT = {
     "INBOX_CLAIM_SIZE": env.int("FOOTPRINT_INBOX_CLAIM_SIZE", default=50),
     # Inbox rows older than this and still pending are re-enqueued by the sweep.
     "INBOX_SWEEP_AGE": timedelta(seconds=env.int("FOOTPRINT_INBOX_SWEEP_AGE_SECONDS", default=30)),
+    # How long a web process reuses an experience's definition in /v2/callFlows.
+    "FLOW_CACHE_SECONDS": env.float("FOOTPRINT_FLOW_CACHE_SECONDS", default=5.0),
 }
 
 LOGGING = {

@@ -4,6 +4,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from experiences.models import Assignment, Experience, FlowExecution, Variant
+from experiences.selectors import flow_definitions_forget
 from profiles.models import Identity, Segment, SegmentMembership
 from profiles.segments import segment_recompute
 from tracking.models import Event
@@ -163,6 +164,9 @@ def test_targeting_and_exclusion(door, source, experience):
 
     experience.target_segments.clear()
     experience.exclusion_segments.add(vips)
+    # Changed behind the API's and the admin's back: this process still has the old audience.
+    assert call(source, email="plain@x.io").json()["decision"] == "DEFAULT"
+    flow_definitions_forget()
     assert call(source, email="plain@x.io").json()["decision"] == "EXPOSED"
     assert call(source, email="vip@x.io").json()["decision"] == "DEFAULT"
     assert SegmentMembership.objects.filter(segment=vips).count() == 1
