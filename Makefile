@@ -33,6 +33,10 @@ node-sdk:
 test: $(STAMP) node-sdk
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Ingestion throughput (accept, process, callFlows) next to raw COPY; BENCH_ARGS=--quick for seconds.
+bench: $(STAMP)
+	$(BIN)/python bench/ingest.py $(BENCH_ARGS)
+
 # Segment recompute and export over 100k guests / 2M events on local PostgreSQL.
 bench-segments: $(STAMP)
 	$(BIN)/python bench/segments.py $(BENCH_ARGS)

@@ -239,11 +239,15 @@ def experiences_status_set(*, experiences: QuerySet[Experience], status: str) ->
 
 
 def experiences_source(workspace: Workspace) -> Source:
+    """The workspace's source of TRACKING events, made on first use (once, even under a race)."""
     source = Source.objects.filter(workspace=workspace, name=EXPERIENCES_SOURCE).first()
     if source is None:
-        source = tracking_services.source_create(
-            workspace=workspace, name=EXPERIENCES_SOURCE, kind=Source.Kind.SERVER
-        )
+        try:
+            source = tracking_services.source_create(
+                workspace=workspace, name=EXPERIENCES_SOURCE, kind=Source.Kind.SERVER
+            )
+        except IntegrityError:  # a concurrent request made it first
+            source = Source.objects.get(workspace=workspace, name=EXPERIENCES_SOURCE)
     return source
 
 
