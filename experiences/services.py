@@ -11,7 +11,7 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from profiles.identity import guests_resolve, identities_lookup
+from profiles.identity import guest_find, guest_get_or_create
 from profiles.models import Guest, SegmentMembership
 from tracking import services as tracking_services
 from tracking.errors import IngestError
@@ -84,7 +84,7 @@ def flow_call(*, workspace: Workspace, body: dict, now: datetime | None = None) 
         )
     variants = list(experience.variants.all())
     default = next((v for v in variants if v.is_control), variants[0] if variants else None)
-    guest = _guest_find(workspace.pk, kind, value)
+    guest = guest_find(workspace_id=workspace.pk, kind=kind, value=value)
 
     if not _running(experience, now):
         return Decision(experience, default, guest, exposed=False, reason=experience.status)
@@ -93,7 +93,9 @@ def flow_call(*, workspace: Workspace, body: dict, now: datetime | None = None) 
 
     with transaction.atomic():
         if guest is None:
-            guest = _guest_create(workspace.pk, kind, value, now)
+            guest = guest_get_or_create(
+                workspace_id=workspace.pk, kind=kind, value=value, door=Door.PERSONALIZE, now=now
+            )
         eligible, reason = _eligible(experience, guest)
         if not eligible:
             return Decision(experience, default, guest, exposed=False, reason=reason)
@@ -126,32 +128,6 @@ def _running(experience: Experience, now: datetime) -> bool:
     if experience.starts_at and now < experience.starts_at:
         return False
     return not (experience.ends_at and now >= experience.ends_at)
-
-
-def _guest_find(workspace_id: int, kind: str, value: str) -> Guest | None:
-    owners = identities_lookup([(workspace_id, kind, value)])
-    guest_id = owners.get((workspace_id, kind, value))
-    if guest_id is None:
-        return None
-    guest = Guest.objects.get(pk=guest_id)
-    while guest.merged_into_id is not None:
-        guest = Guest.objects.get(pk=guest.merged_into_id)
-    return guest
-
-
-def _guest_create(workspace_id: int, kind: str, value: str, now: datetime) -> Guest:
-    message = Message(
-        workspace_id=workspace_id,
-        source_id=0,
-        door=Door.PERSONALIZE,
-        type="TRACKING",
-        message_id="",
-        timestamp=now,
-        received_at=now,
-        identifiers=[(kind, value)],
-    )
-    resolution = guests_resolve(messages=[message])
-    return next(g for g in resolution.guests if g.pk == message.guest_id)
 
 
 def _eligible(experience: Experience, guest: Guest) -> tuple[bool, str]:
@@ -195,12 +171,9 @@ def _assignment(experience: Experience, guest: Guest, variants: list[Variant]) -
 
 
 def experiences_source(workspace: Workspace) -> Source:
-    source = Source.objects.filter(workspace=workspace, name=EXPERIENCES_SOURCE).first()
-    if source is None:
-        source = tracking_services.source_create(
-            workspace=workspace, name=EXPERIENCES_SOURCE, kind=Source.Kind.SERVER
-        )
-    return source
+    return tracking_services.workspace_source_get(
+        workspace=workspace, name=EXPERIENCES_SOURCE, kind=Source.Kind.SERVER
+    )
 
 
 def _tracking_event_store(
