@@ -14,6 +14,11 @@ urlpatterns = [
     re_path(rf"^v1/(?P<route>{SEGMENT_ROUTES})/?$", doors.segment_door, name="segment-door"),
     path("v1/projects/<str:write_key>/settings", doors.segment_settings, name="segment-settings"),
     path("v2/callFlows", call_flows, name="call-flows"),
+    re_path(
+        r"^api/v1\.0/(?P<route>(?i:Track|TrackBulk))/?$",
+        doors.optimizely_door,
+        name="optimizely-door",
+    ),
     path("api/", include("config.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

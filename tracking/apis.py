@@ -46,6 +46,7 @@ class EventSerializer(serializers.ModelSerializer):
             "traits",
             "context",
             "integrations",
+            "payload",
             "timestamp",
             "originalTimestamp",
             "sentAt",

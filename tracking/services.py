@@ -17,7 +17,7 @@ from profiles.segments import guests_mark_dirty
 from profiles.services import messages_suppressed_drop
 from profiles.sessions import sessions_assign, sessions_reconcile
 
-from .doors import segment
+from .doors import optimizely, segment
 from .errors import IngestError
 from .messages import Message
 from .models import (
@@ -35,8 +35,14 @@ from .models import (
 logger = logging.getLogger(__name__)
 
 # Each door's parser from a stored request to messages; a new door registers here.
-INBOX_PARSERS = {Door.SEGMENT: segment.inbox_parse}
-REPLAY_REQUESTS = {Door.SEGMENT: segment.replay_request}
+INBOX_PARSERS = {
+    Door.SEGMENT: segment.inbox_parse,
+    Door.OPTIMIZELY: optimizely.inbox_parse,
+}
+REPLAY_REQUESTS = {
+    Door.SEGMENT: segment.replay_request,
+    Door.OPTIMIZELY: optimizely.replay_request,
+}
 
 
 # --- Workspaces and sources -------------------------------------------------------------------

@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from . import services
-from .doors import segment
+from .doors import optimizely, segment
 from .doors.http import (
     body_read,
     client_ip,
@@ -21,6 +21,7 @@ from .doors.http import (
     unavailable_response,
 )
 from .errors import IngestError
+from .messages import valid_ip
 from .models import Source
 from .selectors import source_get_by_write_key
 
@@ -120,6 +121,87 @@ def segment_settings(request: HttpRequest, write_key: str) -> HttpResponse:
         "remotePlugins": [],
     }
     return cors_allow(json_response(document), request)
+
+
+def _rejected(rejected: list, indexes: list[int]) -> list[dict]:
+    return [
+        {"index": index, **item.error.as_dict()}
+        for index, item in zip(indexes, rejected, strict=True)
+    ]
+
+
+@csrf_exempt
+def optimizely_door(request: HttpRequest, route: str) -> HttpResponse:
+    """``POST /api/v1.0/Track`` (one TrackEvent) and ``/api/v1.0/TrackBulk`` (up to 100).
+
+    Every event is checked before the request is accepted; in a bulk request the valid ones are
+    stored and the invalid ones listed in the answer (and kept as failed events). Errors are the
+    JSON ``{"code", "message", "field"}`` of every door.
+    """
+    if request.method == "OPTIONS":
+        return cors_preflight(request, methods="POST, OPTIONS")
+    if request.method != "POST":
+        return cors_allow(
+            json_response(
+                {"code": "method_not_allowed", "message": "use POST"}, status=405, Allow="POST"
+            ),
+            request,
+        )
+    received_at = timezone.now()
+    route = optimizely.BULK if route.lower() == "trackbulk" else optimizely.SINGLE
+    try:
+        key = optimizely.key_from_header(request.META.get("HTTP_AUTHORIZATION", ""))
+        if key is None:
+            raise IngestError(
+                "invalid_key", "send the key as Authorization: epi-single <key>", status=401
+            )
+        source = source_get_by_write_key(key)
+        _origin_check(request, source)
+        body = body_read(request, limit=optimizely.body_limit(route))
+        events = optimizely.events_of(segment.body_parse(body), route=route)
+        # The visitor's address: the header the site passes on, else the caller's.
+        ip = valid_ip(request.META.get(optimizely.IP_HEADER)) or client_ip(request)
+        messages, rejected, rejected_at = optimizely.events_parse(
+            events,
+            check_sizes=True,
+            fallback_prefix="check",
+            workspace_id=source.workspace_id,
+            source_id=source.pk,
+            channel="",
+            ip=ip,
+            received_at=received_at,
+            max_future_skew=settings.FOOTPRINT["MAX_FUTURE_SKEW"],
+        )
+        if route == optimizely.SINGLE and rejected:
+            raise rejected[0].error
+        if not messages:
+            return cors_allow(
+                json_response(
+                    {
+                        "code": "no_valid_events",
+                        "message": "no track event of the list is valid; nothing was stored",
+                        "rejected": _rejected(rejected, rejected_at),
+                    },
+                    status=400,
+                ),
+                request,
+            )
+        services.inbox_accept(
+            source=source,
+            door=optimizely.DOOR,
+            body=body,
+            meta={"route": route},
+            ip=ip,
+            received_at=received_at,
+        )
+    except IngestError as error:
+        return cors_allow(error_response(error), request, allowed=error.status != 403)
+    except (OperationalError, InterfaceError):
+        return cors_allow(unavailable_response(), request)
+    answer: dict = {"accepted": len(messages)}
+    if rejected:
+        answer["rejected"] = _rejected(rejected, rejected_at)
+    return cors_allow(json_response(answer), request)
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
