@@ -14,6 +14,8 @@ urlpatterns = [
     re_path(rf"^v1/(?P<route>{SEGMENT_ROUTES})/?$", doors.segment_door, name="segment-door"),
     path("v1/projects/<str:write_key>/settings", doors.segment_settings, name="segment-settings"),
     path("v2/callFlows", call_flows, name="call-flows"),
+    path("v1.2/browser/create.json", doors.stream_browser_create, name="stream-browser-create"),
+    path("v1.2/event/create.json", doors.stream_event_create, name="stream-event-create"),
     re_path(
         r"^api/v1\.0/(?P<route>(?i:Track|TrackBulk))/?$",
         doors.optimizely_door,

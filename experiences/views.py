@@ -16,7 +16,7 @@ from tracking.doors.http import (
     unavailable_response,
 )
 from tracking.errors import IngestError
-from tracking.models import Workspace
+from tracking.selectors import workspace_get_by_client_key
 
 from .services import content_render, flow_call
 
@@ -36,14 +36,7 @@ def call_flows(request: HttpRequest) -> HttpResponse:
             raise IngestError("invalid_json", f"the body is not JSON: {error}") from None
         if not isinstance(body, dict):
             raise IngestError("invalid_json", "the body must be a JSON object")
-        client_key = body.get("clientKey")
-        workspace = (
-            Workspace.objects.filter(client_key=client_key).first()
-            if isinstance(client_key, str)
-            else None
-        )
-        if workspace is None:
-            raise IngestError("invalid_client_key", "clientKey is not valid", status=401)
+        workspace = workspace_get_by_client_key(body.get("clientKey"), field="clientKey")
         decision = flow_call(workspace=workspace, body=body)
     except IngestError as error:
         return cors_allow(error_response(error), request)

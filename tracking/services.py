@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -11,13 +12,13 @@ from django.db import IntegrityError, InterfaceError, OperationalError, connecti
 from django.db.models import Max
 from django.utils import timezone
 
-from profiles.identity import guests_resolve
-from profiles.models import Segment
+from profiles.identity import guest_get_or_create, guests_resolve
+from profiles.models import Guest, Segment
 from profiles.segments import guests_mark_dirty
 from profiles.services import messages_suppressed_drop
 from profiles.sessions import sessions_assign, sessions_reconcile
 
-from .doors import optimizely, segment
+from .doors import optimizely, segment, stream
 from .errors import IngestError
 from .messages import Message
 from .models import (
@@ -38,10 +39,12 @@ logger = logging.getLogger(__name__)
 INBOX_PARSERS = {
     Door.SEGMENT: segment.inbox_parse,
     Door.OPTIMIZELY: optimizely.inbox_parse,
+    Door.STREAM: stream.inbox_parse,
 }
 REPLAY_REQUESTS = {
-    Door.SEGMENT: segment.replay_request,
-    Door.OPTIMIZELY: optimizely.replay_request,
+    Door.SEGMENT: segment.replay_requests,
+    Door.OPTIMIZELY: optimizely.replay_requests,
+    Door.STREAM: stream.replay_requests,
 }
 
 
@@ -101,6 +104,20 @@ def workspace_source_get(*, workspace: Workspace, name: str, kind: str) -> Sourc
         except IntegrityError:  # made by a concurrent request
             source = Source.objects.get(workspace=workspace, name=name)
     return source
+
+
+def browser_create(*, workspace: Workspace) -> tuple[str, Guest]:
+    """A new browser identity (Sitecore's browser ref) and the visitor guest it belongs to."""
+    ref = str(uuid.uuid4())
+    with transaction.atomic():
+        guest = guest_get_or_create(
+            workspace_id=workspace.pk,
+            kind="browser",
+            value=ref,
+            door=Door.STREAM,
+            now=timezone.now(),
+        )
+    return ref, guest
 
 
 def source_rotate_write_key(*, source: Source) -> Source:
@@ -182,9 +199,9 @@ def failed_events_replay(*, failed: list[FailedEvent]) -> int:
     now = timezone.now()
     with transaction.atomic():
         for (source_id, door), items in groups.items():
-            body, meta = REPLAY_REQUESTS[door]([item.payload for item in items])
-            InboxRequest.objects.create(
-                source_id=source_id, door=door, body=body, meta=meta, received_at=now
+            InboxRequest.objects.bulk_create(
+                InboxRequest(source_id=source_id, door=door, body=body, meta=meta, received_at=now)
+                for body, meta in REPLAY_REQUESTS[door]([item.payload for item in items])
             )
             FailedEvent.objects.filter(pk__in=[item.pk for item in items]).update(replayed_at=now)
         if groups:

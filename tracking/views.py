@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+
+import orjson
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
@@ -9,7 +12,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from . import services
-from .doors import optimizely, segment
+from .doors import optimizely, segment, stream
 from .doors.http import (
     body_read,
     client_ip,
@@ -23,7 +26,7 @@ from .doors.http import (
 from .errors import IngestError
 from .messages import valid_ip
 from .models import Source
-from .selectors import source_get_by_write_key
+from .selectors import event_refs, source_get_by_write_key, workspace_get_by_client_key
 
 
 def _origin_check(request: HttpRequest, source: Source) -> None:
@@ -202,6 +205,117 @@ def optimizely_door(request: HttpRequest, route: str) -> HttpResponse:
     if rejected:
         answer["rejected"] = _rejected(rejected, rejected_at)
     return cors_allow(json_response(answer), request)
+
+
+def _stream_answer(
+    request: HttpRequest, payload: dict, *, callback: str | None, status: int = 200
+) -> HttpResponse:
+    """JSON, or JSONP (``callback(...);``) for a script tag when a callback was named."""
+    if callback:
+        body = callback.encode() + b"(" + orjson.dumps(payload) + b");"
+        response = HttpResponse(body, status=status, content_type="application/javascript")
+    else:
+        response = json_response(payload, status=status)
+    return cors_allow(response, request)
+
+
+def _stream_error(request: HttpRequest, error: IngestError, callback: str | None) -> HttpResponse:
+    return _stream_answer(
+        request,
+        {"status": "ERROR", "version": stream.VERSION, **error.as_dict()},
+        callback=callback,
+        status=error.status,
+    )
+
+
+def _stream_callback(request: HttpRequest) -> str | None:
+    try:
+        return stream.callback_check(request.GET.get("callback"))
+    except IngestError:
+        return None
+
+
+@csrf_exempt
+def stream_browser_create(request: HttpRequest) -> HttpResponse:
+    """``GET /v1.2/browser/create.json?client_key=…``: a new browser ref and its visitor guest."""
+    if request.method == "OPTIONS":
+        return cors_preflight(request, methods="GET, POST, OPTIONS")
+    callback = _stream_callback(request)
+    try:
+        stream.callback_check(request.GET.get("callback"))
+        workspace = workspace_get_by_client_key(request.GET.get("client_key"))
+        ref, guest = services.browser_create(workspace=workspace)
+    except IngestError as error:
+        return _stream_error(request, error, callback)
+    except (OperationalError, InterfaceError):
+        return cors_allow(unavailable_response(), request)
+    answer = {
+        "ref": ref,
+        "customer_ref": str(guest.ref),
+        "status": "OK",
+        "version": stream.VERSION,
+        "client_key": workspace.client_key,
+    }
+    return _stream_answer(request, answer, callback=callback)
+
+
+@csrf_exempt
+def stream_event_create(request: HttpRequest) -> HttpResponse:
+    """``GET|POST /v1.2/event/create.json?client_key=…&message=<json>``: one Stream event.
+
+    The event is stored before the answer, which carries its ref and its guest's and session's:
+    the request is written to the inbox and processed at once through the one pipeline (see
+    ``services.inbox_accept_processed``).
+    """
+    if request.method == "OPTIONS":
+        return cors_preflight(request, methods="GET, POST, OPTIONS")
+    received_at = timezone.now()
+    callback = _stream_callback(request)
+    try:
+        stream.callback_check(request.GET.get("callback"))
+        raw = request.GET.get("message")
+        if raw is None and request.method == "POST":
+            raw = body_read(request, limit=stream.MAX_MESSAGE_BYTES)
+        message = stream.message_from(raw)
+        workspace = workspace_get_by_client_key(
+            request.GET.get("client_key") or message.get("client_key")
+        )
+        ip = client_ip(request)
+        stream.message_normalize(
+            message,
+            workspace_id=workspace.pk,
+            source_id=0,
+            ref="check",
+            ip=ip,
+            received_at=received_at,
+        )
+        source = services.workspace_source_get(
+            workspace=workspace, name=stream.SOURCE_NAME, kind=Source.Kind.WEB
+        )
+        ref = str(uuid.uuid4())
+        events = services.inbox_accept_processed(
+            source=source,
+            door=stream.DOOR,
+            body=orjson.dumps(message),
+            meta={"ref": ref},
+            ip=ip,
+            received_at=received_at,
+        )
+    except IngestError as error:
+        return _stream_error(request, error, callback)
+    except (OperationalError, InterfaceError):
+        return cors_allow(unavailable_response(), request)
+    refs = event_refs(events[0] if events else None)
+    answer = {
+        "ref": ref,
+        "status": "OK",
+        "version": stream.VERSION,
+        "client_key": workspace.client_key,
+        "browser_ref": message.get("browser_id"),
+        "customer_ref": refs["guest"],
+        "session_ref": refs["session"],
+    }
+    return _stream_answer(request, answer, callback=callback)
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

@@ -262,6 +262,9 @@ def inbox_parse(
     return messages, rejected
 
 
-def replay_request(payloads: list[dict]) -> tuple[bytes, dict]:
-    """An inbox body and meta that carry failed track events through this door again."""
-    return orjson.dumps(payloads), {"route": BULK, "replay": True}
+def replay_requests(payloads: list[dict]) -> list[tuple[bytes, dict]]:
+    """Inbox bodies and metas that carry failed track events through this door again."""
+    return [
+        (orjson.dumps(payloads[start : start + MAX_BULK_EVENTS]), {"route": BULK, "replay": True})
+        for start in range(0, len(payloads), MAX_BULK_EVENTS)
+    ]
