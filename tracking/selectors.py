@@ -26,6 +26,15 @@ def source_get_by_write_key(write_key: str | None) -> Source:
     return source
 
 
+def source_get_by_portal(*, portal_id: int, prop_id: int) -> Source | None:
+    """The active source with ``prop_id`` in the workspace with ``portal_id``, if any."""
+    return (
+        Source.objects.select_related("workspace")
+        .filter(prop_id=prop_id, workspace__portal_id=portal_id, is_active=True)
+        .first()
+    )
+
+
 def workspaces_visible(user) -> QuerySet[Workspace]:
     """The workspaces a user may read: their own; every one for a superuser."""
     if not user.is_authenticated:

@@ -18,7 +18,7 @@ from profiles.segments import guests_mark_dirty
 from profiles.services import messages_suppressed_drop
 from profiles.sessions import sessions_assign, sessions_reconcile
 
-from .doors import optimizely, segment, stream
+from .doors import collect, optimizely, segment, stream
 from .errors import IngestError
 from .messages import Message
 from .models import (
@@ -40,11 +40,13 @@ INBOX_PARSERS = {
     Door.SEGMENT: segment.inbox_parse,
     Door.OPTIMIZELY: optimizely.inbox_parse,
     Door.STREAM: stream.inbox_parse,
+    Door.COLLECT: collect.inbox_parse,
 }
 REPLAY_REQUESTS = {
     Door.SEGMENT: segment.replay_requests,
     Door.OPTIMIZELY: optimizely.replay_requests,
     Door.STREAM: stream.replay_requests,
+    Door.COLLECT: collect.replay_requests,
 }
 
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from . import services
-from .doors import optimizely, segment, stream
+from .doors import collect, optimizely, segment, stream
 from .doors.http import (
     body_read,
     client_ip,
@@ -26,7 +26,12 @@ from .doors.http import (
 from .errors import IngestError
 from .messages import valid_ip
 from .models import Source
-from .selectors import event_refs, source_get_by_write_key, workspace_get_by_client_key
+from .selectors import (
+    event_refs,
+    source_get_by_portal,
+    source_get_by_write_key,
+    workspace_get_by_client_key,
+)
 
 
 def _origin_check(request: HttpRequest, source: Source) -> None:
@@ -316,6 +321,85 @@ def stream_event_create(request: HttpRequest) -> HttpResponse:
         "session_ref": refs["session"],
     }
     return _stream_answer(request, answer, callback=callback)
+
+
+def _collect_answer(
+    request: HttpRequest, answer: dict, *, resp_type: str, redirect_url: str
+) -> HttpResponse:
+    if resp_type == "redirect":
+        response = HttpResponse(status=302)
+        response["Location"] = redirect_url
+    elif resp_type == "pixel":
+        response = HttpResponse(collect.TRANSPARENT_GIF, content_type="image/gif")
+    elif resp_type == "json":
+        response = json_response(answer)
+    else:
+        body = collect.CALLBACK.encode() + b"(" + orjson.dumps(answer) + b");"
+        response = HttpResponse(body, content_type="application/javascript")
+    # Every hit must reach the server: nothing along the way may answer from a cache.
+    response["Cache-Control"] = "no-cache, no-store, must-revalidate, private"
+    response["Pragma"] = "no-cache"
+    response["Expires"] = "0"
+    return cors_allow(response, request)
+
+
+@csrf_exempt
+def collect_door(request: HttpRequest) -> HttpResponse:
+    """``GET|POST /collect?portal_id=&prop_id=&resp_type=&redirect_url=``: one event hit.
+
+    The event is stored before the answer, which carries its id, session and guest: the hit is
+    written to the inbox and processed at once through the one pipeline (see
+    ``services.inbox_accept_processed``). Errors are JSON whatever ``resp_type`` asked for.
+    """
+    if request.method == "OPTIONS":
+        return cors_preflight(request, methods="GET, POST, OPTIONS")
+    if request.method not in ("GET", "POST"):
+        return cors_allow(
+            json_response({"message": "use GET or POST"}, status=405, Allow="GET, POST"), request
+        )
+    received_at = timezone.now()
+    try:
+        portal_id, prop_id, resp_type, redirect_url = collect.address_parse(request.GET)
+        source = source_get_by_portal(portal_id=portal_id, prop_id=prop_id)
+        if source is None:
+            raise collect.NotFound
+        _origin_check(request, source)
+        body = body_read(request, limit=collect.MAX_BODY_BYTES) if request.method == "POST" else b""
+        hit = collect.hit_from(request.GET, body)
+        ip = client_ip(request)
+        collect.hit_normalize(
+            hit,
+            workspace_id=source.workspace_id,
+            source_id=source.pk,
+            channel="",
+            ref="check",
+            ip=ip,
+            received_at=received_at,
+        )
+        if resp_type == "redirect":
+            collect.redirect_check(
+                redirect_url, action=hit["ea"], allowed_hosts=source.allowed_redirect_hosts
+            )
+        ref = str(uuid.uuid4())
+        events = services.inbox_accept_processed(
+            source=source,
+            door=collect.DOOR,
+            body=orjson.dumps(hit),
+            meta={"ref": ref},
+            ip=ip,
+            received_at=received_at,
+        )
+    except collect.NotFound:
+        return cors_allow(json_response(collect.NOT_FOUND, status=404), request)
+    except IngestError as error:
+        return cors_allow(error_response(error), request, allowed=error.status != 403)
+    except (OperationalError, InterfaceError):
+        return cors_allow(unavailable_response(), request)
+    refs = event_refs(events[0] if events else None)
+    answer = collect.answer_of(
+        ref=ref, hit=hit, guest_ref=refs["guest"], session_ref=refs["session"]
+    )
+    return _collect_answer(request, answer, resp_type=resp_type, redirect_url=redirect_url)
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
