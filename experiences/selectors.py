@@ -18,6 +18,7 @@ from django.db import transaction
 
 from tracking.errors import IngestError
 from tracking.models import Workspace
+from tracking.selectors import workspace_get_by_client_key
 
 from .models import Experience, Variant
 
@@ -50,7 +51,9 @@ def flow_definition_get(*, client_key: object, friendly_id: object) -> FlowDefin
     Raises ``IngestError`` 401 for an unknown client key and 404 for an unknown experience.
     """
     if not isinstance(client_key, str) or not client_key:
-        raise IngestError("invalid_client_key", "clientKey is not valid", status=401)
+        raise IngestError(
+            "missing_client_key", "clientKey is required", field="clientKey", status=401
+        )
     if not isinstance(friendly_id, str) or not friendly_id:
         raise IngestError("missing_friendlyId", "friendlyId is required", field="friendlyId")
     key = (client_key, friendly_id)
@@ -80,9 +83,7 @@ def flow_definitions_forget_soon() -> None:
 def _flow_definition_load(client_key: str, friendly_id: str) -> FlowDefinition:
     from .services import experiences_source
 
-    workspace = Workspace.objects.filter(client_key=client_key).first()
-    if workspace is None:
-        raise IngestError("invalid_client_key", "clientKey is not valid", status=401)
+    workspace = workspace_get_by_client_key(client_key, field="clientKey")
     experience = (
         Experience.objects.filter(workspace=workspace, friendly_id=friendly_id)
         .prefetch_related("variants", "target_segments", "exclusion_segments")

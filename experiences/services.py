@@ -13,7 +13,7 @@ from django.db.models import OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
-from profiles.identity import guests_resolve
+from profiles.identity import guest_get_or_create
 from profiles.models import Guest, SegmentMembership, Session
 from tracking import services as tracking_services
 from tracking.errors import IngestError
@@ -88,7 +88,13 @@ def flow_call(*, definition: FlowDefinition, body: dict, now: datetime | None = 
 
     with transaction.atomic():
         if guest is None:
-            guest = _guest_create(definition.workspace.pk, kind, value, now)
+            guest = guest_get_or_create(
+                workspace_id=definition.workspace.pk,
+                kind=kind,
+                value=value,
+                door=Door.PERSONALIZE,
+                now=now,
+            )
         eligible, reason = _eligible(definition, guest)
         if not eligible:
             return Decision(experience, default, guest, exposed=False, reason=reason)
@@ -136,21 +142,6 @@ def _guest_find(definition: FlowDefinition, kind: str, value: str) -> tuple[Gues
     if guest is None:
         return None, None
     return guest, guest.assigned_id
-
-
-def _guest_create(workspace_id: int, kind: str, value: str, now: datetime) -> Guest:
-    message = Message(
-        workspace_id=workspace_id,
-        source_id=0,
-        door=Door.PERSONALIZE,
-        type="TRACKING",
-        message_id="",
-        timestamp=now,
-        received_at=now,
-        identifiers=[(kind, value)],
-    )
-    resolution = guests_resolve(messages=[message])
-    return next(g for g in resolution.guests if g.pk == message.guest_id)
 
 
 def _eligible(definition: FlowDefinition, guest: Guest) -> tuple[bool, str]:
@@ -239,16 +230,9 @@ def experiences_status_set(*, experiences: QuerySet[Experience], status: str) ->
 
 
 def experiences_source(workspace: Workspace) -> Source:
-    """The workspace's source of TRACKING events, made on first use (once, even under a race)."""
-    source = Source.objects.filter(workspace=workspace, name=EXPERIENCES_SOURCE).first()
-    if source is None:
-        try:
-            source = tracking_services.source_create(
-                workspace=workspace, name=EXPERIENCES_SOURCE, kind=Source.Kind.SERVER
-            )
-        except IntegrityError:  # a concurrent request made it first
-            source = Source.objects.get(workspace=workspace, name=EXPERIENCES_SOURCE)
-    return source
+    return tracking_services.workspace_source_get(
+        workspace=workspace, name=EXPERIENCES_SOURCE, kind=Source.Kind.SERVER
+    )
 
 
 def _tracking_event_store(

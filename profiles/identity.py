@@ -169,6 +169,44 @@ def identities_lookup(keys: Iterable[IdentityKey]) -> dict[IdentityKey, int]:
     }
 
 
+def guest_find(*, workspace_id: int, kind: str, value: str) -> Guest | None:
+    """The guest an identity points at (following merges), or None."""
+    owners = identities_lookup([(workspace_id, kind, value)])
+    guest_id = owners.get((workspace_id, kind, value))
+    if guest_id is None:
+        return None
+    guest = Guest.objects.get(pk=guest_id)
+    for _ in range(MAX_MERGE_HOPS):
+        if guest.merged_into_id is None:
+            break
+        guest = Guest.objects.get(pk=guest.merged_into_id)
+    return guest
+
+
+def guest_get_or_create(
+    *, workspace_id: int, kind: str, value: str, door: str, now: datetime
+) -> Guest:
+    """The guest of one identity, made (as a visitor, race-free) when nobody has it yet.
+
+    Goes through ``guests_resolve`` like any event, so a concurrent request naming the same
+    identity ends up with the same guest.
+    """
+    from tracking.messages import Message
+
+    message = Message(
+        workspace_id=workspace_id,
+        source_id=0,
+        door=door,
+        type="",
+        message_id="",
+        timestamp=now,
+        received_at=now,
+        identifiers=[(kind, value)],
+    )
+    resolution = guests_resolve(messages=[message])
+    return next(g for g in resolution.guests if g.pk == message.guest_id)
+
+
 def _guests_lock(guest_ids: set[int], locked: dict[int, Locked]) -> None:
     """Lock the guests not locked yet (in id order) and their merge survivors."""
     wanted = guest_ids - set(locked)
@@ -477,7 +515,7 @@ def _profiles_update(messages: list[Message], survivors: dict[int, Node]) -> lis
         guest = survivors[message.guest_id].guest
         guest.first_seen = min(guest.first_seen, message.timestamp)
         guest.last_seen = max(guest.last_seen, message.timestamp)
-        if message.type == "identify" and message.traits:
+        if message.updates_profile and message.traits:
             traits_apply(guest, message.traits)
     guests = []
     for node in survivors.values():

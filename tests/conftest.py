@@ -2,6 +2,7 @@ import base64
 import gzip
 import os
 import socket
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -45,6 +46,25 @@ def _clear_cache():
     yield
     cache.clear()
     flow_definitions_forget()
+
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The server's clock, set by the test (starts at ``T0``)."""
+    from django.utils import timezone
+
+    class Clock:
+        now = T0
+
+        def set(self, value):
+            self.now = value
+
+    fake = Clock()
+    monkeypatch.setattr(timezone, "now", lambda: fake.now)
+    return fake
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from .admin_base import (
     WorkspaceScopedAdmin,
     pretty_json,
 )
+from .doors import stream
 from .doors.segment import CHANNEL_BY_SOURCE_KIND
 from .messages import MESSAGE_TYPES
 from .models import Event, FailedEvent, InboxRequest, Source, Workspace
@@ -16,6 +17,7 @@ from .selectors import workspaces_visible
 
 CHANNELS = sorted(
     {*CHANNEL_BY_SOURCE_KIND.values(), "web", "mobile_web", "mobile_app", "email", "kiosk"}
+    | set(stream.CHANNELS)
 )
 
 
@@ -108,7 +110,11 @@ class EventTypeFilter(FixedChoicesFilter):
     title = "type"
     parameter_name = "type"
     field_name = "type"
-    options = [(t, t) for t in sorted(MESSAGE_TYPES)] + [("TRACKING", "TRACKING")]
+    options = (
+        [(t, t) for t in sorted(MESSAGE_TYPES)]
+        + [("TRACKING", "TRACKING")]
+        + [(t, f"{t} (Sitecore)") for t in stream.STANDARD_TYPES]
+    )
 
 
 class ChannelFilter(FixedChoicesFilter):
@@ -154,8 +160,16 @@ class EventAdmin(WorkspaceScopedAdmin):
         (None, {"fields": ["type", "name", "timestamp", "guest", "session", "source", "door"]}),
         ("Ids", {"fields": ["message_id", "user_id", "anonymous_id", "group_id", "previous_id"]}),
         (
-            "Payload",
+            "Normalised",
             {"fields": ["properties_pretty", "traits_pretty", "context_pretty", "integrations"]},
+        ),
+        (
+            "As received",
+            {
+                "fields": ["payload_pretty"],
+                "description": "The event exactly as its door received it (Sitecore, "
+                "Optimizely and /collect events; a Segment-spec event is stored as sent).",
+            },
         ),
         (
             "Typed",
@@ -173,13 +187,17 @@ class EventAdmin(WorkspaceScopedAdmin):
             },
         ),
     ]
-    readonly_fields = ["properties_pretty", "context_pretty", "traits_pretty"]
+    readonly_fields = ["properties_pretty", "context_pretty", "traits_pretty", "payload_pretty"]
 
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="original payload")
+    def payload_pretty(self, obj):
+        return pretty_json(obj.payload) if obj.payload is not None else "—"
 
     @admin.display(description="guest")
     def guest_ref(self, obj):

@@ -46,6 +46,7 @@ class EventSerializer(serializers.ModelSerializer):
             "traits",
             "context",
             "integrations",
+            "payload",
             "timestamp",
             "originalTimestamp",
             "sentAt",
@@ -63,7 +64,8 @@ class EventSerializer(serializers.ModelSerializer):
         ]
 
     def get_event(self, event: Event) -> str | None:
-        return event.name if event.type == "track" else None
+        # A track event's name, an Optimizely EventType, a /collect ea, a Sitecore type.
+        return event.name if event.type not in ("page", "screen") else None
 
     def get_name(self, event: Event) -> str | None:
         return event.name if event.type in ("page", "screen") else None

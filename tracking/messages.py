@@ -65,6 +65,14 @@ class Message:
     page: str = ""
     # A Sitecore FORCE_CLOSE: the event's session ends with it.
     closes_session: bool = False
+    # The traits describe the person (identify, IDENTITY, an Optimizely User): they update the
+    # guest's profile rather than only being kept on the event.
+    updates_profile: bool = False
+    # How long a repeat of ``message_id`` is dropped, when the door decides rather than the
+    # source (Optimizely's TrackID: 72 hours).
+    dedup_window: timedelta | None = None
+    # The event as its door received it, when that is not the Segment-spec message itself.
+    payload: Any = None
     # Set by identity resolution and sessionisation.
     guest_id: int | None = None
     session_id: int | None = None
@@ -353,7 +361,8 @@ def segment_message_normalize(
         value=value,
         identifiers=identifiers,
         client_session_id=_session_id(context),
-        device=_text(
+        updates_profile=message_type == "identify",
+        device=text_value(
             context.get("device", {}).get("id") if isinstance(context.get("device"), dict) else None
         ),
         page=_page(message_type, name, properties, context),
@@ -378,20 +387,20 @@ def external_ids(value: Any) -> list[tuple[str, str]]:
     for item in value[:20]:
         if not isinstance(item, dict):
             continue
-        kind, ident = _text(item.get("type")), _text(item.get("id"))
+        kind, ident = text_value(item.get("type")), text_value(item.get("id"))
         if kind and ident and kind not in ("user_id", "anonymous_id"):
             pairs.append((kind[:64], ident))
     return pairs
 
 
-def _text(value: Any, limit: int = MAX_ID_LENGTH) -> str:
+def text_value(value: Any, limit: int = MAX_ID_LENGTH) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
         return ""
     return str(value).strip()[:limit]
 
 
 def _session_id(context: dict) -> str:
-    return _text(context.get("sessionId") or context.get("session_id"))
+    return text_value(context.get("sessionId") or context.get("session_id"))
 
 
 def _page(message_type: str, name: str, properties: dict, context: dict) -> str:
@@ -399,7 +408,7 @@ def _page(message_type: str, name: str, properties: dict, context: dict) -> str:
         return ""
     page = context.get("page") if isinstance(context.get("page"), dict) else {}
     for candidate in (properties.get("url"), page.get("url"), properties.get("path"), name):
-        text = _text(candidate, 2048)
+        text = text_value(candidate, 2048)
         if text:
             return text
     return ""

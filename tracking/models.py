@@ -89,6 +89,9 @@ class Door(models.TextChoices):
 
     SEGMENT = "segment", "Segment spec (/v1)"
     PERSONALIZE = "personalize", "Flow executions (/v2/callFlows)"
+    STREAM = "stream", "Sitecore Stream API (/v1.2)"
+    OPTIMIZELY = "optimizely", "Optimizely Tracking API (/api/v1.0)"
+    COLLECT = "collect", "Event Track API (/collect)"
 
 
 class InboxRequest(models.Model):
@@ -131,7 +134,9 @@ class Event(models.Model):
         "profiles.Session", on_delete=models.SET_NULL, null=True, blank=True, related_name="events"
     )
     door = models.CharField(max_length=16, choices=Door.choices, default=Door.SEGMENT)
-    type = models.CharField(max_length=16)
+    # Segment-spec types are lower case (track, page, …); Sitecore types upper case (VIEW, ADD,
+    # TRACKING or a custom name of up to 50 characters).
+    type = models.CharField(max_length=64)
     name = models.CharField(max_length=255, blank=True)
     message_id = models.CharField(max_length=255)
     user_id = models.CharField(max_length=255, blank=True)
@@ -142,6 +147,9 @@ class Event(models.Model):
     context = models.JSONField(default=dict, blank=True)
     traits = models.JSONField(default=dict, blank=True)
     integrations = models.JSONField(null=True, blank=True)
+    # The event exactly as its door received it, for doors whose wire format is not the stored
+    # Segment-spec shape (a Sitecore message, an Optimizely TrackEvent, a /collect hit).
+    payload = models.JSONField(null=True, blank=True)
     timestamp = models.DateTimeField()
     original_timestamp = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)

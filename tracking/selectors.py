@@ -26,6 +26,15 @@ def source_get_by_write_key(write_key: str | None) -> Source:
     return source
 
 
+def source_get_by_portal(*, portal_id: int, prop_id: int) -> Source | None:
+    """The active source with ``prop_id`` in the workspace with ``portal_id``, if any."""
+    return (
+        Source.objects.select_related("workspace")
+        .filter(prop_id=prop_id, workspace__portal_id=portal_id, is_active=True)
+        .first()
+    )
+
+
 def workspaces_visible(user) -> QuerySet[Workspace]:
     """The workspaces a user may read: their own; every one for a superuser."""
     if not user.is_authenticated:
@@ -37,3 +46,22 @@ def workspaces_visible(user) -> QuerySet[Workspace]:
 
 def events_visible(user) -> QuerySet[Event]:
     return Event.objects.filter(workspace__in=workspaces_visible(user))
+
+
+def workspace_get_by_client_key(client_key: object, *, field: str = "client_key") -> Workspace:
+    """The workspace a client key belongs to, or ``IngestError`` 401 naming ``field``."""
+    if not isinstance(client_key, str) or not client_key:
+        raise IngestError("missing_client_key", f"{field} is required", field=field, status=401)
+    workspace = Workspace.objects.filter(client_key=client_key).first()
+    if workspace is None:
+        raise IngestError("invalid_client_key", f"{field} is not valid", field=field, status=401)
+    return workspace
+
+
+def event_refs(event: Event | None) -> dict[str, str | None]:
+    """The public refs of a stored event's guest and session (both None without an event)."""
+    if event is None:
+        return {"guest": None, "session": None}
+    row = Event.objects.filter(pk=event.pk).values("guest__ref", "session__ref").first() or {}
+    guest, session = row.get("guest__ref"), row.get("session__ref")
+    return {"guest": str(guest) if guest else None, "session": str(session) if session else None}

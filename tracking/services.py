@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -11,13 +12,13 @@ from django.db import IntegrityError, InterfaceError, OperationalError, connecti
 from django.db.models import Max
 from django.utils import timezone
 
-from profiles.identity import guests_resolve
-from profiles.models import Segment
+from profiles.identity import guest_get_or_create, guests_resolve
+from profiles.models import Guest, Segment
 from profiles.segments import guests_mark_dirty
 from profiles.services import messages_suppressed_drop
 from profiles.sessions import sessions_assign, sessions_reconcile
 
-from .doors import segment
+from .doors import collect, optimizely, segment, stream
 from .errors import IngestError
 from .messages import Message
 from .models import (
@@ -35,8 +36,18 @@ from .models import (
 logger = logging.getLogger(__name__)
 
 # Each door's parser from a stored request to messages; a new door registers here.
-INBOX_PARSERS = {Door.SEGMENT: segment.inbox_parse}
-REPLAY_REQUESTS = {Door.SEGMENT: segment.replay_request}
+INBOX_PARSERS = {
+    Door.SEGMENT: segment.inbox_parse,
+    Door.OPTIMIZELY: optimizely.inbox_parse,
+    Door.STREAM: stream.inbox_parse,
+    Door.COLLECT: collect.inbox_parse,
+}
+REPLAY_REQUESTS = {
+    Door.SEGMENT: segment.replay_requests,
+    Door.OPTIMIZELY: optimizely.replay_requests,
+    Door.STREAM: stream.replay_requests,
+    Door.COLLECT: collect.replay_requests,
+}
 
 
 # --- Workspaces and sources -------------------------------------------------------------------
@@ -82,6 +93,35 @@ def source_create(
     raise IntegrityError("could not allocate a prop_id")
 
 
+def workspace_source_get(*, workspace: Workspace, name: str, kind: str) -> Source:
+    """The workspace's source of that name, made on first use.
+
+    Doors that authenticate with the workspace's ``client_key`` (Sitecore's Stream API, flow
+    executions) store their events under a source of their own.
+    """
+    source = Source.objects.filter(workspace=workspace, name=name).first()
+    if source is None:
+        try:
+            source = source_create(workspace=workspace, name=name, kind=kind)
+        except IntegrityError:  # made by a concurrent request
+            source = Source.objects.get(workspace=workspace, name=name)
+    return source
+
+
+def browser_create(*, workspace: Workspace) -> tuple[str, Guest]:
+    """A new browser identity (Sitecore's browser ref) and the visitor guest it belongs to."""
+    ref = str(uuid.uuid4())
+    with transaction.atomic():
+        guest = guest_get_or_create(
+            workspace_id=workspace.pk,
+            kind="browser",
+            value=ref,
+            door=Door.STREAM,
+            now=timezone.now(),
+        )
+    return ref, guest
+
+
 def source_rotate_write_key(*, source: Source) -> Source:
     """Give the source a new write key; the old one stops working at once."""
     source.write_key = write_key_new()
@@ -112,6 +152,41 @@ def inbox_accept(
     return row
 
 
+def inbox_accept_processed(
+    *,
+    source: Source,
+    door: str,
+    body: bytes,
+    meta: dict,
+    ip: str | None,
+    received_at: datetime,
+) -> list[Event]:
+    """Store one request in the inbox and process it at once; the events it stored.
+
+    For doors whose answer carries the ids of the stored event, its session and its guest
+    (Sitecore's event/create, /collect). The request still goes through the inbox and the one
+    parser and pipeline every door uses; it is only processed inside the request instead of by
+    a worker. If processing fails, the request stays pending in the inbox (it was accepted),
+    a worker retries it, and the answer carries no stored ids.
+    """
+    with transaction.atomic():
+        row = InboxRequest.objects.create(
+            source=source, door=door, body=body, meta=meta, ip=ip, received_at=received_at
+        )
+        try:
+            with transaction.atomic():
+                _, stored = _inbox_rows_store([row])
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception:
+            logger.exception("inbox request %s could not be processed at once", row.pk)
+            from .tasks import inbox_drain_enqueue
+
+            transaction.on_commit(inbox_drain_enqueue)
+            return []
+    return stored.events
+
+
 def failed_events_replay(*, failed: list[FailedEvent]) -> int:
     """Send failed messages through their door again (after a fix); returns how many went.
 
@@ -126,9 +201,9 @@ def failed_events_replay(*, failed: list[FailedEvent]) -> int:
     now = timezone.now()
     with transaction.atomic():
         for (source_id, door), items in groups.items():
-            body, meta = REPLAY_REQUESTS[door]([item.payload for item in items])
-            InboxRequest.objects.create(
-                source_id=source_id, door=door, body=body, meta=meta, received_at=now
+            InboxRequest.objects.bulk_create(
+                InboxRequest(source_id=source_id, door=door, body=body, meta=meta, received_at=now)
+                for body, meta in REPLAY_REQUESTS[door]([item.payload for item in items])
             )
             FailedEvent.objects.filter(pk__in=[item.pk for item in items]).update(replayed_at=now)
         if groups:
@@ -234,6 +309,11 @@ def _inbox_claim(*, limit: int, pk: int | None = None) -> list[InboxRequest]:
 
 
 def _inbox_rows_process(rows: list[InboxRequest]) -> DrainStats:
+    stats, _ = _inbox_rows_store(rows)
+    return stats
+
+
+def _inbox_rows_store(rows: list[InboxRequest]) -> tuple[DrainStats, Stored]:
     max_future_skew = settings.FOOTPRINT["MAX_FUTURE_SKEW"]
     messages: list[Message] = []
     failed: list[FailedEvent] = []
@@ -281,13 +361,14 @@ def _inbox_rows_process(rows: list[InboxRequest]) -> DrainStats:
     InboxRequest.objects.filter(pk__in=[row.pk for row in rows]).update(
         status=InboxRequest.Status.DONE, body=b"", processed_at=timezone.now(), attempts=1
     )
-    return DrainStats(
+    stats = DrainStats(
         requests=len(rows),
         stored=len(stored.events),
         duplicates=stored.duplicates,
         suppressed=stored.suppressed,
         rejected=len(failed),
     )
+    return stats, stored
 
 
 # --- Store ------------------------------------------------------------------------------------
@@ -339,6 +420,7 @@ def events_store(*, messages: list[Message], dedup_windows: dict, session_timeou
                 context=m.context,
                 traits=m.traits,
                 integrations=m.integrations,
+                payload=m.payload,
                 timestamp=m.timestamp,
                 original_timestamp=m.original_timestamp,
                 sent_at=m.sent_at,
@@ -389,7 +471,7 @@ def dedup_claim(*, messages: list[Message], dedup_windows: dict) -> list[Message
     if not first:
         return []
     rows = [
-        (ws, mid, m.received_at, m.received_at + dedup_windows[m.source_id])
+        (ws, mid, m.received_at, m.received_at + (m.dedup_window or dedup_windows[m.source_id]))
         for (ws, mid), m in first.items()
     ]
     table = DedupKey._meta.db_table

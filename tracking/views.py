@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+
+import orjson
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
@@ -9,7 +12,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from . import services
-from .doors import segment
+from .doors import collect, optimizely, segment, stream
 from .doors.http import (
     body_read,
     client_ip,
@@ -21,8 +24,14 @@ from .doors.http import (
     unavailable_response,
 )
 from .errors import IngestError
+from .messages import valid_ip
 from .models import Source
-from .selectors import source_get_by_write_key
+from .selectors import (
+    event_refs,
+    source_get_by_portal,
+    source_get_by_write_key,
+    workspace_get_by_client_key,
+)
 
 
 def _origin_check(request: HttpRequest, source: Source) -> None:
@@ -120,6 +129,277 @@ def segment_settings(request: HttpRequest, write_key: str) -> HttpResponse:
         "remotePlugins": [],
     }
     return cors_allow(json_response(document), request)
+
+
+def _rejected(rejected: list, indexes: list[int]) -> list[dict]:
+    return [
+        {"index": index, **item.error.as_dict()}
+        for index, item in zip(indexes, rejected, strict=True)
+    ]
+
+
+@csrf_exempt
+def optimizely_door(request: HttpRequest, route: str) -> HttpResponse:
+    """``POST /api/v1.0/Track`` (one TrackEvent) and ``/api/v1.0/TrackBulk`` (up to 100).
+
+    Every event is checked before the request is accepted; in a bulk request the valid ones are
+    stored and the invalid ones listed in the answer (and kept as failed events). Errors are the
+    JSON ``{"code", "message", "field"}`` of every door.
+    """
+    if request.method == "OPTIONS":
+        return cors_preflight(request, methods="POST, OPTIONS")
+    if request.method != "POST":
+        return cors_allow(
+            json_response(
+                {"code": "method_not_allowed", "message": "use POST"}, status=405, Allow="POST"
+            ),
+            request,
+        )
+    received_at = timezone.now()
+    route = optimizely.BULK if route.lower() == "trackbulk" else optimizely.SINGLE
+    try:
+        key = optimizely.key_from_header(request.META.get("HTTP_AUTHORIZATION", ""))
+        if key is None:
+            raise IngestError(
+                "invalid_key", "send the key as Authorization: epi-single <key>", status=401
+            )
+        source = source_get_by_write_key(key)
+        _origin_check(request, source)
+        body = body_read(request, limit=optimizely.body_limit(route))
+        events = optimizely.events_of(segment.body_parse(body), route=route)
+        # The visitor's address: the header the site passes on, else the caller's.
+        ip = valid_ip(request.META.get(optimizely.IP_HEADER)) or client_ip(request)
+        messages, rejected, rejected_at = optimizely.events_parse(
+            events,
+            check_sizes=True,
+            fallback_prefix="check",
+            workspace_id=source.workspace_id,
+            source_id=source.pk,
+            channel="",
+            ip=ip,
+            received_at=received_at,
+            max_future_skew=settings.FOOTPRINT["MAX_FUTURE_SKEW"],
+        )
+        if route == optimizely.SINGLE and rejected:
+            raise rejected[0].error
+        if not messages:
+            return cors_allow(
+                json_response(
+                    {
+                        "code": "no_valid_events",
+                        "message": "no track event of the list is valid; nothing was stored",
+                        "rejected": _rejected(rejected, rejected_at),
+                    },
+                    status=400,
+                ),
+                request,
+            )
+        services.inbox_accept(
+            source=source,
+            door=optimizely.DOOR,
+            body=body,
+            meta={"route": route},
+            ip=ip,
+            received_at=received_at,
+        )
+    except IngestError as error:
+        return cors_allow(error_response(error), request, allowed=error.status != 403)
+    except (OperationalError, InterfaceError):
+        return cors_allow(unavailable_response(), request)
+    answer: dict = {"accepted": len(messages)}
+    if rejected:
+        answer["rejected"] = _rejected(rejected, rejected_at)
+    return cors_allow(json_response(answer), request)
+
+
+def _stream_answer(
+    request: HttpRequest, payload: dict, *, callback: str | None, status: int = 200
+) -> HttpResponse:
+    """JSON, or JSONP (``callback(...);``) for a script tag when a callback was named."""
+    if callback:
+        body = callback.encode() + b"(" + orjson.dumps(payload) + b");"
+        response = HttpResponse(body, status=status, content_type="application/javascript")
+    else:
+        response = json_response(payload, status=status)
+    return cors_allow(response, request)
+
+
+def _stream_error(request: HttpRequest, error: IngestError, callback: str | None) -> HttpResponse:
+    return _stream_answer(
+        request,
+        {"status": "ERROR", "version": stream.VERSION, **error.as_dict()},
+        callback=callback,
+        status=error.status,
+    )
+
+
+def _stream_callback(request: HttpRequest) -> str | None:
+    try:
+        return stream.callback_check(request.GET.get("callback"))
+    except IngestError:
+        return None
+
+
+@csrf_exempt
+def stream_browser_create(request: HttpRequest) -> HttpResponse:
+    """``GET /v1.2/browser/create.json?client_key=…``: a new browser ref and its visitor guest."""
+    if request.method == "OPTIONS":
+        return cors_preflight(request, methods="GET, POST, OPTIONS")
+    callback = _stream_callback(request)
+    try:
+        stream.callback_check(request.GET.get("callback"))
+        workspace = workspace_get_by_client_key(request.GET.get("client_key"))
+        ref, guest = services.browser_create(workspace=workspace)
+    except IngestError as error:
+        return _stream_error(request, error, callback)
+    except (OperationalError, InterfaceError):
+        return cors_allow(unavailable_response(), request)
+    answer = {
+        "ref": ref,
+        "customer_ref": str(guest.ref),
+        "status": "OK",
+        "version": stream.VERSION,
+        "client_key": workspace.client_key,
+    }
+    return _stream_answer(request, answer, callback=callback)
+
+
+@csrf_exempt
+def stream_event_create(request: HttpRequest) -> HttpResponse:
+    """``GET|POST /v1.2/event/create.json?client_key=…&message=<json>``: one Stream event.
+
+    The event is stored before the answer, which carries its ref and its guest's and session's:
+    the request is written to the inbox and processed at once through the one pipeline (see
+    ``services.inbox_accept_processed``).
+    """
+    if request.method == "OPTIONS":
+        return cors_preflight(request, methods="GET, POST, OPTIONS")
+    received_at = timezone.now()
+    callback = _stream_callback(request)
+    try:
+        stream.callback_check(request.GET.get("callback"))
+        raw = request.GET.get("message")
+        if raw is None and request.method == "POST":
+            raw = body_read(request, limit=stream.MAX_MESSAGE_BYTES)
+        message = stream.message_from(raw)
+        workspace = workspace_get_by_client_key(
+            request.GET.get("client_key") or message.get("client_key")
+        )
+        ip = client_ip(request)
+        stream.message_normalize(
+            message,
+            workspace_id=workspace.pk,
+            source_id=0,
+            ref="check",
+            ip=ip,
+            received_at=received_at,
+        )
+        source = services.workspace_source_get(
+            workspace=workspace, name=stream.SOURCE_NAME, kind=Source.Kind.WEB
+        )
+        ref = str(uuid.uuid4())
+        events = services.inbox_accept_processed(
+            source=source,
+            door=stream.DOOR,
+            body=orjson.dumps(message),
+            meta={"ref": ref},
+            ip=ip,
+            received_at=received_at,
+        )
+    except IngestError as error:
+        return _stream_error(request, error, callback)
+    except (OperationalError, InterfaceError):
+        return cors_allow(unavailable_response(), request)
+    refs = event_refs(events[0] if events else None)
+    answer = {
+        "ref": ref,
+        "status": "OK",
+        "version": stream.VERSION,
+        "client_key": workspace.client_key,
+        "browser_ref": message.get("browser_id"),
+        "customer_ref": refs["guest"],
+        "session_ref": refs["session"],
+    }
+    return _stream_answer(request, answer, callback=callback)
+
+
+def _collect_answer(
+    request: HttpRequest, answer: dict, *, resp_type: str, redirect_url: str
+) -> HttpResponse:
+    if resp_type == "redirect":
+        response = HttpResponse(status=302)
+        response["Location"] = redirect_url
+    elif resp_type == "pixel":
+        response = HttpResponse(collect.TRANSPARENT_GIF, content_type="image/gif")
+    elif resp_type == "json":
+        response = json_response(answer)
+    else:
+        body = collect.CALLBACK.encode() + b"(" + orjson.dumps(answer) + b");"
+        response = HttpResponse(body, content_type="application/javascript")
+    # Every hit must reach the server: nothing along the way may answer from a cache.
+    response["Cache-Control"] = "no-cache, no-store, must-revalidate, private"
+    response["Pragma"] = "no-cache"
+    response["Expires"] = "0"
+    return cors_allow(response, request)
+
+
+@csrf_exempt
+def collect_door(request: HttpRequest) -> HttpResponse:
+    """``GET|POST /collect?portal_id=&prop_id=&resp_type=&redirect_url=``: one event hit.
+
+    The event is stored before the answer, which carries its id, session and guest: the hit is
+    written to the inbox and processed at once through the one pipeline (see
+    ``services.inbox_accept_processed``). Errors are JSON whatever ``resp_type`` asked for.
+    """
+    if request.method == "OPTIONS":
+        return cors_preflight(request, methods="GET, POST, OPTIONS")
+    if request.method not in ("GET", "POST"):
+        return cors_allow(
+            json_response({"message": "use GET or POST"}, status=405, Allow="GET, POST"), request
+        )
+    received_at = timezone.now()
+    try:
+        portal_id, prop_id, resp_type, redirect_url = collect.address_parse(request.GET)
+        source = source_get_by_portal(portal_id=portal_id, prop_id=prop_id)
+        if source is None:
+            raise collect.NotFound
+        _origin_check(request, source)
+        body = body_read(request, limit=collect.MAX_BODY_BYTES) if request.method == "POST" else b""
+        hit = collect.hit_from(request.GET, body)
+        ip = client_ip(request)
+        collect.hit_normalize(
+            hit,
+            workspace_id=source.workspace_id,
+            source_id=source.pk,
+            channel="",
+            ref="check",
+            ip=ip,
+            received_at=received_at,
+        )
+        if resp_type == "redirect":
+            collect.redirect_check(
+                redirect_url, action=hit["ea"], allowed_hosts=source.allowed_redirect_hosts
+            )
+        ref = str(uuid.uuid4())
+        events = services.inbox_accept_processed(
+            source=source,
+            door=collect.DOOR,
+            body=orjson.dumps(hit),
+            meta={"ref": ref},
+            ip=ip,
+            received_at=received_at,
+        )
+    except collect.NotFound:
+        return cors_allow(json_response(collect.NOT_FOUND, status=404), request)
+    except IngestError as error:
+        return cors_allow(error_response(error), request, allowed=error.status != 403)
+    except (OperationalError, InterfaceError):
+        return cors_allow(unavailable_response(), request)
+    refs = event_refs(events[0] if events else None)
+    answer = collect.answer_of(
+        ref=ref, hit=hit, guest_ref=refs["guest"], session_ref=refs["session"]
+    )
+    return _collect_answer(request, answer, resp_type=resp_type, redirect_url=redirect_url)
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

@@ -5,32 +5,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from tests.conftest import drain_concurrently
+from tests.conftest import T0, drain_concurrently
 from tracking import services
 from tracking.models import DedupKey, Event, FailedEvent, InboxRequest
 
 from ..factories import SourceFactory
 
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
 
 def track(**fields):
     return {"type": "track", "userId": "user-1", "event": "Played", **fields}
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    """The server's clock, set by the test."""
-
-    class Clock:
-        now = T0
-
-        def set(self, value):
-            self.now = value
-
-    fake = Clock()
-    monkeypatch.setattr(timezone, "now", lambda: fake.now)
-    return fake
 
 
 @pytest.mark.django_db

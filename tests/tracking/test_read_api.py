@@ -169,6 +169,24 @@ class TestSchema:
         paths = response.json()["paths"]
         assert {"/api/events/", "/api/guests/", "/api/guests/{ref}/events/"} <= set(paths)
 
+    def test_schema_describes_the_ingestion_doors(self, member):
+        response = api_client(member).get("/api/schema/", HTTP_ACCEPT="application/json")
+
+        paths = response.json()["paths"]
+        assert set(paths["/collect"]) == {"get", "post"}
+        assert set(paths["/v1.2/event/create.json"]) == {"get", "post"}
+        assert "get" in paths["/v1.2/browser/create.json"]
+        track = paths["/api/v1.0/Track"]["post"]
+        schema = track["requestBody"]["content"]["application/json"]["schema"]
+        assert schema["required"] == ["DeviceId", "EventType", "Value"]
+        assert (
+            paths["/api/v1.0/TrackBulk"]["post"]["requestBody"]["content"]["application/json"][
+                "schema"
+            ]["maxItems"]
+            == 100
+        )
+        assert "404" in paths["/collect"]["get"]["responses"]
+
     def test_docs_page_uses_local_assets(self, client):
         response = client.get("/api/docs/")
 

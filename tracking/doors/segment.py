@@ -184,6 +184,6 @@ def inbox_parse(
     return messages, rejected
 
 
-def replay_request(payloads: list[dict]) -> tuple[bytes, dict]:
-    """An inbox body and meta that carry failed messages through this door again."""
-    return orjson.dumps({"batch": payloads}), {"route": "batch", "replay": True}
+def replay_requests(payloads: list[dict]) -> list[tuple[bytes, dict]]:
+    """Inbox bodies and metas that carry failed messages through this door again: one batch."""
+    return [(orjson.dumps({"batch": payloads}), {"route": "batch", "replay": True})]

@@ -1,0 +1,298 @@
+"""Sitecore's Stream API door (``/v1.2/browser/create.json``, ``/v1.2/event/create.json``).
+
+A Stream message becomes an event whose type and name are the Sitecore type (VIEW, IDENTITY,
+ADD, …, or a custom upper-case name), so segment rules name Sitecore events as they name any
+other. The browser id is the guest's browser identity; an IDENTITY's email and ``identifiers``
+are known identities, so the pipeline stitches the browser's guest to the known guest. A
+FORCE_CLOSE ends its session at once.
+
+The answer carries the event's ref, so the ref is decided when the request is accepted (and
+kept in the inbox row, so a re-run stores the same event once).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+import orjson
+
+from ..errors import IngestError
+from ..messages import (
+    CURRENCY_RE,
+    MAX_ID_LENGTH,
+    Message,
+    contains_nul,
+    email_normalize,
+    text_value,
+)
+from .segment import Rejected, body_parse
+
+DOOR = "stream"
+VERSION = "1.2"
+SOURCE_NAME = "Sitecore Stream API"
+MAX_MESSAGE_BYTES = 64 * 1024
+STANDARD_TYPES = (
+    "VIEW",
+    "IDENTITY",
+    "ADD",
+    "CONFIRM",
+    "CHECKOUT",
+    "PAYMENT",
+    "CLEAR_CART",
+    "SEARCH",
+    "FORCE_CLOSE",
+)
+# The channels Sitecore lists; others of the same form are accepted as the business's own.
+CHANNELS = (
+    "WEB",
+    "MOBILE_WEB",
+    "MOBILE_APP",
+    "APP",
+    "EMAIL",
+    "SMS",
+    "CALL_CENTER",
+    "BRANCH",
+    "KIOSK",
+    "OFFLINE",
+    "SOCIAL",
+    "SERVER_SIDE",
+    "OTHER",
+)
+TYPE_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,49}$")
+CHANNEL_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
+CALLBACK_RE = re.compile(r"^[A-Za-z_$][\w$]{0,63}(\.[A-Za-z_$][\w$]{0,63}){0,3}$")
+# IDENTITY fields that describe the person; they update the guest's profile.
+PERSON_FIELDS = {
+    "email": "email",
+    "firstname": "firstName",
+    "lastname": "lastName",
+    "title": "title",
+    "gender": "gender",
+    "dob": "dob",
+    "mobile": "mobile",
+    "phone": "phone",
+    "street": "street",
+    "city": "city",
+    "state": "state",
+    "country": "country",
+    "postal_code": "postalCode",
+}
+# Fields that become columns, identities or context rather than properties.
+ENVELOPE_FIELDS = {
+    "type",
+    "channel",
+    "browser_id",
+    "client_key",
+    "identifiers",
+    "currency",
+    "language",
+    "ext",
+    "pos",
+    *PERSON_FIELDS,
+}
+
+
+def callback_check(callback: str | None) -> str | None:
+    """A JSONP callback name, refused unless it is a plain (dotted) JavaScript identifier."""
+    if not callback:
+        return None
+    if not CALLBACK_RE.match(callback):
+        raise IngestError(
+            "invalid_callback", "callback must be a JavaScript function name", field="callback"
+        )
+    return callback
+
+
+def message_from(raw: str | bytes | None) -> dict:
+    """The Stream message of a request (the ``message`` parameter or the body)."""
+    if raw in (None, "", b""):
+        raise IngestError("missing_message", "message is required", field="message")
+    if isinstance(raw, str):
+        raw = raw.encode()
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise IngestError(
+            "message_too_large",
+            f"a message may be at most {MAX_MESSAGE_BYTES // 1024} KB",
+            field="message",
+        )
+    message = body_parse(raw)
+    if not isinstance(message, dict):
+        raise IngestError("invalid_message", "message must be a JSON object", field="message")
+    return message
+
+
+def _text(raw: dict, key: str, *, required: bool = False, limit: int = MAX_ID_LENGTH) -> str:
+    value = raw.get(key)
+    if value is None or value == "":
+        if required:
+            raise IngestError(f"missing_{key}", f"{key} is required", field=key)
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise IngestError("invalid_field", f"{key} must be a string", field=key)
+    text = str(value).strip()
+    if len(text) > limit:
+        raise IngestError("invalid_field", f"{key} is longer than {limit} characters", field=key)
+    return text
+
+
+def _identifiers(raw: dict) -> list[tuple[str, str]]:
+    value = raw.get("identifiers")
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise IngestError(
+            "invalid_field",
+            'identifiers must be a list of {"provider": …, "id": …}',
+            field="identifiers",
+        )
+    pairs = []
+    for index, item in enumerate(value[:20]):
+        provider = text_value(item.get("provider"), 64) if isinstance(item, dict) else ""
+        ident = text_value(item.get("id")) if isinstance(item, dict) else ""
+        if not provider or not ident:
+            raise IngestError(
+                "invalid_identifier",
+                f"identifiers[{index}] needs a provider and an id",
+                field=f"identifiers[{index}]",
+            )
+        if provider.lower() == "email":
+            email = email_normalize(ident)
+            if not email:
+                raise IngestError(
+                    "invalid_identifier",
+                    f"identifiers[{index}].id is not an email address",
+                    field=f"identifiers[{index}].id",
+                )
+            pairs.append(("email", email))
+        else:
+            pairs.append((provider, ident))
+    return pairs
+
+
+def message_normalize(
+    raw: Any,
+    *,
+    workspace_id: int,
+    source_id: int,
+    ref: str,
+    ip: str | None,
+    received_at: Any,
+) -> Message:
+    """Validate one Stream message and build the internal ``Message`` from it."""
+    if not isinstance(raw, dict):
+        raise IngestError("invalid_message", "message must be a JSON object", field="message")
+    if contains_nul(raw):
+        raise IngestError("invalid_character", "strings must not contain U+0000")
+    event_type = _text(raw, "type", required=True, limit=50)
+    if not TYPE_RE.match(event_type):
+        raise IngestError(
+            "invalid_type",
+            f"type must be one of {', '.join(STANDARD_TYPES)} or a custom upper-case name "
+            f"(A-Z, 0-9, _), not {event_type[:50]!r}",
+            field="type",
+        )
+    channel = _text(raw, "channel", required=True, limit=32)
+    if not CHANNEL_RE.match(channel):
+        raise IngestError(
+            "invalid_channel",
+            f"channel must be upper case, such as {', '.join(CHANNELS[:7])}",
+            field="channel",
+        )
+    browser_id = _text(raw, "browser_id", required=True)
+    point_of_sale = _text(raw, "pos")
+    language = _text(raw, "language", limit=16)
+    page = _text(raw, "page", limit=2048)
+    currency = _text(raw, "currency", limit=3)
+    if currency and not CURRENCY_RE.match(currency):
+        raise IngestError(
+            "invalid_currency", "currency must be a three-letter ISO 4217 code", field="currency"
+        )
+    ext = raw.get("ext")
+    if ext is not None and not isinstance(ext, dict):
+        raise IngestError("invalid_field", "ext must be a JSON object", field="ext")
+
+    identifiers = [("browser", browser_id)]
+    traits: dict = {}
+    if event_type == "IDENTITY":
+        identifiers += _identifiers(raw)
+        email = email_normalize(raw.get("email"))
+        if email:
+            identifiers.append(("email", email))
+        for field_name, trait in PERSON_FIELDS.items():
+            value = text_value(raw.get(field_name), 254)
+            if value:
+                traits[trait] = email if trait == "email" else value
+
+    properties = {
+        **(ext or {}),
+        **{key: value for key, value in raw.items() if key not in ENVELOPE_FIELDS},
+    }
+    if point_of_sale:
+        properties["pointOfSale"] = point_of_sale
+    context: dict = {}
+    if ip:
+        context["ip"] = ip
+    if language:
+        context["locale"] = language
+    if page:
+        context["page"] = {"url": page}
+    if point_of_sale:
+        context["pointOfSale"] = point_of_sale
+
+    return Message(
+        workspace_id=workspace_id,
+        source_id=source_id,
+        door=DOOR,
+        type=event_type,
+        name=event_type,
+        message_id=ref,
+        timestamp=received_at,
+        received_at=received_at,
+        ip=ip,
+        channel=channel,
+        currency=currency.upper(),
+        properties=properties,
+        context=context,
+        traits=traits,
+        updates_profile=bool(traits),
+        identifiers=list(dict.fromkeys(identifiers)),
+        device=browser_id,
+        page=page if event_type == "VIEW" else "",
+        closes_session=event_type == "FORCE_CLOSE",
+        payload=raw,
+    )
+
+
+def inbox_parse(
+    *,
+    body: bytes,
+    meta: dict,
+    inbox_id: int,
+    workspace_id: int,
+    source_id: int,
+    source_kind: str,
+    ip: str | None,
+    received_at: Any,
+    max_future_skew: timedelta,
+) -> tuple[list[Message], list[Rejected]]:
+    """Turn one stored request (one Stream message) into its message, or its rejection."""
+    raw = body_parse(body)
+    try:
+        message = message_normalize(
+            raw,
+            workspace_id=workspace_id,
+            source_id=source_id,
+            ref=meta.get("ref") or f"fp-{inbox_id}",
+            ip=ip,
+            received_at=received_at,
+        )
+    except IngestError as error:
+        return [], [Rejected(error=error, payload=raw)]
+    return [message], []
+
+
+def replay_requests(payloads: list[dict]) -> list[tuple[bytes, dict]]:
+    """Inbox bodies and metas that carry failed messages through this door again, one each."""
+    return [(orjson.dumps(payload), {"replay": True}) for payload in payloads]
