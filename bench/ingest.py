@@ -68,7 +68,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--batches", type=int, help="100-message batches to send")
     parser.add_argument("--tracks", type=int, help="single /v1/track requests to send")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--concurrency", type=int, default=8, help="connections of the generator")
+    parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
+    parser.add_argument("--concurrency", type=int, default=16, help="connections of the generator")
     parser.add_argument("--port", type=int, default=0, help="gunicorn port (0: a free one)")
     parser.add_argument(
         "--database-url",
@@ -451,6 +452,10 @@ def main() -> None:
             str(args.web_workers),
             "--bind",
             f"127.0.0.1:{port}",
+            "--worker-class",
+            "gthread",
+            "--threads",
+            str(args.threads),
             "--keep-alive",
             "30",
         ],
@@ -693,7 +698,8 @@ def report(args, *, accept, single, process, flows, copy_rate, memory, unique, s
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     print()
     print(
-        f"Footprint ingestion benchmark: {cores} cores, gunicorn {args.web_workers} workers, "
+        f"Footprint ingestion benchmark: {cores} cores, gunicorn {args.web_workers} workers x "
+        f"{args.threads} threads, "
         f"{args.concurrency} connections, {args.batches:,} batches + {args.tracks:,} tracks"
     )
     for index, row in enumerate(rows):

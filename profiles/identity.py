@@ -29,6 +29,8 @@ from django.db import connection
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
+from tracking.db import rows_update
+
 from .models import Guest, GuestMerge, Identity, SegmentMembership, Session
 
 if TYPE_CHECKING:
@@ -523,7 +525,7 @@ def _profiles_update(messages: list[Message], survivors: dict[int, Node]) -> lis
             node.guest.guest_type = Guest.Type.CUSTOMER
         guests.append(node.guest)
     guests.sort(key=lambda g: g.pk)
-    Guest.objects.bulk_update(
+    rows_update(
         guests,
         ["first_seen", "last_seen", "guest_type", "email", "first_name", "last_name", "traits"],
     )

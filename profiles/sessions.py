@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from django.db.models import Case, Value, When
 from django.utils import timezone
 
+from tracking.db import rows_update
 from tracking.models import Event, Workspace
 
 from .models import Session
@@ -277,7 +278,7 @@ def _sessions_write(*, new: list[Session], changed: list[Session]) -> None:
         Session.objects.bulk_create(new, batch_size=1000)
     if changed:
         unique = list({s.pk: s for s in changed}.values())
-        Session.objects.bulk_update(unique, SESSION_FIELDS, batch_size=500)
+        rows_update(unique, SESSION_FIELDS)
 
 
 def sessions_close_idle(*, now: datetime | None = None) -> int:

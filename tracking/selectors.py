@@ -58,10 +58,10 @@ def workspace_get_by_client_key(client_key: object, *, field: str = "client_key"
     return workspace
 
 
-def event_refs(event: Event | None) -> dict[str, str | None]:
+def event_refs(event_id: int | None) -> dict[str, str | None]:
     """The public refs of a stored event's guest and session (both None without an event)."""
-    if event is None:
+    if event_id is None:
         return {"guest": None, "session": None}
-    row = Event.objects.filter(pk=event.pk).values("guest__ref", "session__ref").first() or {}
+    row = Event.objects.filter(pk=event_id).values("guest__ref", "session__ref").first() or {}
     guest, session = row.get("guest__ref"), row.get("session__ref")
     return {"guest": str(guest) if guest else None, "session": str(session) if session else None}

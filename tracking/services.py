@@ -7,9 +7,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import orjson
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import Max
+from django.db.models import JSONField, Max
 from django.utils import timezone
 
 from profiles.identity import guest_get_or_create, guests_resolve
@@ -18,6 +19,7 @@ from profiles.segments import guests_mark_dirty
 from profiles.services import messages_suppressed_drop
 from profiles.sessions import sessions_assign, sessions_reconcile
 
+from .db import COPY_FROM_ROWS
 from .doors import collect, optimizely, segment, stream
 from .errors import IngestError
 from .messages import Message
@@ -161,7 +163,7 @@ def inbox_accept_processed(
     ip: str | None,
     received_at: datetime,
 ) -> list[Event]:
-    """Store one request in the inbox and process it at once; the events it stored.
+    """Store one request in the inbox and process it at once; the ids of the events it stored.
 
     For doors whose answer carries the ids of the stored event, its session and its guest
     (Sitecore's event/create, /collect). The request still goes through the inbox and the one
@@ -184,7 +186,7 @@ def inbox_accept_processed(
 
             transaction.on_commit(inbox_drain_enqueue)
             return []
-    return stored.events
+    return stored.event_ids
 
 
 def failed_events_replay(*, failed: list[FailedEvent]) -> int:
@@ -363,7 +365,7 @@ def _inbox_rows_store(rows: list[InboxRequest]) -> tuple[DrainStats, Stored]:
     )
     stats = DrainStats(
         requests=len(rows),
-        stored=len(stored.events),
+        stored=len(stored.event_ids),
         duplicates=stored.duplicates,
         suppressed=stored.suppressed,
         rejected=len(failed),
@@ -376,7 +378,7 @@ def _inbox_rows_store(rows: list[InboxRequest]) -> tuple[DrainStats, Stored]:
 
 @dataclass
 class Stored:
-    events: list[Event]
+    event_ids: list[int]
     duplicates: int = 0
     suppressed: int = 0
 
@@ -391,7 +393,7 @@ def events_store(*, messages: list[Message], dedup_windows: dict, session_timeou
     suppressed = len(messages) - len(kept)
     fresh = dedup_claim(messages=kept, dedup_windows=dedup_windows)
     if not fresh:
-        return Stored(events=[], duplicates=len(kept), suppressed=suppressed)
+        return Stored(event_ids=[], duplicates=len(kept), suppressed=suppressed)
     resolution = guests_resolve(messages=fresh)
     sessions_assign(messages=fresh, timeouts=session_timeouts)
     if resolution.merge_winners:
@@ -401,43 +403,49 @@ def events_store(*, messages: list[Message], dedup_windows: dict, session_timeou
             until=resolution.merged_until,
             timeouts=session_timeouts,
         )
-    events = Event.objects.bulk_create(
-        [
-            Event(
-                workspace_id=m.workspace_id,
-                source_id=m.source_id,
-                guest_id=m.guest_id,
-                session_id=m.session_id,
-                door=m.door,
-                type=m.type,
-                name=m.name,
-                message_id=m.message_id,
-                user_id=m.user_id,
-                anonymous_id=m.anonymous_id,
-                group_id=m.group_id,
-                previous_id=m.previous_id,
-                properties=m.properties,
-                context=m.context,
-                traits=m.traits,
-                integrations=m.integrations,
-                payload=m.payload,
-                timestamp=m.timestamp,
-                original_timestamp=m.original_timestamp,
-                sent_at=m.sent_at,
-                received_at=m.received_at,
-                timestamp_clamped=m.timestamp_clamped,
-                ip=m.ip,
-                channel=m.channel,
-                revenue=m.revenue,
-                currency=m.currency,
-                value=m.value,
-            )
-            for m in fresh
-        ],
-        batch_size=1000,
-    )
+    event_ids = events_insert(fresh)
     segments_touch(messages=fresh)
-    return Stored(events=events, duplicates=len(kept) - len(fresh), suppressed=suppressed)
+    return Stored(event_ids=event_ids, duplicates=len(kept) - len(fresh), suppressed=suppressed)
+
+
+# Every column of an event is the message attribute of the same name.
+EVENT_FIELDS = [f for f in Event._meta.concrete_fields if not f.primary_key]
+EVENT_JSON_FIELDS = frozenset(f.attname for f in EVENT_FIELDS if isinstance(f, JSONField))
+
+
+def events_insert(messages: list[Message]) -> list[int]:
+    """Insert one event per message; returns their ids, in order.
+
+    On PostgreSQL the ids are drawn from the sequence in one query and the rows go in with one
+    ``COPY``, straight from the messages: several times faster than a multi-row INSERT of model
+    instances, where building the instances and quoting every value client-side dominate.
+    """
+    if connection.vendor != "postgresql" or len(messages) < COPY_FROM_ROWS:
+        events = Event.objects.bulk_create(
+            [Event(**{f.attname: getattr(m, f.attname) for f in EVENT_FIELDS}) for m in messages],
+            batch_size=1000,
+        )
+        return [event.pk for event in events]
+    table = Event._meta.db_table
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in EVENT_FIELDS)
+    names = [f.attname for f in EVENT_FIELDS]
+    dumps = orjson.dumps
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            [table, len(messages)],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        with cursor.copy(f"COPY {table} (id, {columns}) FROM STDIN") as copy:  # noqa: S608
+            for event_id, message in zip(ids, messages, strict=True):
+                row = [event_id]
+                for name in names:
+                    value = getattr(message, name)
+                    if value is not None and name in EVENT_JSON_FIELDS:
+                        value = dumps(value).decode()
+                    row.append(value)
+                copy.write_row(row)
+    return ids
 
 
 def segments_touch(*, messages: list[Message]) -> None:

@@ -298,7 +298,7 @@ def stream_event_create(request: HttpRequest) -> HttpResponse:
             workspace=workspace, name=stream.SOURCE_NAME, kind=Source.Kind.WEB
         )
         ref = str(uuid.uuid4())
-        events = services.inbox_accept_processed(
+        event_ids = services.inbox_accept_processed(
             source=source,
             door=stream.DOOR,
             body=orjson.dumps(message),
@@ -310,7 +310,7 @@ def stream_event_create(request: HttpRequest) -> HttpResponse:
         return _stream_error(request, error, callback)
     except (OperationalError, InterfaceError):
         return cors_allow(unavailable_response(), request)
-    refs = event_refs(events[0] if events else None)
+    refs = event_refs(event_ids[0] if event_ids else None)
     answer = {
         "ref": ref,
         "status": "OK",
@@ -381,7 +381,7 @@ def collect_door(request: HttpRequest) -> HttpResponse:
                 redirect_url, action=hit["ea"], allowed_hosts=source.allowed_redirect_hosts
             )
         ref = str(uuid.uuid4())
-        events = services.inbox_accept_processed(
+        event_ids = services.inbox_accept_processed(
             source=source,
             door=collect.DOOR,
             body=orjson.dumps(hit),
@@ -395,7 +395,7 @@ def collect_door(request: HttpRequest) -> HttpResponse:
         return cors_allow(error_response(error), request, allowed=error.status != 403)
     except (OperationalError, InterfaceError):
         return cors_allow(unavailable_response(), request)
-    refs = event_refs(events[0] if events else None)
+    refs = event_refs(event_ids[0] if event_ids else None)
     answer = collect.answer_of(
         ref=ref, hit=hit, guest_ref=refs["guest"], session_ref=refs["session"]
     )

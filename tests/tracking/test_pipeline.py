@@ -199,3 +199,46 @@ def test_two_workers_store_every_event_exactly_once(source):
     assert set(stored) == expected_ids
     assert not FailedEvent.objects.exists()
     assert not InboxRequest.objects.exclude(status="done").exists()
+
+
+@pytest.mark.django_db
+def test_a_large_batch_stores_every_field_as_a_small_one_does(door):
+    """Large batches take the bulk path (COPY on PostgreSQL); every column must survive it."""
+    batch = []
+    for n in range(120):
+        visitor = f"anon-{n % 12}"
+        message = {
+            "type": "track",
+            "messageId": f"m-{n}",
+            "anonymousId": visitor,
+            "event": "Product Viewed",
+            "timestamp": (T0 + timedelta(seconds=n)).isoformat(),
+            "properties": {"n": n, "nested": {"list": [1, "two", None]}, "text": "tab\there ü"},
+            "context": {"ip": "203.0.113.9", "page": {"path": f"/p/{n}"}},
+        }
+        if n // 12 == 3:  # every visitor identifies once
+            message |= {"type": "identify", "userId": f"user-{n % 12}", "traits": {"plan": "pro"}}
+            message.pop("event")
+        if n == 7:
+            message["properties"] |= {"revenue": 12.5, "currency": "EUR"}
+        batch.append(message)
+    door.post("batch", {"batch": batch})
+    door.post("track", track(messageId="small", properties={"n": -1}))
+
+    events = {e.message_id: e for e in Event.objects.select_related("guest", "session")}
+    assert len(events) == 121
+    seventh = events["m-7"]
+    assert seventh.properties == batch[7]["properties"]
+    assert seventh.context["page"] == {"path": "/p/7"}
+    assert str(seventh.revenue) == "12.5000" and seventh.currency == "EUR"
+    assert seventh.ip == "203.0.113.9"
+    assert seventh.timestamp == T0 + timedelta(seconds=7)
+    assert events["m-36"].type == "identify" and events["m-36"].traits == {"plan": "pro"}
+    # One guest per visitor, every event of a visitor in that guest's one session.
+    for n in range(12):
+        mine = [e for e in events.values() if e.anonymous_id == f"anon-{n}"]
+        assert len({e.guest_id for e in mine}) == 1
+        assert len({e.session_id for e in mine}) == 1
+        assert mine[0].session.event_count == len(mine) == 10
+        assert mine[0].guest.traits.get("plan") == "pro"
+    assert Event.objects.order_by("pk").values_list("message_id", flat=True)[0] == "m-0"
