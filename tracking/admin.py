@@ -13,7 +13,7 @@ from .doors import stream
 from .doors.segment import CHANNEL_BY_SOURCE_KIND
 from .messages import MESSAGE_TYPES
 from .models import Event, FailedEvent, InboxRequest, Source, Workspace
-from .selectors import workspaces_visible
+from .selectors import sources_forget, workspaces_visible
 
 CHANNELS = sorted(
     {*CHANNEL_BY_SOURCE_KIND.values(), "web", "mobile_web", "mobile_app", "email", "kiosk"}
@@ -85,6 +85,7 @@ class SourceAdmin(WorkspaceScopedAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             super().save_model(request, obj, form, change)
+            sources_forget()
             return
         created = services.source_create(
             workspace=obj.workspace,

@@ -2,27 +2,51 @@
 
 from __future__ import annotations
 
+import time
+
+from django.conf import settings
 from django.db.models import QuerySet
 
 from .errors import IngestError
 from .models import Event, Source, Workspace, write_key_digest
 
+_sources: dict[str, tuple[float, Source]] = {}
+
+
+def sources_forget() -> None:
+    """Drop this process's cached write-key lookups (after a key is rotated or a source changes)."""
+    _sources.clear()
+
 
 def source_get_by_write_key(write_key: str | None) -> Source:
-    """The active source a write key belongs to, or ``IngestError`` 401."""
+    """The active source a write key belongs to, or ``IngestError`` 401.
+
+    Every ingestion request asks, so each process keeps a found source for
+    ``FOOTPRINT_SOURCE_CACHE_SECONDS`` (5 s): a rotated or deactivated key stops working at once
+    in the process that changed it and within those seconds in the others. Unknown keys are
+    never cached.
+    """
     if not write_key:
         raise IngestError(
             "invalid_write_key",
             "no write key: send it as the Basic username, a Bearer token or writeKey",
             status=401,
         )
+    digest = write_key_digest(write_key)
+    now = time.monotonic()
+    cached = _sources.get(digest)
+    if cached is not None and cached[0] > now:
+        return cached[1]
     source = (
         Source.objects.select_related("workspace")
-        .filter(write_key_digest=write_key_digest(write_key), is_active=True)
+        .filter(write_key_digest=digest, is_active=True)
         .first()
     )
     if source is None:
         raise IngestError("invalid_write_key", "the write key is not valid", status=401)
+    if len(_sources) > 10_000:
+        _sources.clear()
+    _sources[digest] = (now + settings.FOOTPRINT["SOURCE_CACHE_SECONDS"], source)
     return source
 
 

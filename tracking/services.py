@@ -34,6 +34,7 @@ from .models import (
     write_key_digest,
     write_key_new,
 )
+from .selectors import sources_forget
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +130,8 @@ def source_rotate_write_key(*, source: Source) -> Source:
     source.write_key = write_key_new()
     source.write_key_digest = write_key_digest(source.write_key)
     source.save(update_fields=["write_key", "write_key_digest"])
+    sources_forget()
+    transaction.on_commit(sources_forget)
     return source
 
 

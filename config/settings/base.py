@@ -72,7 +72,10 @@ DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Off by default: a check is one more round trip on every request. A connection that died
+# (PostgreSQL restarted) fails one request with 503, is dropped at the end of it, and the next
+# request reconnects.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded default: WAL lets the dev server read while a task writes.
     DATABASES["default"]["OPTIONS"] = {
@@ -193,6 +196,8 @@ FOOTPRINT = {
     "INBOX_SWEEP_AGE": timedelta(seconds=env.int("FOOTPRINT_INBOX_SWEEP_AGE_SECONDS", default=30)),
     # How long a web process reuses an experience's definition in /v2/callFlows.
     "FLOW_CACHE_SECONDS": env.float("FOOTPRINT_FLOW_CACHE_SECONDS", default=5.0),
+    # How long a web process reuses the source a write key belongs to.
+    "SOURCE_CACHE_SECONDS": env.float("FOOTPRINT_SOURCE_CACHE_SECONDS", default=5.0),
 }
 
 LOGGING = {

@@ -328,3 +328,23 @@ def test_raw_request_is_kept_in_the_inbox_until_processed(client, source):
     assert row.status == InboxRequest.Status.DONE
     assert bytes(row.body) == b""
     assert Event.objects.get().properties == {"x": 1}
+
+
+@pytest.mark.django_db
+def test_write_key_lookups_are_cached_and_rotation_ends_them_at_once(door, settings):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.FOOTPRINT = {**settings.FOOTPRINT, "SOURCE_CACHE_SECONDS": 60.0}
+    assert door.post("track", {"userId": "u", "event": "One"}).status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        assert door.post("track", {"userId": "u", "event": "Two"}).status_code == 200
+    # Accepting is then the inbox INSERT alone; processing (eager here) reads what it needs.
+    first = queries.captured_queries[0]["sql"]
+    assert first.startswith('INSERT INTO "tracking_inboxrequest"'), first
+
+    old_key = door.source.write_key
+    services.source_rotate_write_key(source=door.source)
+
+    assert door.post("track", {"userId": "u", "event": "Three"}, key=old_key).status_code == 401
+    assert door.post("track", {"userId": "u", "event": "Four"}).status_code == 200
