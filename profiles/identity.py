@@ -29,7 +29,7 @@ from django.db import connection
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
-from tracking.db import rows_update
+from tracking.db import pg_array, rows_update
 
 from .models import Guest, GuestMerge, Identity, SegmentMembership, Session
 
@@ -150,7 +150,7 @@ def identities_lookup(keys: Iterable[IdentityKey]) -> dict[IdentityKey, int]:
                 JOIN {table} i
                   ON i.workspace_id = k.workspace_id AND i.kind = k.kind AND i.value = k.value
                 """,  # noqa: S608 - the table name is ours, values are parameters
-                [list(column) for column in zip(*keys, strict=True)],
+                [pg_array(column) for column in zip(*keys, strict=True)],
             )
             return {(ws, kind, value): guest_id for ws, kind, value, guest_id in cursor}
     by_kind: dict[tuple[int, str], list[str]] = defaultdict(list)

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from .errors import IngestError
@@ -118,6 +119,12 @@ def parse_timestamp(value: Any, field_name: str) -> datetime | None:
 def valid_ip(value: Any) -> str | None:
     if not isinstance(value, str) or not value:
         return None
+    return _ip_normalize(value)
+
+
+@lru_cache(maxsize=8192)
+def _ip_normalize(value: str) -> str | None:
+    # Visitors send the same address again and again; parsing one is the slow part.
     try:
         return str(ipaddress.ip_address(value.strip()))
     except ValueError:

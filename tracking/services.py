@@ -19,7 +19,7 @@ from profiles.segments import guests_mark_dirty
 from profiles.services import messages_suppressed_drop
 from profiles.sessions import sessions_assign, sessions_reconcile
 
-from .db import COPY_FROM_ROWS
+from .db import COPY_FROM_ROWS, pg_array
 from .doors import collect, optimizely, segment, stream
 from .errors import IngestError
 from .messages import Message
@@ -499,7 +499,7 @@ def dedup_claim(*, messages: list[Message], dedup_windows: dict) -> list[Message
                     WHERE {table}.expires_at <= EXCLUDED.received_at
                 RETURNING workspace_id, message_id
                 """,  # noqa: S608 - the table name is ours, values are parameters
-                [list(column) for column in zip(*rows, strict=True)],
+                [pg_array(column) for column in zip(*rows, strict=True)],
             )
             won.update(cursor.fetchall())
         else:

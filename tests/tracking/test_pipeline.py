@@ -242,3 +242,24 @@ def test_a_large_batch_stores_every_field_as_a_small_one_does(door):
         assert mine[0].session.event_count == len(mine) == 10
         assert mine[0].guest.traits.get("plan") == "pro"
     assert Event.objects.order_by("pk").values_list("message_id", flat=True)[0] == "m-0"
+
+
+@pytest.mark.django_db
+def test_ids_with_quotes_backslashes_and_braces_resolve_and_dedup(door):
+    odd = ['a"b', "back\\slash", "{brace},comma", "NULL", " spaced ", "ünï €"]
+    batch = [
+        {"type": "track", "event": "E", "messageId": value, "anonymousId": value} for value in odd
+    ]
+    door.post("batch", {"batch": batch * 2})
+    door.post("batch", {"batch": batch})
+
+    assert sorted(Event.objects.values_list("message_id", flat=True)) == sorted(odd)
+    for value in odd:
+        event = Event.objects.get(message_id=value)
+        assert event.anonymous_id == value
+        assert event.guest.identities.get(kind="anonymous_id").value == value
+    door.post("track", {"event": "Again", "messageId": "fresh", "anonymousId": 'a"b'})
+    assert (
+        Event.objects.get(message_id="fresh").guest_id
+        == Event.objects.get(message_id='a"b').guest_id
+    )
