@@ -458,6 +458,8 @@ def main() -> None:
             str(args.threads),
             "--keep-alive",
             "30",
+            "--log-level",
+            "warning",
         ],
         cwd=ROOT,
         env=env,
@@ -497,6 +499,7 @@ def main() -> None:
             ],
             cwd=ROOT,
             env=env,
+            stdout=subprocess.DEVNULL,
         )
         memory.watch("worker", worker.pid)
         from tracking.tasks import inbox_drain
