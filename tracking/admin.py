@@ -29,6 +29,12 @@ class WorkspaceAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return workspaces_visible(request.user)
 
+    def get_readonly_fields(self, request, obj=None):
+        # The member picker lists every user; only superusers may see and change it.
+        if request.user.is_superuser:
+            return self.readonly_fields
+        return [*self.readonly_fields, "members"]
+
     def save_model(self, request, obj, form, change):
         if change:
             super().save_model(request, obj, form, change)

@@ -193,6 +193,12 @@ FOOTPRINT = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"write_key_redact": {"()": "tracking.log_filters.WriteKeyRedactFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # Request paths are logged here, and the settings document's path holds a write key.
+    "loggers": {
+        "django.request": {"filters": ["write_key_redact"]},
+        "django.server": {"filters": ["write_key_redact"]},
+    },
 }

@@ -158,6 +158,9 @@ def inbox_parse(
     messages: list[Message] = []
     rejected: list[Rejected] = []
     for index, raw in enumerate(items):
+        if isinstance(raw, dict):
+            # analytics.js sends the key in the body; a failed event must not keep it.
+            raw.pop("writeKey", None)
         try:
             if check_sizes and len(orjson.dumps(raw)) > MAX_MESSAGE_BYTES:
                 raise IngestError(
