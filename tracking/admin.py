@@ -54,7 +54,17 @@ class SourceAdmin(WorkspaceScopedAdmin):
     fieldsets = [
         (None, {"fields": ["workspace", "name", "kind", "is_active", "prop_id"]}),
         ("Write key", {"fields": ["write_key_reveal"]}),
-        ("Ingestion", {"fields": ["dedup_window", "allowed_origins", "allowed_redirect_hosts"]}),
+        (
+            "Ingestion",
+            {
+                "fields": [
+                    "dedup_window",
+                    "rate_limit",
+                    "allowed_origins",
+                    "allowed_redirect_hosts",
+                ]
+            },
+        ),
     ]
 
     def get_list_filter(self, request):

@@ -116,6 +116,23 @@ def valid_ip(value: Any) -> str | None:
         return None
 
 
+def ip_anonymize(value: str | None) -> str | None:
+    """The address with its host part zeroed: IPv4's last octet, IPv6's last 80 bits.
+
+    Anything that is not an address is dropped rather than kept as it came.
+    """
+    if not value:
+        return None
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
 def _id_field(message: dict, key: str) -> str:
     value = message.get(key)
     if value is None or value == "":

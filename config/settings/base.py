@@ -159,6 +159,10 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BEAT_SCHEDULE = {
     "inbox-sweep": {"task": "tracking.tasks.inbox_sweep", "schedule": timedelta(seconds=30)},
     "dedup-keys-purge": {"task": "tracking.tasks.dedup_keys_purge", "schedule": crontab(minute=7)},
+    "retention-purge": {
+        "task": "tracking.tasks.retention_purge",
+        "schedule": crontab(hour=3, minute=17),
+    },
     "segments-schedule": {
         "task": "profiles.tasks.segments_schedule",
         "schedule": timedelta(minutes=1),
