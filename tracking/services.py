@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import orjson
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Exists, Max, OuterRef, QuerySet
@@ -19,7 +20,7 @@ from profiles.sessions import sessions_assign, sessions_reconcile
 
 from .doors import segment
 from .errors import IngestError
-from .messages import Message, ip_anonymize
+from .messages import Message, contains_nul, ip_anonymize
 from .models import (
     DedupKey,
     Door,
@@ -265,7 +266,7 @@ def _inbox_rows_process(rows: list[InboxRequest]) -> DrainStats:
                 code=item.error.code,
                 reason=item.error.message,
                 field=item.error.field,
-                payload=item.payload,
+                payload=failed_payload(item.payload),
                 received_at=row.received_at,
             )
             for item in rejected
@@ -290,6 +291,15 @@ def _inbox_rows_process(rows: list[InboxRequest]) -> DrainStats:
         suppressed=stored.suppressed,
         rejected=len(failed),
     )
+
+
+def failed_payload(payload):
+    """A refused message as it can be stored: U+0000, which PostgreSQL refuses in jsonb (and
+    which may be why the message was refused), becomes U+FFFD so the rest of the request is
+    not lost with it."""
+    if not contains_nul(payload):
+        return payload
+    return orjson.loads(orjson.dumps(payload).replace(b"\\u0000", b"\\ufffd"))
 
 
 # --- Store ------------------------------------------------------------------------------------
