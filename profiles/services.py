@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models import Q
 
@@ -49,7 +51,10 @@ def guest_erase(*, guest: Guest, erased_by: str) -> Erasure:
 
     guest = Guest.objects.select_for_update().get(pk=guest.pk)
     guest_ids = [guest.pk, *Guest.objects.filter(merged_into=guest).values_list("pk", flat=True)]
-    identities = list(Identity.objects.filter(guest_id__in=guest_ids).values_list("kind", "value"))
+    identity_rows = list(
+        Identity.objects.filter(guest_id__in=guest_ids).values_list("pk", "kind", "value")
+    )
+    identities = [(kind, value) for _, kind, value in identity_rows]
     erasure = Erasure.objects.create(
         workspace_id=guest.workspace_id,
         guest_ref=guest.ref,
@@ -80,5 +85,11 @@ def guest_erase(*, guest: Guest, erased_by: str) -> Erasure:
         merged_into=None
     )
     Guest.objects.filter(pk__in=guest_ids).delete()
+    # The admin's history names the objects it changed (a guest's email, an identifier).
+    for model, pks in ((Guest, guest_ids), (Identity, [pk for pk, _, _ in identity_rows])):
+        LogEntry.objects.filter(
+            content_type=ContentType.objects.get_for_model(model),
+            object_id__in=[str(pk) for pk in pks],
+        ).delete()
     erasure.save(update_fields=["events", "sessions"])
     return erasure

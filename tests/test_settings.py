@@ -86,6 +86,39 @@ class TestProduction:
         assert "System check identified no issues" in output
         assert "WARNING" not in output
 
+    def test_answers_carry_the_security_headers(self, tmp_path):
+        code = (
+            "import json; from django.test import Client; c = Client();"
+            "h = 'footprint.example.com';"
+            "plain = c.get('/admin/', HTTP_HOST=h);"
+            "secure = c.get('/healthz', secure=True, HTTP_HOST=h);"
+            "from django.conf import settings as s;"
+            "print(json.dumps({'plain': [plain.status_code, plain.headers.get('Location')],"
+            "'headers': dict(secure.headers),"
+            "'secure_cookies': [s.CSRF_COOKIE_SECURE, s.SESSION_COOKIE_SECURE]}))"
+        )
+        result = manage(
+            "shell",
+            "--no-imports",
+            "-c",
+            code,
+            **self.production,
+            SECRET_KEY=GOOD_SECRET_KEY,
+            ALLOWED_HOSTS="footprint.example.com",
+            DATABASE_URL=f"sqlite:///{tmp_path / 'footprint.sqlite3'}",
+        )
+
+        assert result.returncode == 0, result.stdout + result.stderr
+        seen = json.loads(result.stdout.strip().splitlines()[-1])
+        assert seen["plain"] == [301, "https://footprint.example.com/admin/"]
+        headers = seen["headers"]
+        assert headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["X-Frame-Options"] == "DENY"
+        assert headers["Referrer-Policy"] == "same-origin"
+        assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
+        assert seen["secure_cookies"] == [True, True]
+
 
 @needs_no_dotenv
 def test_with_no_environment_the_default_is_sqlite_and_eager_celery():

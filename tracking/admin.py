@@ -31,6 +31,12 @@ class WorkspaceAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return workspaces_visible(request.user)
 
+    def get_readonly_fields(self, request, obj=None):
+        # The member picker lists every user; only superusers may see and change it.
+        if request.user.is_superuser:
+            return self.readonly_fields
+        return [*self.readonly_fields, "members"]
+
     def save_model(self, request, obj, form, change):
         if change:
             super().save_model(request, obj, form, change)
@@ -50,7 +56,17 @@ class SourceAdmin(WorkspaceScopedAdmin):
     fieldsets = [
         (None, {"fields": ["workspace", "name", "kind", "is_active", "prop_id"]}),
         ("Write key", {"fields": ["write_key_reveal"]}),
-        ("Ingestion", {"fields": ["dedup_window", "allowed_origins", "allowed_redirect_hosts"]}),
+        (
+            "Ingestion",
+            {
+                "fields": [
+                    "dedup_window",
+                    "rate_limit",
+                    "allowed_origins",
+                    "allowed_redirect_hosts",
+                ]
+            },
+        ),
     ]
 
     def get_list_filter(self, request):

@@ -13,6 +13,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 
 from .db import setting_local
+from .models import Workspace
 from .selectors import workspaces_visible
 
 # Lists the planner expects to be longer than this show its estimate instead of an exact count;
@@ -71,6 +72,43 @@ class WorkspaceScopedAdmin(admin.ModelAdmin):
         if request.user.is_superuser:
             return queryset
         return queryset.filter(**{f"{self.workspace_field}__in": workspaces_visible(request.user)})
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        kwargs.setdefault("queryset", choices_visible(request.user, db_field.related_model))
+        if kwargs["queryset"] is None:
+            del kwargs["queryset"]
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        kwargs.setdefault("queryset", choices_visible(request.user, db_field.related_model))
+        if kwargs["queryset"] is None:
+            del kwargs["queryset"]
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+
+def choices_visible(user, model):
+    """What a form of a non-superuser may point at: objects of their own workspaces.
+
+    Without this a select (a source's workspace, an experience's segments) would list, and
+    accept, other workspaces' objects. ``None``: the model is not owned by a workspace.
+    """
+    if user.is_superuser:
+        return None
+    if model is Workspace:
+        return workspaces_visible(user)
+    if _has_workspace(model):
+        return model._default_manager.filter(workspace__in=workspaces_visible(user))
+    # Owned through a parent (a variant through its experience, an inbox row through its source).
+    for field in model._meta.concrete_fields:
+        if field.many_to_one and _has_workspace(field.related_model):
+            return model._default_manager.filter(
+                **{f"{field.name}__workspace__in": workspaces_visible(user)}
+            )
+    return None
+
+
+def _has_workspace(model) -> bool:
+    return any(field.name == "workspace" for field in model._meta.concrete_fields)
 
 
 class SeenWithinFilter(admin.SimpleListFilter):

@@ -14,6 +14,8 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
+import orjson
+
 from .errors import IngestError
 
 MESSAGE_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
@@ -22,6 +24,8 @@ MAX_MESSAGE_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
 MAX_BATCH_MESSAGES = 2500
 MAX_ID_LENGTH = 255
+# orjson writes at most this many levels of arrays and objects.
+MAX_NESTING = 254
 MAX_NAME_LENGTH = 255
 # Largest revenue the typed column holds (18 digits, 4 after the point).
 MAX_REVENUE = Decimal("99999999999999.9999")
@@ -113,7 +117,13 @@ def parse_timestamp(value: Any, field_name: str) -> datetime | None:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed
+    try:
+        # A time that is not a representable date in UTC could be stored but never read back.
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise IngestError(
+            "invalid_timestamp", f"{field_name} is out of range: {value[:64]!r}", field=field_name
+        ) from None
 
 
 def valid_ip(value: Any) -> str | None:
@@ -129,6 +139,23 @@ def _ip_normalize(value: str) -> str | None:
         return str(ipaddress.ip_address(value.strip()))
     except ValueError:
         return None
+
+
+def ip_anonymize(value: str | None) -> str | None:
+    """The address with its host part zeroed: IPv4's last octet, IPv6's last 80 bits.
+
+    Anything that is not an address is dropped rather than kept as it came.
+    """
+    if not value:
+        return None
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
 
 
 def _id_field(message: dict, key: str) -> str:
@@ -237,7 +264,14 @@ def corrected_timestamp(
     """
     if original is None:
         return received_at, False
-    timestamp = received_at - (sent_at - original) if sent_at is not None else original
+    try:
+        timestamp = received_at - (sent_at - original) if sent_at is not None else original
+    except OverflowError:
+        raise IngestError(
+            "invalid_timestamp",
+            "sentAt and timestamp are too far apart to correct the clock with",
+            field="sentAt",
+        ) from None
     if timestamp > received_at + max_future_skew:
         return received_at, True
     return timestamp, False
@@ -422,11 +456,33 @@ def _page(message_type: str, name: str, properties: dict, context: dict) -> str:
 
 
 def contains_nul(value: Any) -> bool:
-    """PostgreSQL cannot store U+0000 in text or jsonb, so such a message must be refused."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(contains_nul(v) for v in value)
+    """PostgreSQL cannot store U+0000 in text or jsonb, so such a message must be refused.
+
+    Walks without recursion: a deeply nested body must not exhaust the interpreter's stack.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
     return False
+
+
+def too_deep(value: Any) -> bool:
+    """Whether ``value`` nests deeper than ``MAX_NESTING`` (orjson, which serves every stored
+    message back, refuses to write anything deeper)."""
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return True
+    return False
+
+
+def nesting_error() -> IngestError:
+    return IngestError("too_deep", f"JSON may nest at most {MAX_NESTING} levels deep")

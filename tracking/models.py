@@ -31,6 +31,17 @@ class Workspace(models.Model):
     session_timeout = models.DurationField(
         default=timedelta(minutes=30), help_text="Inactivity that ends a session."
     )
+    anonymize_ip = models.BooleanField(
+        default=False,
+        help_text="Zero the last octet of IPv4 and the last 80 bits of IPv6 addresses before "
+        "they are stored.",
+    )
+    retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Events, emptied sessions, failed events and processed requests older than "
+        "this many days are purged. Empty: kept forever.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -67,6 +78,12 @@ class Source(models.Model):
     )
     allowed_redirect_hosts = models.JSONField(
         default=list, blank=True, help_text="Hosts /collect may redirect to."
+    )
+    rate_limit = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Requests per second this source may send (0: unlimited). Empty: the "
+        "server's default.",
     )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import orjson
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import JSONField, Max
+from django.db.models import Exists, JSONField, Max, OuterRef, QuerySet
 from django.utils import timezone
 
 from profiles.identity import guest_get_or_create, guests_resolve
-from profiles.models import Guest, Segment
+from profiles.models import Guest, Segment, Session
 from profiles.segments import guests_mark_dirty
 from profiles.services import messages_suppressed_drop
 from profiles.sessions import sessions_assign, sessions_reconcile
@@ -22,7 +22,7 @@ from profiles.sessions import sessions_assign, sessions_reconcile
 from .db import COPY_FROM_ROWS, pg_array
 from .doors import collect, optimizely, segment, stream
 from .errors import IngestError
-from .messages import Message
+from .messages import Message, contains_nul, ip_anonymize
 from .models import (
     DedupKey,
     Door,
@@ -148,6 +148,8 @@ def inbox_accept(
     received_at: datetime,
 ) -> InboxRequest:
     """Store one request durably (one INSERT) and schedule its processing."""
+    if ip and source.workspace.anonymize_ip:
+        ip = ip_anonymize(ip)
     row = InboxRequest.objects.create(
         source=source, door=door, body=body, meta=meta, ip=ip, received_at=received_at
     )
@@ -348,7 +350,7 @@ def _inbox_rows_store(rows: list[InboxRequest]) -> tuple[DrainStats, Stored]:
                 code=item.error.code,
                 reason=item.error.message,
                 field=item.error.field,
-                payload=item.payload,
+                payload=failed_payload(item.payload),
                 received_at=row.received_at,
             )
             for item in rejected
@@ -376,6 +378,15 @@ def _inbox_rows_store(rows: list[InboxRequest]) -> tuple[DrainStats, Stored]:
     return stats, stored
 
 
+def failed_payload(payload):
+    """A refused message as it can be stored: U+0000, which PostgreSQL refuses in jsonb (and
+    which may be why the message was refused), becomes U+FFFD so the rest of the request is
+    not lost with it."""
+    if not contains_nul(payload):
+        return payload
+    return orjson.loads(orjson.dumps(payload).replace(b"\\u0000", b"\\ufffd"))
+
+
 # --- Store ------------------------------------------------------------------------------------
 
 
@@ -392,6 +403,7 @@ def events_store(*, messages: list[Message], dedup_windows: dict, session_timeou
     Runs inside the caller's transaction. ``dedup_windows`` maps source id to that source's
     dedup window, ``session_timeouts`` workspace id to its session timeout.
     """
+    messages_ip_anonymize(messages=messages)
     kept = messages_suppressed_drop(messages)
     suppressed = len(messages) - len(kept)
     fresh = dedup_claim(messages=kept, dedup_windows=dedup_windows)
@@ -449,6 +461,27 @@ def events_insert(messages: list[Message]) -> list[int]:
                     row.append(value)
                 copy.write_row(row)
     return ids
+
+
+def messages_ip_anonymize(*, messages: list[Message]) -> None:
+    """Zero the host part of every address (the typed ip and ``context.ip``) of the messages
+    whose workspace asks for it. Every door's messages pass here before anything is stored."""
+    with_ip = {m.workspace_id for m in messages if m.ip or m.context.get("ip")}
+    if not with_ip:
+        return
+    anonymizing = set(
+        Workspace.objects.filter(pk__in=with_ip, anonymize_ip=True).values_list("pk", flat=True)
+    )
+    for message in messages:
+        if message.workspace_id not in anonymizing:
+            continue
+        message.ip = ip_anonymize(message.ip)
+        if "ip" in message.context:
+            raw = message.context["ip"]
+            message.context = {
+                **message.context,
+                "ip": ip_anonymize(raw) if isinstance(raw, str) else None,
+            }
 
 
 def segments_touch(*, messages: list[Message]) -> None:
@@ -529,3 +562,56 @@ def dedup_keys_purge(*, now: datetime | None = None) -> int:
     """Forget dedup keys whose window has ended."""
     deleted, _ = DedupKey.objects.filter(expires_at__lte=now or timezone.now()).delete()
     return deleted
+
+
+# --- Retention --------------------------------------------------------------------------------
+
+RETENTION_CHUNK = 5000
+
+
+def retention_purge(
+    *, now: datetime | None = None, dry_run: bool = False, chunk_size: int = RETENTION_CHUNK
+) -> dict[str, int]:
+    """Delete what each workspace's retention window has passed; the counts, by kind.
+
+    Events older than the window go first, then the sessions that no longer hold an event,
+    failed events and processed (done or failed) inbox requests received before the window.
+    Workspaces without ``retention_days`` keep everything. Deletes run in chunks of
+    ``chunk_size`` rows, each its own transaction, so no lock is held for long.
+    """
+    now = now or timezone.now()
+    counts = {"events": 0, "sessions": 0, "failed_events": 0, "inbox_requests": 0}
+    windows = Workspace.objects.filter(retention_days__isnull=False).values_list(
+        "pk", "retention_days"
+    )
+    for workspace_id, days in windows:
+        cutoff = now - timedelta(days=days)
+        kept_events = Event.objects.filter(session=OuterRef("pk"), timestamp__gte=cutoff)
+        targets = {
+            "events": Event.objects.filter(workspace_id=workspace_id, timestamp__lt=cutoff),
+            "sessions": Session.objects.filter(
+                workspace_id=workspace_id, ended_at__lt=cutoff
+            ).filter(~Exists(kept_events)),
+            "failed_events": FailedEvent.objects.filter(
+                workspace_id=workspace_id, received_at__lt=cutoff
+            ),
+            "inbox_requests": InboxRequest.objects.filter(
+                source__workspace_id=workspace_id, received_at__lt=cutoff
+            ).exclude(status=InboxRequest.Status.PENDING),
+        }
+        for kind, queryset in targets.items():
+            counts[kind] += (
+                queryset.count() if dry_run else _delete_chunked(queryset, chunk_size=chunk_size)
+            )
+    return counts
+
+
+def _delete_chunked(queryset: QuerySet, *, chunk_size: int) -> int:
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            pks = list(queryset.values_list("pk", flat=True)[:chunk_size])
+            if not pks:
+                return deleted
+            queryset.model.objects.filter(pk__in=pks).delete()
+        deleted += len(pks)

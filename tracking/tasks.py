@@ -56,3 +56,9 @@ def inbox_sweep() -> bool:
 @shared_task(name="tracking.tasks.dedup_keys_purge")
 def dedup_keys_purge() -> int:
     return services.dedup_keys_purge()
+
+
+@shared_task(name="tracking.tasks.retention_purge")
+def retention_purge() -> dict:
+    """Purge what the workspaces' retention windows have passed (beat, daily)."""
+    return services.retention_purge()

@@ -21,6 +21,7 @@ from .doors.http import (
     error_response,
     header_write_key,
     json_response,
+    rate_limit_check,
     unavailable_response,
 )
 from .errors import IngestError
@@ -61,11 +62,13 @@ def segment_door(request: HttpRequest, route: str) -> HttpResponse:
         key = header_write_key(request)
         if key is not None:
             source = source_get_by_write_key(key)
+            rate_limit_check(source)
         body = body_read(request, limit=segment.body_limit(route))
         payload = segment.body_parse(body)
         if source is None:
             body_key = payload.get("writeKey") if isinstance(payload, dict) else None
             source = source_get_by_write_key(body_key if isinstance(body_key, str) else None)
+            rate_limit_check(source)
         _origin_check(request, source)
         segment.request_check(
             payload,

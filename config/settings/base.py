@@ -48,6 +48,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "tracking.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -165,6 +166,10 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BEAT_SCHEDULE = {
     "inbox-sweep": {"task": "tracking.tasks.inbox_sweep", "schedule": timedelta(seconds=30)},
     "dedup-keys-purge": {"task": "tracking.tasks.dedup_keys_purge", "schedule": crontab(minute=7)},
+    "retention-purge": {
+        "task": "tracking.tasks.retention_purge",
+        "schedule": crontab(hour=3, minute=17),
+    },
     "segments-schedule": {
         "task": "profiles.tasks.segments_schedule",
         "schedule": timedelta(minutes=1),
@@ -190,6 +195,10 @@ FOOTPRINT = {
     "MAX_FUTURE_SKEW": timedelta(
         seconds=env.int("FOOTPRINT_MAX_FUTURE_SKEW_SECONDS", default=3600)
     ),
+    # Requests per second one source may send to the doors (0: unlimited); a source's own
+    # rate_limit overrides it. Counted in the default cache: set CACHE_URL to Redis so that
+    # every web instance shares the count.
+    "RATE_LIMIT": env.int("FOOTPRINT_RATE_LIMIT", default=1000),
     # Inbox rows claimed per processing transaction.
     "INBOX_CLAIM_SIZE": env.int("FOOTPRINT_INBOX_CLAIM_SIZE", default=50),
     # Inbox rows older than this and still pending are re-enqueued by the sweep.
@@ -203,6 +212,12 @@ FOOTPRINT = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"write_key_redact": {"()": "tracking.log_filters.WriteKeyRedactFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # Request paths are logged here, and the settings document's path holds a write key.
+    "loggers": {
+        "django.request": {"filters": ["write_key_redact"]},
+        "django.server": {"filters": ["write_key_redact"]},
+    },
 }

@@ -5,16 +5,25 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import logging
+import time
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from django.conf import settings
+from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 
 from ..errors import IngestError
 
+if TYPE_CHECKING:
+    from ..models import Source
+
 CORS_MAX_AGE = "86400"
+RATE_WINDOW_SECONDS = 1
+
+logger = logging.getLogger(__name__)
 
 
 def json_response(payload: Any, status: int = 200, **headers: str) -> HttpResponse:
@@ -25,7 +34,39 @@ def json_response(payload: Any, status: int = 200, **headers: str) -> HttpRespon
 
 
 def error_response(error: IngestError) -> HttpResponse:
+    if error.retry_after is not None:
+        return json_response(
+            error.as_dict(), status=error.status, Retry_After=str(error.retry_after)
+        )
     return json_response(error.as_dict(), status=error.status)
+
+
+def rate_limit_check(source: Source) -> None:
+    """Refuse the request (429) when the source has used up this second's requests.
+
+    A fixed one-second window counted in Django's cache: shared by every web instance when
+    the cache is Redis (``CACHE_URL``), per process with the local-memory default. If the cache
+    itself fails the request is let through: losing data would be worse than a burst.
+    """
+    limit = source.rate_limit
+    if limit is None:
+        limit = settings.FOOTPRINT["RATE_LIMIT"]
+    if not limit:
+        return
+    key = f"footprint:rate:{source.pk}:{int(time.time())}"
+    try:
+        cache.add(key, 0, timeout=RATE_WINDOW_SECONDS + 1)
+        count = cache.incr(key)
+    except Exception:
+        logger.warning("rate limit not checked: the cache failed", exc_info=True)
+        return
+    if count > limit:
+        raise IngestError(
+            "rate_limited",
+            f"this source may send at most {limit} requests per second; retry shortly",
+            status=429,
+            retry_after=RATE_WINDOW_SECONDS,
+        )
 
 
 def unavailable_response() -> HttpResponse:
@@ -115,6 +156,8 @@ def cors_allow(
     origin = request.META.get("HTTP_ORIGIN")
     if origin and allowed:
         response["Access-Control-Allow-Origin"] = origin
+        if response.has_header("Retry-After"):
+            response["Access-Control-Expose-Headers"] = "Retry-After"
     response["Vary"] = "Origin"
     return response
 

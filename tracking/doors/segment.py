@@ -19,11 +19,14 @@ from ..messages import (
     MAX_BATCH_BYTES,
     MAX_BATCH_MESSAGES,
     MAX_MESSAGE_BYTES,
+    MAX_NESTING,
     BatchDefaults,
     Message,
     contains_nul,
+    nesting_error,
     parse_timestamp,
     segment_message_normalize,
+    too_deep,
 )
 
 DOOR = "segment"
@@ -96,9 +99,14 @@ def request_check(payload: Any, *, route: str, **normalize_kwargs: Any) -> None:
                 field="batch",
             )
         _defaults_parse(payload, received_at=None)
-        if contains_nul(payload.get("context")) or contains_nul(payload.get("integrations")):
+        envelope = [payload.get("context"), payload.get("integrations")]
+        if too_deep(envelope):
+            raise nesting_error()
+        if contains_nul(envelope):
             raise IngestError("invalid_character", "strings must not contain U+0000")
         return
+    if too_deep(payload):
+        raise nesting_error()
     if contains_nul(payload):
         raise IngestError("invalid_character", "strings must not contain U+0000")
     segment_message_normalize(
@@ -154,16 +162,26 @@ def inbox_parse(
         forced_type = route
         check_sizes = False
     check_nul = b"\\u0000" in body
+    # Likewise nesting: only a body with that many brackets in all can hold a too deep message.
+    check_shape = check_sizes or body.count(b"[") + body.count(b"{") > MAX_NESTING
 
     messages: list[Message] = []
     rejected: list[Rejected] = []
     for index, raw in enumerate(items):
+        if isinstance(raw, dict):
+            # analytics.js sends the key in the body; a failed event must not keep it.
+            raw.pop("writeKey", None)
         try:
-            if check_sizes and len(orjson.dumps(raw)) > MAX_MESSAGE_BYTES:
-                raise IngestError(
-                    "message_too_large",
-                    f"a message may be at most {MAX_MESSAGE_BYTES // 1024} KB",
-                )
+            if check_shape:
+                try:
+                    size = len(orjson.dumps(raw))
+                except orjson.JSONEncodeError:
+                    raise nesting_error() from None
+                if check_sizes and size > MAX_MESSAGE_BYTES:
+                    raise IngestError(
+                        "message_too_large",
+                        f"a message may be at most {MAX_MESSAGE_BYTES // 1024} KB",
+                    )
             if check_nul and contains_nul(raw):
                 raise IngestError("invalid_character", "strings must not contain U+0000")
             messages.append(

@@ -1,0 +1,558 @@
+"""Isolation and auth: two workspaces, three users, every read endpoint and admin page.
+
+Each workspace is filled through the real doors with one of everything (events, guests merged
+and erased, failed events, a segment with a run, an experience with a flow execution), its
+strings tagged with the workspace's marker. Every endpoint of the read API and every admin
+page of a workspace-owned model is then read as a member of A, a member of B and a user with no
+workspace. The endpoint and admin lists are read from the router and the admin site, so a new
+endpoint or model that this file does not know fails the coverage tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+import orjson
+import pytest
+from django.contrib import admin
+from django.contrib.auth.models import Group, Permission
+from django.urls import URLPattern
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from config import api_urls
+from experiences.models import Experience, Variant
+from profiles.models import Guest, Identity, Segment
+from profiles.segments import segment_recompute
+from profiles.services import guest_erase
+from tests.conftest import basic_auth
+from tests.factories import SourceFactory, UserFactory, WorkspaceFactory
+from tracking import services
+from tracking.admin_base import WorkspaceScopedAdmin
+from tracking.models import Event, FailedEvent, InboxRequest, Source, Workspace
+
+pytestmark = pytest.mark.django_db
+
+A, B = "alphaco", "bravoco"
+OWNED_APPS = ("tracking", "profiles", "experiences")
+
+
+@dataclass
+class Tenant:
+    tag: str
+    workspace: Workspace
+    source: Source
+    guest: Guest
+    event: Event
+    segment: Segment
+    experience: Experience
+
+
+def send(client, capture, source, route, payload, **headers):
+    headers.setdefault("HTTP_AUTHORIZATION", basic_auth(source.write_key))
+    with capture(execute=True):
+        return client.post(
+            f"/v1/{route}",
+            payload if isinstance(payload, bytes) else orjson.dumps(payload),
+            content_type="application/json",
+            **headers,
+        )
+
+
+def tenant_build(client, capture, tag: str) -> Tenant:
+    source = SourceFactory(workspace=WorkspaceFactory(name=f"{tag} workspace"), name=f"{tag} web")
+    workspace = source.workspace
+    for route, payload in [
+        ("page", {"anonymousId": f"{tag}-anon", "name": f"{tag} home"}),
+        ("track", {"userId": f"{tag}-user", "event": f"{tag} order", "properties": {"revenue": 5}}),
+        # Two guests become one: a merge record.
+        (
+            "identify",
+            {
+                "userId": f"{tag}-user",
+                "anonymousId": f"{tag}-anon",
+                "traits": {"email": f"{tag}@{tag}.test", "plan": "pro"},
+            },
+        ),
+        # A message without its event name: a failed event.
+        ("batch", {"batch": [{"type": "track", "userId": f"{tag}-user"}]}),
+        ("identify", {"userId": f"{tag}-gone", "traits": {"email": f"gone@{tag}.test"}}),
+    ]:
+        assert send(client, capture, source, route, payload).status_code == 200
+    guest_erase(
+        guest=Identity.objects.get(workspace=workspace, value=f"{tag}-gone").guest,
+        erased_by="privacy",
+    )
+    segment = Segment.objects.create(
+        workspace=workspace,
+        slug=f"{tag}-pro",
+        name=f"{tag} pro",
+        rule={"trait": {"key": "plan", "op": "eq", "value": "pro"}},
+    )
+    segment_recompute(segment)
+    experience = Experience.objects.create(
+        workspace=workspace,
+        friendly_id=f"{tag}_popup",
+        name=f"{tag} popup",
+        status=Experience.Status.LIVE,
+    )
+    experience.target_segments.add(segment)
+    Variant.objects.create(experience=experience, name=f"{tag} A", is_control=True)
+    Variant.objects.create(experience=experience, name=f"{tag} B")
+    with capture(execute=True):
+        decision = client.post(
+            "/v2/callFlows",
+            {
+                "clientKey": workspace.client_key,
+                "channel": "WEB",
+                "pointOfSale": f"{tag}/shop",
+                "friendlyId": f"{tag}_popup",
+                "email": f"{tag}@{tag}.test",
+            },
+            content_type="application/json",
+        )
+    assert decision.status_code == 200, decision.content
+    guest = Identity.objects.get(workspace=workspace, value=f"{tag}-user").guest
+    return Tenant(
+        tag=tag,
+        workspace=workspace,
+        source=source,
+        guest=guest,
+        event=Event.objects.filter(workspace=workspace, type="track").first(),
+        segment=segment,
+        experience=experience,
+    )
+
+
+@pytest.fixture
+def world(client, django_capture_on_commit_callbacks):
+    return {tag: tenant_build(client, django_capture_on_commit_callbacks, tag) for tag in (A, B)}
+
+
+# --- The read API -----------------------------------------------------------------------------
+
+
+def api_endpoints() -> set[tuple[str, str]]:
+    """(url name, HTTP method) of every endpoint the API router serves."""
+    found = set()
+    for pattern in api_urls.urlpatterns:
+        assert isinstance(pattern, URLPattern)
+        actions = getattr(pattern.callback, "actions", None)
+        if actions is None:
+            assert pattern.name == "api-root", f"{pattern.name} is not a viewset route"
+            continue
+        # DRF adds "head" (answered as "get") to the mapping once a route has been called.
+        found.update((pattern.name, method) for method in actions if method != "head")
+    return found
+
+
+def segment_body(tenant: Tenant, slug: str) -> dict:
+    return {
+        "slug": slug,
+        "name": slug,
+        "workspace": tenant.workspace.portal_id,
+        "rule": {"trait": {"key": "plan", "op": "eq", "value": "pro"}},
+    }
+
+
+# For each endpoint: the request that reads or writes tenant ``t``'s object, and whether it is a
+# list (everyone gets 200, filtered) or an object (other users get 404).
+API_CASES = {
+    ("event-list", "get"): ("list", lambda t: ("get", "/api/events/", None)),
+    ("event-detail", "get"): ("object", lambda t: ("get", f"/api/events/{t.event.pk}/", None)),
+    ("guest-list", "get"): ("list", lambda t: ("get", "/api/guests/", None)),
+    ("guest-detail", "get"): ("object", lambda t: ("get", f"/api/guests/{t.guest.ref}/", None)),
+    ("guest-detail", "delete"): (
+        "erase",
+        lambda t: ("delete", f"/api/guests/{t.guest.ref}/", None),
+    ),
+    ("guest-events", "get"): (
+        "object",
+        lambda t: ("get", f"/api/guests/{t.guest.ref}/events/", None),
+    ),
+    ("segment-list", "get"): ("list", lambda t: ("get", "/api/segments/", None)),
+    ("segment-list", "post"): (
+        "create",
+        lambda t: ("post", "/api/segments/", segment_body(t, f"{t.tag}-new")),
+    ),
+    ("segment-detail", "get"): (
+        "object",
+        lambda t: ("get", f"/api/segments/{t.segment.slug}/", None),
+    ),
+    ("segment-detail", "put"): (
+        "not_allowed",
+        lambda t: ("put", f"/api/segments/{t.segment.slug}/", segment_body(t, t.segment.slug)),
+    ),
+    ("segment-detail", "patch"): (
+        "object",
+        lambda t: ("patch", f"/api/segments/{t.segment.slug}/", {"description": "changed"}),
+    ),
+    ("segment-members", "get"): (
+        "object",
+        lambda t: ("get", f"/api/segments/{t.segment.slug}/members/", None),
+    ),
+    ("segment-export-csv", "get"): (
+        "object",
+        lambda t: ("get", f"/api/segments/{t.segment.slug}/export.csv", None),
+    ),
+    ("segment-export-ndjson", "get"): (
+        "object",
+        lambda t: ("get", f"/api/segments/{t.segment.slug}/export.ndjson", None),
+    ),
+    ("segment-recompute", "post"): (
+        "object",
+        lambda t: ("post", f"/api/segments/{t.segment.slug}/recompute/", None),
+    ),
+    ("experience-list", "get"): ("list", lambda t: ("get", "/api/experiences/", None)),
+    ("experience-detail", "get"): (
+        "object",
+        lambda t: ("get", f"/api/experiences/{t.experience.friendly_id}/", None),
+    ),
+    ("experience-results", "get"): (
+        "object",
+        lambda t: ("get", f"/api/experiences/{t.experience.friendly_id}/results/", None),
+    ),
+}
+
+
+def test_every_api_endpoint_is_in_the_isolation_matrix():
+    endpoints = api_endpoints()
+    assert len(endpoints) >= 18
+    assert endpoints - API_CASES.keys() == set(), "add these endpoints to API_CASES"
+    assert API_CASES.keys() - endpoints == set(), "API_CASES names endpoints that do not exist"
+
+
+def token_client(user=None) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+def body_text(response) -> str:
+    if getattr(response, "streaming", False):
+        return b"".join(response.streaming_content).decode()
+    return response.content.decode()
+
+
+def test_read_api_shows_each_user_only_their_workspaces(world, django_capture_on_commit_callbacks):
+    erase = Permission.objects.get(codename="delete_guest")
+    users = {
+        A: UserFactory(workspaces=[world[A].workspace]),
+        B: UserFactory(workspaces=[world[B].workspace]),
+        None: UserFactory(),
+    }
+    for user in users.values():
+        user.user_permissions.add(erase)
+    clients = {tag: token_client(user) for tag, user in users.items()}
+    anonymous = token_client()
+    problems = []
+    checked = 0
+
+    def call(client, method, path, data):
+        with django_capture_on_commit_callbacks(execute=True):
+            return getattr(client, method)(path, data, format="json")
+
+    for (_name, method), (kind, build) in sorted(API_CASES.items()):
+        # Each user reads and writes workspace A's object; the expectations are per user.
+        verb, path, data = build(world[A])
+        for tag, client in clients.items():
+            checked += 1
+            if kind == "erase" and tag == A:
+                continue  # erasing A's guest as its member is the erasure tests' business
+            response = call(client, verb, path, data)
+            text = body_text(response)
+            other = {A: B, B: A, None: None}[tag]
+            label = f"{method.upper()} {path} as member of {tag or 'no workspace'}"
+            if kind == "not_allowed":
+                expected = {405}
+            elif kind == "list":
+                expected = {200}
+            elif kind == "create":
+                expected = {201} if tag == A else {400}
+            else:
+                expected = {200, 202} if tag == A else {404}
+            if response.status_code not in expected:
+                problems.append(f"{label}: {response.status_code}, expected {expected}")
+            if tag != A and A in text:
+                problems.append(f"{label}: the answer shows workspace A's data")
+            if other and other in text:
+                problems.append(f"{label}: the answer shows the other workspace's data")
+            own_missing = tag is not None and tag not in text
+            if kind == "list" and response.status_code == 200 and own_missing:
+                problems.append(f"{label}: the user's own objects are missing")
+        answer = getattr(anonymous, verb)(path, data, format="json")
+        if answer.status_code not in (401, 403):
+            problems.append(f"{method.upper()} {path} anonymously: {answer.status_code}")
+
+    # Looking a guest up by an identifier of another workspace finds nothing.
+    found = clients[B].get("/api/guests/", {"identifier": f"{A}@{A}.test"}).json()
+    if found["results"]:
+        problems.append("B found A's guest by its email")
+
+    assert problems == []
+    assert checked == 3 * len(API_CASES)
+    # Nothing another user did changed A's objects.
+    assert Guest.objects.filter(pk=world[A].guest.pk).exists()
+    assert Segment.objects.get(pk=world[A].segment.pk).description == "changed"
+    assert not Segment.objects.filter(workspace=world[A].workspace, slug__startswith=B).exists()
+    assert Segment.objects.filter(workspace=world[A].workspace, slug=f"{A}-new").exists()
+
+
+# --- The admin --------------------------------------------------------------------------------
+
+
+def owned_admins() -> list[tuple[type, admin.ModelAdmin]]:
+    return [
+        (model, model_admin)
+        for model, model_admin in admin.site._registry.items()
+        if model._meta.app_label in OWNED_APPS
+    ]
+
+
+def owned_by(model, model_admin, workspace: Workspace) -> set[int]:
+    if model is Workspace:
+        return {workspace.pk}
+    assert isinstance(model_admin, WorkspaceScopedAdmin), (
+        f"{model.__name__}'s admin does not scope by workspace"
+    )
+    lookup = f"{model_admin.workspace_field}__in"
+    return set(model.objects.filter(**{lookup: [workspace]}).values_list("pk", flat=True))
+
+
+def listed(client, model) -> set[int]:
+    opts = model._meta
+    page = client.get(f"/admin/{opts.app_label}/{opts.model_name}/")
+    assert page.status_code == 200, f"{opts.label} changelist: {page.status_code}"
+    link = re.compile(rf"/admin/{opts.app_label}/{opts.model_name}/(\d+)/change/")
+    return {int(pk) for pk in link.findall(page.content.decode())}
+
+
+def test_admin_shows_each_staff_user_only_their_workspaces(world):
+    # Staff who may view, add and change everything in the apps, but are not superusers.
+    perms = Permission.objects.filter(
+        content_type__app_label__in=OWNED_APPS, codename__regex=r"^(view|add|change)_"
+    )
+    staff = {}
+    for tag in (A, B, None):
+        user = UserFactory(is_staff=True, workspaces=[world[tag].workspace] if tag else [])
+        user.user_permissions.add(*perms)
+        staff[tag] = user
+
+    from django.test import Client
+
+    clients = {}
+    for tag, user in staff.items():
+        clients[tag] = Client()
+        clients[tag].force_login(user)
+
+    problems = []
+    models_checked = 0
+    for model, model_admin in owned_admins():
+        opts = model._meta
+        mine = owned_by(model, model_admin, world[A].workspace)
+        theirs = owned_by(model, model_admin, world[B].workspace)
+        if not mine or not theirs:
+            problems.append(f"{opts.label}: the test world has no objects of this model")
+            continue
+        models_checked += 1
+        seen = {tag: listed(client, model) for tag, client in clients.items()}
+        if not seen[A] or not seen[A] <= mine:
+            problems.append(f"{opts.label}: A's member sees {seen[A]}, A owns {mine}")
+        if not seen[B] or seen[B] & mine:
+            problems.append(f"{opts.label}: B's member sees {seen[B] & mine} of A's objects")
+        if seen[None]:
+            problems.append(f"{opts.label}: a user with no workspace sees {seen[None]}")
+
+        one_of_mine = min(seen[A] or mine)
+        change = f"/admin/{opts.app_label}/{opts.model_name}/{one_of_mine}/change/"
+        if clients[A].get(change).status_code != 200:
+            problems.append(f"{change}: A's member cannot open it")
+        for tag in (B, None):
+            page = clients[tag].get(change)
+            if page.status_code == 200 or A in page.content.decode():
+                problems.append(f"{change}: opened by member of {tag or 'no workspace'}")
+
+        # B's own pages (and add form) must not offer A's objects in any select.
+        own = f"/admin/{opts.app_label}/{opts.model_name}/{min(seen[B] or theirs)}/change/"
+        for path in (own, f"/admin/{opts.app_label}/{opts.model_name}/add/"):
+            page = clients[B].get(path)
+            if page.status_code == 200 and A in page.content.decode():
+                problems.append(f"{path}: B's member is shown workspace A's data")
+
+    assert problems == []
+    assert models_checked == len(owned_admins()) >= 15
+
+
+def test_a_foreign_workspace_cannot_be_chosen_in_an_admin_form(world, client):
+    user = UserFactory(is_staff=True, workspaces=[world[B].workspace])
+    user.user_permissions.add(*Permission.objects.filter(codename="add_source"))
+    client.force_login(user)
+
+    response = client.post(
+        "/admin/tracking/source/add/",
+        {
+            "workspace": world[A].workspace.pk,
+            "name": "sneaky",
+            "kind": "web",
+            "dedup_window": "12:00:00",
+            "allowed_origins": "[]",
+            "allowed_redirect_hosts": "[]",
+        },
+    )
+
+    assert response.status_code == 200  # the form comes back with an error
+    assert not Source.objects.filter(name="sneaky").exists()
+
+
+# --- Write keys -------------------------------------------------------------------------------
+
+
+def test_a_write_key_writes_only_to_its_own_source(
+    world, client, django_capture_on_commit_callbacks
+):
+    a, b = world[A], world[B]
+    before = Event.objects.filter(workspace=b.workspace).count()
+    response = send(
+        client,
+        django_capture_on_commit_callbacks,
+        a.source,
+        "track",
+        # Whatever the body claims, the key in the header decides where the event goes.
+        {
+            "userId": "claims-b",
+            "event": "Sneak",
+            "writeKey": b.source.write_key,
+            "projectId": b.source.prop_id,
+            "context": {"workspace": b.workspace.portal_id},
+        },
+    )
+
+    assert response.status_code == 200
+    event = Event.objects.get(name="Sneak")
+    assert (event.workspace, event.source) == (a.workspace, a.source)
+    assert Event.objects.filter(workspace=b.workspace).count() == before
+    assert not Identity.objects.filter(workspace=b.workspace, value="claims-b").exists()
+
+
+def test_rotating_a_key_invalidates_the_old_one(world, client, django_capture_on_commit_callbacks):
+    source = world[A].source
+    old = source.write_key
+    services.source_rotate_write_key(source=source)
+    message = {"userId": "u", "event": "After rotation"}
+
+    refused = send(
+        client,
+        django_capture_on_commit_callbacks,
+        source,
+        "track",
+        message,
+        HTTP_AUTHORIZATION=basic_auth(old),
+    )
+    in_body = send(
+        client,
+        django_capture_on_commit_callbacks,
+        source,
+        "track",
+        {**message, "writeKey": old},
+        HTTP_AUTHORIZATION="",
+    )
+    settings_document = client.get(f"/v1/projects/{old}/settings")
+    accepted = send(client, django_capture_on_commit_callbacks, source, "track", message)
+
+    assert refused.status_code == in_body.status_code == settings_document.status_code == 401
+    assert refused.json()["code"] == "invalid_write_key"
+    assert accepted.status_code == 200
+    assert Event.objects.filter(name="After rotation").count() == 1
+
+
+def test_write_keys_are_stored_hashed_and_never_logged(
+    world, client, django_capture_on_commit_callbacks, caplog
+):
+    source = world[A].source
+    assert source.write_key_digest != source.write_key
+    assert len(source.write_key_digest) == 64
+    source.allowed_origins = ["https://shop.example"]
+    source.save()
+    key = source.write_key
+
+    with caplog.at_level(logging.DEBUG):
+        capture = django_capture_on_commit_callbacks
+        send(client, capture, source, "track", {"userId": "u", "event": "E"})
+        # analytics.js: the key in the body, a message that fails in the worker.
+        send(
+            client,
+            capture,
+            source,
+            "t",
+            {"writeKey": key, "userId": "u", "event": "E2"},
+            HTTP_AUTHORIZATION="",
+        )
+        send(
+            client,
+            capture,
+            source,
+            "batch",
+            {"writeKey": key, "batch": [{"type": "track", "userId": "u"}]},
+            HTTP_AUTHORIZATION="",
+        )
+        # 4xx answers are logged with their path, and this path holds the key.
+        forbidden = client.get(f"/v1/projects/{key}/settings", HTTP_ORIGIN="https://evil.example")
+        client.get(f"/v1/projects/{key}x/settings")
+        send(client, capture, source, "track", b"{not json")
+
+    assert forbidden.status_code == 403
+    assert any("/v1/projects/[redacted]/settings" in r.getMessage() for r in caplog.records)
+    assert key not in caplog.text
+    assert all(key not in record.getMessage() for record in caplog.records)
+    assert not FailedEvent.objects.filter(payload__writeKey=key).exists()
+    assert not InboxRequest.objects.filter(meta__icontains=key).exists()
+
+
+# --- Marketers --------------------------------------------------------------------------------
+
+
+def test_marketers_cannot_change_sources_or_users(world, client):
+    marketer = UserFactory(is_staff=True, workspaces=[world[A].workspace])
+    marketer.groups.add(Group.objects.get(name="Marketers"))
+    client.force_login(marketer)
+    source = world[A].source
+    key = source.write_key
+
+    assert client.get("/admin/profiles/guest/").status_code == 200  # they do have the admin
+    for path in [
+        "/admin/tracking/source/",
+        f"/admin/tracking/source/{source.pk}/change/",
+        "/admin/tracking/source/add/",
+        "/admin/auth/user/",
+        f"/admin/auth/user/{marketer.pk}/change/",
+        "/admin/auth/user/add/",
+        "/admin/auth/group/",
+        "/admin/tracking/workspace/",
+    ]:
+        assert client.get(path).status_code == 403, path
+    posts = [
+        (f"/admin/tracking/source/{source.pk}/change/", {"name": "renamed", "kind": "web"}),
+        (
+            "/admin/tracking/source/",
+            {"action": "rotate_write_key", "_selected_action": [source.pk]},
+        ),
+        (
+            "/admin/auth/user/add/",
+            {"username": "x", "password1": "pw-1234567!", "password2": "pw-1234567!"},
+        ),
+        (
+            f"/admin/auth/user/{marketer.pk}/change/",
+            {"username": marketer.username, "is_superuser": "on"},
+        ),
+    ]
+    for path, data in posts:
+        assert client.post(path, data).status_code == 403, path
+
+    source.refresh_from_db()
+    marketer.refresh_from_db()
+    assert (source.name, source.write_key) == (f"{A} web", key)
+    assert not marketer.is_superuser
+    assert not type(marketer).objects.filter(username="x").exists()
