@@ -167,6 +167,7 @@ def optimizely_door(request: HttpRequest, route: str) -> HttpResponse:
                 "invalid_key", "send the key as Authorization: epi-single <key>", status=401
             )
         source = source_get_by_write_key(key)
+        rate_limit_check(source)
         _origin_check(request, source)
         body = body_read(request, limit=optimizely.body_limit(route))
         events = optimizely.events_of(segment.body_parse(body), route=route)
@@ -228,12 +229,15 @@ def _stream_answer(
 
 
 def _stream_error(request: HttpRequest, error: IngestError, callback: str | None) -> HttpResponse:
-    return _stream_answer(
+    response = _stream_answer(
         request,
         {"status": "ERROR", "version": stream.VERSION, **error.as_dict()},
         callback=callback,
         status=error.status,
     )
+    if error.retry_after is not None:
+        response["Retry-After"] = str(error.retry_after)
+    return response
 
 
 def _stream_callback(request: HttpRequest) -> str | None:
@@ -300,6 +304,7 @@ def stream_event_create(request: HttpRequest) -> HttpResponse:
         source = services.workspace_source_get(
             workspace=workspace, name=stream.SOURCE_NAME, kind=Source.Kind.WEB
         )
+        rate_limit_check(source)
         ref = str(uuid.uuid4())
         event_ids = services.inbox_accept_processed(
             source=source,
@@ -366,6 +371,7 @@ def collect_door(request: HttpRequest) -> HttpResponse:
         source = source_get_by_portal(portal_id=portal_id, prop_id=prop_id)
         if source is None:
             raise collect.NotFound
+        rate_limit_check(source)
         _origin_check(request, source)
         body = body_read(request, limit=collect.MAX_BODY_BYTES) if request.method == "POST" else b""
         hit = collect.hit_from(request.GET, body)

@@ -198,7 +198,7 @@ FOOTPRINT = {
     # Requests per second one source may send to the doors (0: unlimited); a source's own
     # rate_limit overrides it. Counted in the default cache: set CACHE_URL to Redis so that
     # every web instance shares the count.
-    "RATE_LIMIT": env.int("FOOTPRINT_RATE_LIMIT", default=1000),
+    "RATE_LIMIT": env.int("FOOTPRINT_RATE_LIMIT", default=5000),
     # Inbox rows claimed per processing transaction.
     "INBOX_CLAIM_SIZE": env.int("FOOTPRINT_INBOX_CLAIM_SIZE", default=50),
     # Inbox rows older than this and still pending are re-enqueued by the sweep.

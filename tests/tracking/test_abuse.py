@@ -2,6 +2,7 @@
 
 import re
 
+import orjson
 import pytest
 from django.test import Client
 
@@ -134,3 +135,53 @@ def test_admin_posts_without_a_csrf_token_are_refused(source):
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
     accepted = client.post("/admin/tracking/source/add/", {**form, "csrfmiddlewaretoken": token})
     assert accepted.status_code == 302
+
+
+def test_every_door_is_limited(source, second, settings, client):
+    """Optimizely, /collect and the Stream API count against the same per-source limit."""
+    settings.FOOTPRINT = {**settings.FOOTPRINT, "RATE_LIMIT": 1}
+    workspace = source.workspace
+
+    def optimizely():
+        return client.post(
+            "/api/v1.0/Track",
+            {"DeviceId": "d", "EventType": "epiPageView", "Value": "Home"},
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"epi-single {source.write_key}",
+        )
+
+    def collect():
+        return client.get(
+            "/collect",
+            {
+                "portal_id": workspace.portal_id,
+                "prop_id": source.prop_id,
+                "ea": "view",
+                "ec": "page",
+                "uid": "u-1",
+                "resp_type": "json",
+            },
+        )
+
+    def stream():
+        message = {
+            "channel": "WEB",
+            "type": "VIEW",
+            "language": "EN",
+            "currency": "EUR",
+            "page": "/",
+            "pos": "shop",
+            "browser_id": "b-1",
+        }
+        return client.get(
+            "/v1.2/event/create.json",
+            {"client_key": workspace.client_key, "message": orjson.dumps(message).decode()},
+        )
+
+    for send in (optimizely, collect, stream):
+        second.now += 1  # a fresh window for each door
+        first, second_answer = send(), send()
+        assert first.status_code == 200, (send.__name__, first.content)
+        assert second_answer.status_code == 429, (send.__name__, second_answer.content)
+        assert second_answer["Retry-After"] == "1"
+        assert b"rate_limited" in second_answer.content

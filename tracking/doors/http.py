@@ -55,8 +55,10 @@ def rate_limit_check(source: Source) -> None:
         return
     key = f"footprint:rate:{source.pk}:{int(time.time())}"
     try:
-        cache.add(key, 0, timeout=RATE_WINDOW_SECONDS + 1)
-        count = cache.incr(key)
+        try:
+            count = cache.incr(key)  # one round trip once the window's key exists
+        except ValueError:
+            count = 1 if cache.add(key, 1, timeout=RATE_WINDOW_SECONDS + 1) else cache.incr(key)
     except Exception:
         logger.warning("rate limit not checked: the cache failed", exc_info=True)
         return
