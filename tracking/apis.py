@@ -6,6 +6,7 @@ from datetime import UTC, timedelta
 
 import django_filters
 from rest_framework import serializers, viewsets
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
 
 from .models import Event
@@ -114,7 +115,7 @@ class EventFilter(django_filters.FilterSet):
     event = django_filters.CharFilter(field_name="name", help_text="track event or page name")
     user_id = django_filters.CharFilter()
     anonymous_id = django_filters.CharFilter()
-    since = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
+    since = django_filters.IsoDateTimeFilter(method="since_filter")
     flowFriendlyId = django_filters.CharFilter(
         method="flow_friendly_id", help_text="TRACKING events of this experience"
     )
@@ -122,6 +123,14 @@ class EventFilter(django_filters.FilterSet):
     class Meta:
         model = Event
         fields = ["source", "type", "event", "user_id", "anonymous_id", "since", "flowFriendlyId"]
+
+    def since_filter(self, queryset, name, value):
+        # PostgreSQL takes offsets up to ±15:59 only; Python's go to ±23:59. UTC fits both.
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError({"since": "the date-time is out of range"}) from None
+        return queryset.filter(timestamp__gte=value)
 
     def flow_friendly_id(self, queryset, name, value):
         return queryset.filter(type="TRACKING", name=value)

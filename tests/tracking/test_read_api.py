@@ -194,3 +194,17 @@ class TestSchema:
         page = response.content.decode()
         assert "swagger-ui" in page
         assert "cdn.jsdelivr" not in page and "unpkg.com" not in page
+
+
+@pytest.mark.parametrize(
+    ("since", "status"),
+    [("0935-10-18T11:51:04-22:20", 200), ("0001-01-01T00:00:00+01:00", 400)],
+)
+def test_since_with_any_offset_is_answered_not_a_server_error(api, since, status):
+    from urllib.parse import quote
+
+    answer = api.get(f"/api/events/?since={quote(since)}")
+
+    assert answer.status_code == status, answer.content
+    if status == 400:
+        assert "since" in answer.json()
