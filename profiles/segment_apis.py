@@ -25,7 +25,11 @@ from .segments import segment_validate
 class SegmentSerializer(serializers.ModelSerializer):
     workspace = workspace_field()
     recomputeEveryMinutes = serializers.IntegerField(
-        source="recompute_every_minutes", required=False, allow_null=True, min_value=1
+        source="recompute_every_minutes",
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=525_600,
     )
     isActive = serializers.BooleanField(source="is_active", required=False)
     memberCount = serializers.IntegerField(source="member_count", read_only=True)

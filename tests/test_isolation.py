@@ -157,6 +157,16 @@ def segment_body(tenant: Tenant, slug: str) -> dict:
     }
 
 
+def experience_body(tenant: Tenant, friendly_id: str) -> dict:
+    return {
+        "friendlyId": friendly_id,
+        "name": friendly_id,
+        "workspace": tenant.workspace.portal_id,
+        "targetSegments": [tenant.segment.slug],
+        "variants": [{"name": "control", "isControl": True}, {"name": "new"}],
+    }
+
+
 # For each endpoint: the request that reads or writes tenant ``t``'s object, and whether it is a
 # list (everyone gets 200, filtered) or an object (other users get 404).
 API_CASES = {
@@ -209,6 +219,26 @@ API_CASES = {
     ("experience-detail", "get"): (
         "object",
         lambda t: ("get", f"/api/experiences/{t.experience.friendly_id}/", None),
+    ),
+    ("experience-list", "post"): (
+        "create",
+        lambda t: ("post", "/api/experiences/", experience_body(t, f"{t.tag}_new")),
+    ),
+    ("experience-detail", "put"): (
+        "not_allowed",
+        lambda t: (
+            "put",
+            f"/api/experiences/{t.experience.friendly_id}/",
+            experience_body(t, t.experience.friendly_id),
+        ),
+    ),
+    ("experience-detail", "patch"): (
+        "object",
+        lambda t: (
+            "patch",
+            f"/api/experiences/{t.experience.friendly_id}/",
+            {"name": f"{t.tag} popup changed"},
+        ),
     ),
     ("experience-results", "get"): (
         "object",
@@ -297,6 +327,10 @@ def test_read_api_shows_each_user_only_their_workspaces(world, django_capture_on
     # Nothing another user did changed A's objects.
     assert Guest.objects.filter(pk=world[A].guest.pk).exists()
     assert Segment.objects.get(pk=world[A].segment.pk).description == "changed"
+    assert Experience.objects.get(pk=world[A].experience.pk).name == f"{A} popup changed"
+    assert not Experience.objects.filter(
+        workspace=world[A].workspace, friendly_id__startswith=B
+    ).exists()
     assert not Segment.objects.filter(workspace=world[A].workspace, slug__startswith=B).exists()
     assert Segment.objects.filter(workspace=world[A].workspace, slug=f"{A}-new").exists()
 
