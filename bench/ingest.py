@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import io
 import os
 import random
@@ -213,6 +214,11 @@ class Phase:
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
     generator_cpu: float = 0.0
+    web_cpu: float = 0.0
+
+    def web_ms(self) -> str:
+        """Web CPU per request, in milliseconds."""
+        return f"{self.web_cpu / max(self.requests, 1) * 1000:.2f}"
 
     def percentile(self, p: float) -> float:
         if not self.latencies:
@@ -273,14 +279,27 @@ async def open_loop(
     await asyncio.gather(*(run() for _ in range(connections)))
 
 
-def timed(phase: Phase, work) -> Phase:
+def timed(phase: Phase, work, web: psutil.Process | None = None) -> Phase:
     cpu = resource.getrusage(resource.RUSAGE_SELF)
+    web_before = tree_cpu(web)
     started = time.perf_counter()
     asyncio.run(work)
     phase.seconds = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_SELF)
     phase.generator_cpu = (after.ru_utime + after.ru_stime) - (cpu.ru_utime + cpu.ru_stime)
+    phase.web_cpu = tree_cpu(web) - web_before
     return phase
+
+
+def tree_cpu(root: psutil.Process | None) -> float:
+    """CPU seconds used so far by a process and its children (the gunicorn workers)."""
+    if root is None:
+        return 0.0
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += sum(process.cpu_times()[:2])
+    return total
 
 
 # --- processes -----------------------------------------------------------------------------
@@ -472,12 +491,15 @@ def main() -> None:
         warm = [(http_request("GET", "/healthz", b"", {}), 0)] * 50
         asyncio.run(closed_loop(port, warm, args.concurrency, Phase("warm")))
         accept_phase = Phase("accept")
+        web_tree = psutil.Process(web.pid)
         accept = timed(
-            accept_phase, closed_loop(port, batch_requests, args.concurrency, accept_phase)
+            accept_phase,
+            closed_loop(port, batch_requests, args.concurrency, accept_phase),
+            web_tree,
         )
         print("Single: /v1/track …", file=sys.stderr)
         single = Phase("track")
-        timed(single, closed_loop(port, track_requests, args.concurrency * 2, single))
+        timed(single, closed_loop(port, track_requests, args.concurrency * 2, single), web_tree)
 
         print("Process: one worker drains the inbox …", file=sys.stderr)
         pending_before = InboxRequest.objects.filter(status=InboxRequest.Status.PENDING).count()
@@ -511,14 +533,14 @@ def main() -> None:
         print("callFlows: as fast as it goes …", file=sys.stderr)
         flows_max = Phase("callFlows max")
         capacity = flow_requests[: len(flow_requests) // 5]
-        timed(flows_max, closed_loop(port, [(r, 1) for r in capacity], 8, flows_max))
+        timed(flows_max, closed_loop(port, [(r, 1) for r in capacity], 8, flows_max), web_tree)
         # Open loop at the target rate, or below the measured capacity when that is lower (an
         # overloaded open loop only measures its own queue).
         rate = min(CALL_FLOWS_RATE, 0.8 * flows_max.items / flows_max.seconds)
         print(f"callFlows: open loop at {rate:.0f}/s …", file=sys.stderr)
         flows = Phase("callFlows")
         paced = flow_requests[len(capacity) :][: int(rate * args.call_flows_seconds)]
-        timed(flows, open_loop(port, paced, rate, flows))
+        timed(flows, open_loop(port, paced, rate, flows), web_tree)
         memory.stopped.set()
 
         print("Baseline: raw COPY …", file=sys.stderr)
@@ -661,7 +683,16 @@ def report(
     process_rate = process.events / process.seconds
     flows_rate = flows.items / flows.seconds
     rows = [
-        ("figure", "measured", "p50 ms", "p99 ms", "vs COPY", "target", "generator CPU"),
+        (
+            "figure",
+            "measured",
+            "p50 ms",
+            "p99 ms",
+            "vs COPY",
+            "target",
+            "server CPU",
+            "generator CPU",
+        ),
         (
             f"accept /v1/batch ({BATCH_SIZE}/batch)",
             f"{accept_rate:,.0f} msg/s",
@@ -669,6 +700,7 @@ def report(
             f"{accept.percentile(99):.1f}",
             f"{accept_rate / copy_rate:.2f}",
             ">= 20,000 msg/s, >= 0.25 COPY",
+            f"{accept.web_ms()} ms/request",
             share(accept),
         ),
         (
@@ -678,6 +710,7 @@ def report(
             f"{single.percentile(99):.1f}",
             f"{single_rate / copy_rate:.2f}",
             ">= 1,500 req/s",
+            f"{single.web_ms()} ms/request",
             share(single),
         ),
         (
@@ -687,7 +720,9 @@ def report(
             "",
             f"{process_rate / copy_rate:.2f}",
             ">= 10,000 events/s",
-            f"worker {process.worker_cpu / process.seconds:.0%} of a core",
+            f"{process.worker_cpu / max(process.events, 1) * 1e6:.0f} us/event, "
+            f"{process.worker_cpu / process.seconds:.0%} busy",
+            "",
         ),
         (
             "/v2/callFlows, 8 connections",
@@ -696,6 +731,7 @@ def report(
             f"{flows_max.percentile(99):.1f}",
             "",
             f">= {CALL_FLOWS_RATE} req/s",
+            f"{flows_max.web_ms()} ms/request",
             share(flows_max),
         ),
         (
@@ -705,9 +741,10 @@ def report(
             f"{flows.percentile(99):.1f}",
             "",
             f"p99 <= 20 ms at {CALL_FLOWS_RATE}/s",
+            f"{flows.web_ms()} ms/request",
             share(flows),
         ),
-        ("raw COPY, same rows", f"{copy_rate:,.0f} rows/s", "", "", "1.00", "", ""),
+        ("raw COPY, same rows", f"{copy_rate:,.0f} rows/s", "", "", "1.00", "", "", ""),
         (
             "peak RSS",
             f"web {memory.get('web', 0) / 2**20:,.0f} MiB",
@@ -716,6 +753,7 @@ def report(
             "",
             "",
             f"worker {memory.get('worker', 0) / 2**20:,.0f} MiB",
+            "",
         ),
     ]
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
