@@ -144,9 +144,15 @@ class InboxRequest(models.Model):
 class Event(models.Model):
     """One thing a guest did, stored once whatever door it came in by."""
 
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    # No single-column indexes on workspace and guest: the composite indexes below start with
+    # them, and every index is paid for on each of the many inserts.
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
-    guest = models.ForeignKey("profiles.Guest", on_delete=models.CASCADE, related_name="events")
+    guest = models.ForeignKey(
+        "profiles.Guest", on_delete=models.CASCADE, related_name="events", db_index=False
+    )
     session = models.ForeignKey(
         "profiles.Session", on_delete=models.SET_NULL, null=True, blank=True, related_name="events"
     )
