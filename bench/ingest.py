@@ -329,8 +329,10 @@ def wait_http(port: int, seconds: float = 30) -> None:
     raise SystemExit(f"gunicorn did not answer on port {port}")
 
 
-def gunicorn_start(args: argparse.Namespace, env: dict[str, str], port: int) -> subprocess.Popen:
-    """gunicorn as in production: gthread workers behind loopback."""
+def gunicorn_start(
+    args: argparse.Namespace, env: dict[str, str], port: int, log=None
+) -> subprocess.Popen:
+    """gunicorn as in production: gthread workers behind loopback; its log to ``log`` if given."""
     return subprocess.Popen(
         [
             str(BIN / "gunicorn"),
@@ -350,11 +352,12 @@ def gunicorn_start(args: argparse.Namespace, env: dict[str, str], port: int) -> 
         ],
         cwd=ROOT,
         env=env,
+        stderr=log,
     )
 
 
-def celery_worker_start(env: dict[str, str]) -> subprocess.Popen:
-    """One Celery worker process (solo pool) on the ingest queue."""
+def celery_worker_start(env: dict[str, str], log=None) -> subprocess.Popen:
+    """One Celery worker process (solo pool) on the ingest queue; its log to ``log`` if given."""
     return subprocess.Popen(
         [
             str(BIN / "celery"),
@@ -374,6 +377,7 @@ def celery_worker_start(env: dict[str, str]) -> subprocess.Popen:
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
+        stderr=log,
     )
 
 

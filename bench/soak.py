@@ -43,6 +43,7 @@ import base64
 import gzip
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -53,6 +54,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import psutil
@@ -495,8 +497,9 @@ async def traffic_send(
 class Disruptor(threading.Thread):
     """Kills the Celery worker mid-batch and restarts a gunicorn worker, on schedule."""
 
-    def __init__(self, args, env, processes: dict, ledger: Ledger, memory: MemoryWatch):
+    def __init__(self, args, env, processes: dict, ledger: Ledger, memory: MemoryWatch, logs):
         super().__init__(daemon=True)
+        self.logs = logs
         self.args, self.env, self.processes = args, env, processes
         self.ledger, self.memory = ledger, memory
         self.stopped = threading.Event()
@@ -524,29 +527,33 @@ class Disruptor(threading.Thread):
             self.error = exc
 
     def worker_kill(self, at: float) -> None:
-        """SIGKILL the worker once its database session has written inside a transaction."""
+        """SIGKILL the worker inside a processing transaction: preferably while it writes
+        events or dedup keys, else as soon as it holds claimed inbox rows."""
         import psycopg
 
         worker: subprocess.Popen = self.processes["worker"]
         process = psutil.Process(worker.pid)
         caught = None
         with psycopg.connect(self.args.database_url, autocommit=True) as conn:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and caught is None:
+            started = time.monotonic()
+            while caught is None and time.monotonic() < started + 20:
+                writing = time.monotonic() < started + 10
                 ports = [
                     c.laddr.port
                     for c in process.net_connections(kind="tcp")
                     if c.raddr and c.raddr.port == 5432
                 ]
                 if ports:
+                    # A transaction id is assigned once the claim's FOR UPDATE locks rows.
                     caught = conn.execute(
                         "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 60) "
                         "FROM pg_stat_activity WHERE client_port = ANY(%s) "
-                        "AND backend_xid IS NOT NULL AND xact_start IS NOT NULL",
-                        [ports],
+                        "AND backend_xid IS NOT NULL AND xact_start IS NOT NULL "
+                        "AND (NOT %s OR (state = 'active' AND query ~ '^\\s*(COPY|INSERT)'))",
+                        [ports, writing],
                     ).fetchone()
                 if caught is None:
-                    time.sleep(0.005)
+                    time.sleep(0.002)
             worker.send_signal(signal.SIGKILL)
             worker.wait()
             pending = conn.execute(
@@ -554,7 +561,7 @@ class Disruptor(threading.Thread):
             ).fetchone()[0]
         self.kills += 1
         where = (
-            f"inbox rows claimed, its transaction open, in: {caught[0].strip()}…"
+            f"inbox rows claimed, transaction open, running: {caught[0].strip()}…"
             if caught
             else "no open transaction caught within 20 s"
         )
@@ -562,7 +569,8 @@ class Disruptor(threading.Thread):
             f"{at:.0f} s: SIGKILL Celery worker {worker.pid} ({where}); "
             f"{pending} inbox rows pending"
         )
-        self.processes["worker"] = replacement = celery_worker_start(self.env)
+        log = self.logs.open(f"worker-{self.kills + 1}")
+        self.processes["worker"] = replacement = celery_worker_start(self.env, log)
         self.memory.watch("worker", replacement.pid)
         self.ledger.note(f"{at:.0f} s: new Celery worker {replacement.pid}")
 
@@ -591,7 +599,43 @@ class Disruptor(threading.Thread):
 # --- the run -------------------------------------------------------------------------------
 
 
-def beat_start(env: dict[str, str], directory: str) -> subprocess.Popen:
+class Logs:
+    """The servers' logs, one file each, kept after the run in a directory of their own."""
+
+    # Django's warning for every 4xx answer: the refused requests, expected.
+    EXPECTED = re.compile(
+        rb"^(Bad Request|Unauthorized|Method Not Allowed|Unsupported Media Type):"
+    )
+    NOTABLE = re.compile(rb"Traceback|ERROR|CRITICAL|[Ee]xception|failed|database error|[Ll]ost")
+
+    def __init__(self):
+        self.directory = Path(tempfile.mkdtemp(prefix="footprint-soak-"))
+        self.files = []
+
+    def open(self, name: str):
+        handle = (self.directory / f"{name}.log").open("wb")
+        self.files.append(handle)
+        return handle
+
+    def close(self) -> None:
+        for handle in self.files:
+            handle.close()
+
+    def notable(self) -> tuple[int, int, list[str]]:
+        """Lines in all, 4xx warnings among them, and the lines worth reading."""
+        lines = expected = 0
+        found = []
+        for path in sorted(self.directory.glob("*.log")):
+            for line in path.read_bytes().splitlines():
+                lines += 1
+                if self.EXPECTED.match(line):
+                    expected += 1
+                elif self.NOTABLE.search(line):
+                    found.append(f"{path.name}: {line.decode(errors='replace')[:160]}")
+        return lines, expected, found
+
+
+def beat_start(env: dict[str, str], directory: Path, log) -> subprocess.Popen:
     return subprocess.Popen(
         [
             str(BIN / "celery"),
@@ -599,13 +643,14 @@ def beat_start(env: dict[str, str], directory: str) -> subprocess.Popen:
             "config",
             "beat",
             "--schedule",
-            f"{directory}/beat-schedule",
+            str(directory / "beat-schedule"),
             "--loglevel",
             "WARNING",
         ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
+        stderr=log,
     )
 
 
@@ -782,12 +827,13 @@ def main() -> None:
     port = args.port or free_port()
     memory = MemoryWatch()
     memory.start()
-    scratch = tempfile.mkdtemp(prefix="footprint-soak-")
-    processes: dict[str, subprocess.Popen] = {"web": gunicorn_start(args, env, port)}
-    disruptor = Disruptor(args, env, processes, ledger, memory)
+    logs = Logs()
+    print(f"Server logs in {logs.directory}", file=sys.stderr)
+    processes = {"web": gunicorn_start(args, env, port, logs.open("web"))}
+    disruptor = Disruptor(args, env, processes, ledger, memory, logs)
     try:
-        processes["worker"] = celery_worker_start(env)
-        processes["beat"] = beat_start(env, scratch)
+        processes["worker"] = celery_worker_start(env, logs.open("worker-1"))
+        processes["beat"] = beat_start(env, logs.directory, logs.open("beat"))
         wait_http(port)
         memory.watch("web", processes["web"].pid)
         memory.watch("worker", processes["worker"].pid)
@@ -817,10 +863,17 @@ def main() -> None:
         for role in ("beat", "worker", "web"):
             if role in processes:
                 process_stop(processes[role])
-        shutil.rmtree(scratch, ignore_errors=True)
+        logs.close()
     failures = report(
         args, ledger, found, disruptor=disruptor, drain_seconds=drain_seconds, memory=memory.peaks
     )
+    lines, expected, notable = logs.notable()
+    print(
+        f"\nserver logs: {logs.directory} ({lines:,} lines, {expected:,} of them the expected "
+        f"warnings of 4xx answers; {len(notable)} mention an error or failure)"
+    )
+    for line in notable[:8]:
+        print(f"  {line}")
     if failures:
         print("\nFAILED:\n  " + "\n  ".join(failures))
         for text in ledger.unexpected:
