@@ -6,7 +6,7 @@ PORT ?= 8000
 STAMP := $(VENV)/.installed
 NODE_SDK := tests/sdks/node
 
-.PHONY: run test lint format install bench bench-segments bench-admin clean node-sdk
+.PHONY: run test lint format install bench bench-segments bench-admin soak clean node-sdk
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ test: $(STAMP) node-sdk
 # Ingestion throughput (accept, process, callFlows) next to raw COPY; BENCH_ARGS=--quick for seconds.
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py $(BENCH_ARGS)
+
+# Mixed valid and invalid traffic with a worker killed mid-run; checks stored and failed counts
+# at the end. Three minutes; SOAK_ARGS=--quick for about 20 s, SOAK_ARGS="--minutes 10" for longer.
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 # Segment recompute and export over 100k guests / 2M events on local PostgreSQL.
 bench-segments: $(STAMP)

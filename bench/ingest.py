@@ -348,6 +348,58 @@ def wait_http(port: int, seconds: float = 30) -> None:
     raise SystemExit(f"gunicorn did not answer on port {port}")
 
 
+def gunicorn_start(
+    args: argparse.Namespace, env: dict[str, str], port: int, log=None
+) -> subprocess.Popen:
+    """gunicorn as in production: gthread workers behind loopback; its log to ``log`` if given."""
+    return subprocess.Popen(
+        [
+            str(BIN / "gunicorn"),
+            "config.wsgi",
+            "--workers",
+            str(args.web_workers),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--worker-class",
+            "gthread",
+            "--threads",
+            str(args.threads),
+            "--keep-alive",
+            "30",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stderr=log,
+    )
+
+
+def celery_worker_start(env: dict[str, str], log=None) -> subprocess.Popen:
+    """One Celery worker process (solo pool) on the ingest queue; its log to ``log`` if given."""
+    return subprocess.Popen(
+        [
+            str(BIN / "celery"),
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            "ingest",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "WARNING",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+
+
 def process_stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -360,21 +412,25 @@ def process_stop(process: subprocess.Popen) -> None:
 # --- the run -------------------------------------------------------------------------------
 
 
-def environment(args: argparse.Namespace) -> dict[str, str]:
+def environment(
+    args: argparse.Namespace, *, cache_db: int = 11, broker_db: int = 12
+) -> dict[str, str]:
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.production",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "DEBUG": "0",
         "DATABASE_URL": args.database_url,
-        "CELERY_BROKER_URL": f"{args.redis_url}/12",
-        "CACHE_URL": f"{args.redis_url}/11",
+        "CELERY_BROKER_URL": f"{args.redis_url}/{broker_db}",
+        "CACHE_URL": f"{args.redis_url}/{cache_db}",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
     }
 
 
-def database_rebuild(args: argparse.Namespace, env: dict[str, str]) -> None:
+def database_rebuild(
+    args: argparse.Namespace, env: dict[str, str], *, redis_dbs: tuple[int, ...] = (11, 12)
+) -> None:
     name = args.database_url.rsplit("/", 1)[1]
     pg = ["-h", "127.0.0.1", "-U", "postgres"]
     subprocess.run(["dropdb", *pg, "--if-exists", "--force", name], check=True)
@@ -384,7 +440,7 @@ def database_rebuild(args: argparse.Namespace, env: dict[str, str]) -> None:
     )
     import redis
 
-    for db in (11, 12):
+    for db in redis_dbs:
         redis.Redis.from_url(f"{args.redis_url}/{db}").flushdb()
 
 
@@ -463,26 +519,7 @@ def main() -> None:
     port = args.port or free_port()
     memory = MemoryWatch()
     memory.start()
-    web = subprocess.Popen(
-        [
-            str(BIN / "gunicorn"),
-            "config.wsgi",
-            "--workers",
-            str(args.web_workers),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--worker-class",
-            "gthread",
-            "--threads",
-            str(args.threads),
-            "--keep-alive",
-            "30",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
+    web = gunicorn_start(args, env, port)
     worker = None
     try:
         wait_http(port)
@@ -503,26 +540,7 @@ def main() -> None:
 
         print("Process: one worker drains the inbox …", file=sys.stderr)
         pending_before = InboxRequest.objects.filter(status=InboxRequest.Status.PENDING).count()
-        worker = subprocess.Popen(
-            [
-                str(BIN / "celery"),
-                "-A",
-                "config",
-                "worker",
-                "-Q",
-                "ingest",
-                "--pool",
-                "solo",
-                "--loglevel",
-                "WARNING",
-                "--without-heartbeat",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
+        worker = celery_worker_start(env)
         memory.watch("worker", worker.pid)
         from tracking.tasks import inbox_drain
 
