@@ -50,6 +50,7 @@ Only live guests (not merged away) of the segment's workspace are ever members.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -86,7 +87,10 @@ def _join(path: str, key: str | int) -> str:
 
 
 def is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A JSON number: NaN and the infinities (which Python's JSON reader lets in) are not."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return not isinstance(value, float) or math.isfinite(value)
 
 
 def is_scalar(value: Any) -> bool:

@@ -62,6 +62,8 @@ BAD = [
     (trait("eq", None), "trait.value", "number, string or boolean"),
     (trait("neq", [1]), "trait.value", "number, string or boolean"),
     (trait("gt", True), "trait.value", "number or a string"),
+    (trait("gt", float("nan")), "trait.value", "number or a string"),
+    (trait("eq", float("inf")), "trait.value", "number, string or boolean"),
     (trait("lte", None), "trait.value", "number or a string"),
     (trait("contains", ""), "trait.value", "non-empty string"),
     (trait("contains", 3), "trait.value", "non-empty string"),
