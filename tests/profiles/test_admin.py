@@ -45,10 +45,18 @@ def test_marketer_finds_a_guest_by_email_and_sees_the_timeline(as_marketer, ada)
     assert html.count('class="fp-event"') == 3
 
 
-@pytest.mark.parametrize("query", ["ada", "b1", "ada@ex.io"])
+@pytest.mark.parametrize("query", ["ada", "b1", "ada@ex.io", "ADA@EX", " ada@e "])
 def test_guest_search_by_any_identifier(as_marketer, ada, query):
     response = as_marketer.get("/admin/profiles/guest/", {"q": query})
     assert str(ada.ref) in response.content.decode()
+
+
+def test_guest_search_by_ref_and_misses(as_marketer, ada):
+    by_ref = as_marketer.get("/admin/profiles/guest/", {"q": str(ada.ref)})
+    assert str(ada.ref) in by_ref.content.decode()
+    for miss in ("da@ex", "b", "ada@ex.io.x", "%", "_da"):
+        answer = as_marketer.get("/admin/profiles/guest/", {"q": miss})
+        assert str(ada.ref) not in answer.content.decode(), miss
 
 
 def test_marketer_is_read_only(as_marketer, ada):
