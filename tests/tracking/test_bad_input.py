@@ -231,3 +231,20 @@ def test_named_bad_inputs(door, body, code):
     else:
         assert response.json()["code"] == code, response.json()
     assert_processed()
+
+
+@pytest.mark.parametrize(
+    ("path", "named"),
+    [
+        ("/api/segments/a%00b/", "the path"),
+        ("/api/guests/?identifier=a%00b", "'identifier'"),
+        ("/v1.2/event/create.json?client_key=k%00&message=%7B%7D", "'client_key'"),
+        ("/collect?portal_id=1&prop_id=1&ea=view&ec=x&uid=u%00", "'uid'"),
+    ],
+)
+def test_a_nul_in_the_path_or_query_is_a_400_naming_where(api, path, named):
+    answer = api.get(path)
+
+    assert answer.status_code == 400
+    assert answer.json()["code"] == "invalid_character"
+    assert named in answer.json()["message"]
