@@ -4,6 +4,7 @@ import os
 import socket
 from datetime import UTC, datetime
 
+import hypothesis
 import orjson
 import pytest
 from django.conf import settings
@@ -11,6 +12,12 @@ from django.core.cache import cache
 
 from experiences.selectors import flow_definitions_forget
 from tests.factories import SourceFactory
+
+# CI replays the same generated inputs on every run (HYPOTHESIS_PROFILE=ci), so that a red
+# build always means a change broke something; local runs keep drawing new inputs, and what
+# they find is a bug to fix and pin with a named case.
+hypothesis.settings.register_profile("ci", derandomize=True, print_blob=True)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 ON_POSTGRES = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
 REQUIRE_SERVICES = os.environ.get("FOOTPRINT_REQUIRE_SERVICES") == "1"
