@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -245,16 +246,53 @@ class DrainStats:
         self.errors.extend(other.errors)
 
 
-def inbox_drain(*, claim_size: int | None = None, max_batches: int | None = None) -> DrainStats:
-    """Process pending inbox rows until none are left (or ``max_batches`` were claimed)."""
+def inbox_drain(
+    *, claim_size: int | None = None, max_batches: int | None = None, threads: int | None = None
+) -> DrainStats:
+    """Process pending inbox rows until none are left (or ``max_batches`` were claimed).
+
+    On PostgreSQL ``threads`` (``FOOTPRINT_DRAIN_THREADS``, 2 by default) claim and process
+    batches side by side, each on its own connection: while one waits on PostgreSQL the other
+    parses and resolves, so one worker process keeps both busy. They share the inbox as separate
+    workers do (``SKIP LOCKED``). Inside a transaction (tests, eager tasks) it stays in this
+    thread, which alone sees that transaction's rows.
+    """
     claim_size = claim_size or settings.FOOTPRINT["INBOX_CLAIM_SIZE"]
+    threads = threads or settings.FOOTPRINT["DRAIN_THREADS"]
+    if threads <= 1 or connection.vendor != "postgresql" or connection.in_atomic_block:
+        return _drain_loop(claim_size, max_batches)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="drain") as pool:
+        runs = [pool.submit(_drain_thread, claim_size, max_batches) for _ in range(threads)]
     total = DrainStats()
-    batches = 0
+    for run in runs:
+        total.add(run.result())
+    return total
+
+
+def _drain_thread(claim_size: int, max_batches: int | None) -> DrainStats:
+    try:
+        return _drain_loop(claim_size, max_batches)
+    finally:
+        connection.close()  # this thread's own connection
+
+
+# Batches in a row that may end in a retryable database error (a deadlock with another
+# drain) before a drain leaves the rest to the next one.
+DRAIN_RETRIES = 3
+
+
+def _drain_loop(claim_size: int, max_batches: int | None) -> DrainStats:
+    total = DrainStats()
+    batches = retries = 0
     while max_batches is None or batches < max_batches:
         stats = inbox_process_batch(claim_size=claim_size)
         batches += 1
         total.add(stats)
-        if stats.requests + stats.failed_requests == 0:
+        if stats.requests + stats.failed_requests:
+            retries = 0
+        elif stats.retry_later and retries < DRAIN_RETRIES:
+            retries += 1
+        else:
             break
     return total
 
@@ -516,7 +554,9 @@ def dedup_claim(*, messages: list[Message], dedup_windows: dict) -> list[Message
         return []
     rows = [
         (ws, mid, m.received_at, m.received_at + (m.dedup_window or dedup_windows[m.source_id]))
-        for (ws, mid), m in first.items()
+        # In key order, so that drains inserting overlapping keys wait for each other rather
+        # than deadlock.
+        for (ws, mid), m in sorted(first.items(), key=lambda item: item[0])
     ]
     table = DedupKey._meta.db_table
     won: set[tuple[int, str]] = set()

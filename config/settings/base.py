@@ -200,6 +200,8 @@ FOOTPRINT = {
     # rate_limit overrides it. Counted in the default cache: set CACHE_URL to Redis so that
     # every web instance shares the count.
     "RATE_LIMIT": env.int("FOOTPRINT_RATE_LIMIT", default=5000),
+    # Threads of one worker process that drain the inbox side by side (PostgreSQL).
+    "DRAIN_THREADS": env.int("FOOTPRINT_DRAIN_THREADS", default=2),
     # Inbox rows claimed per processing transaction.
     "INBOX_CLAIM_SIZE": env.int("FOOTPRINT_INBOX_CLAIM_SIZE", default=50),
     # Inbox rows older than this and still pending are re-enqueued by the sweep.

@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 from django.utils import timezone
 
@@ -199,6 +200,57 @@ def test_two_workers_store_every_event_exactly_once(source):
     assert set(stored) == expected_ids
     assert not FailedEvent.objects.exists()
     assert not InboxRequest.objects.exclude(status="done").exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_one_drain_with_threads_stores_every_event_exactly_once(source, monkeypatch):
+    """One worker's drain on several threads, over overlapping visitors and messageIds."""
+    import threading
+
+    names = set()
+    loop = services._drain_loop
+
+    def noted(*args):
+        names.add(threading.current_thread().name)
+        return loop(*args)
+
+    monkeypatch.setattr(services, "_drain_loop", noted)
+    rows = [
+        InboxRequest(
+            source=source,
+            body=orjson.dumps(
+                {
+                    "batch": [
+                        {
+                            "type": "track",
+                            "event": "E",
+                            "anonymousId": f"v{(r + i) % 60}",
+                            "messageId": f"m{(r * 7 + i) % 900}",
+                        }
+                        for i in range(40)
+                    ]
+                }
+            ),
+            meta={"route": "batch"},
+            received_at=timezone.now(),
+        )
+        for r in range(150)
+    ]
+    InboxRequest.objects.bulk_create(rows)
+    expected_ids = {f"m{(r * 7 + i) % 900}" for r in range(150) for i in range(40)}
+
+    stats = services.inbox_drain(claim_size=4, threads=3)
+
+    assert len(names) == 3 and all(name.startswith("drain") for name in names)
+    assert stats.requests == 150
+    stored = list(Event.objects.values_list("message_id", flat=True))
+    assert len(stored) == len(set(stored)) == len(expected_ids)
+    assert not InboxRequest.objects.exclude(status="done").exists()
+    # Every visitor is one guest, whichever thread met them first.
+    owners = Event.objects.values("anonymous_id").distinct().count()
+    assert owners == 60
+    assert Event.objects.values("guest_id").distinct().count() == 60
 
 
 @pytest.mark.django_db
