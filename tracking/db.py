@@ -46,6 +46,18 @@ def pg_array(values) -> str:
     )
 
 
+def row_values(obj, attnames: list[str], json_attnames: frozenset[str] | set[str]) -> list:
+    """The values of ``obj``'s attributes, as bound or copied to PostgreSQL: JSON columns as
+    JSON text (psycopg has no adapter for a bare dict or list), everything else as it is."""
+    values = []
+    for name in attnames:
+        value = getattr(obj, name)
+        if value is not None and name in json_attnames:
+            value = orjson.dumps(value).decode()
+        values.append(value)
+    return values
+
+
 # Below this many rows one plain statement beats a COPY's extra round trips.
 COPY_FROM_ROWS = 50
 
@@ -66,6 +78,7 @@ def rows_update(objects: list, fields: list[str]) -> None:
         return
     meta = model._meta
     columns = [meta.get_field(name) for name in fields]
+    attnames = [f.attname for f in columns]
     json_fields = {f.attname for f in columns if isinstance(f, JSONField)}
     quote = connection.ops.quote_name
     table = meta.db_table
@@ -80,12 +93,7 @@ def rows_update(objects: list, fields: list[str]) -> None:
         )
         params: list = []
         for obj in objects:
-            params.append(obj.pk)
-            for f in columns:
-                value = getattr(obj, f.attname)
-                if f.attname in json_fields and value is not None:
-                    value = orjson.dumps(value).decode()
-                params.append(value)
+            params += [obj.pk, *row_values(obj, attnames, json_fields)]
         names = ", ".join(quote(f.column) for f in columns)
         with connection.cursor() as cursor:
             cursor.execute(
@@ -105,13 +113,7 @@ def rows_update(objects: list, fields: list[str]) -> None:
         cursor.execute(f"TRUNCATE {scratch}")
         with cursor.copy(f"COPY {scratch} (id, {names}) FROM STDIN") as copy:
             for obj in objects:
-                row = [obj.pk]
-                for f in columns:
-                    value = getattr(obj, f.attname)
-                    if f.attname in json_fields and value is not None:
-                        value = orjson.dumps(value).decode()
-                    row.append(value)
-                copy.write_row(row)
+                copy.write_row([obj.pk, *row_values(obj, attnames, json_fields)])
         cursor.execute(
             f"UPDATE {table} t SET {assignments} FROM {scratch} s WHERE t.id = s.id"  # noqa: S608
         )

@@ -20,7 +20,7 @@ from profiles.segments import guests_mark_dirty
 from profiles.services import messages_suppressed_drop
 from profiles.sessions import sessions_assign, sessions_reconcile
 
-from .db import COPY_FROM_ROWS, pg_array
+from .db import COPY_FROM_ROWS, pg_array, row_values
 from .doors import collect, optimizely, segment, stream
 from .errors import IngestError
 from .messages import Message, contains_nul, ip_anonymize
@@ -149,15 +149,23 @@ def inbox_accept(
     received_at: datetime,
 ) -> InboxRequest:
     """Store one request durably (one INSERT) and schedule its processing."""
-    if ip and source.workspace.anonymize_ip:
-        ip = ip_anonymize(ip)
-    row = InboxRequest.objects.create(
+    row = _inbox_row_create(
         source=source, door=door, body=body, meta=meta, ip=ip, received_at=received_at
     )
     from .tasks import inbox_drain_enqueue
 
     transaction.on_commit(inbox_drain_enqueue)
     return row
+
+
+def _inbox_row_create(
+    *, source: Source, door: str, body: bytes, meta: dict, ip: str | None, received_at: datetime
+) -> InboxRequest:
+    if ip and source.workspace.anonymize_ip:
+        ip = ip_anonymize(ip)
+    return InboxRequest.objects.create(
+        source=source, door=door, body=body, meta=meta, ip=ip, received_at=received_at
+    )
 
 
 def inbox_accept_processed(
@@ -168,7 +176,7 @@ def inbox_accept_processed(
     meta: dict,
     ip: str | None,
     received_at: datetime,
-) -> list[Event]:
+) -> list[int]:
     """Store one request in the inbox and process it at once; the ids of the events it stored.
 
     For doors whose answer carries the ids of the stored event, its session and its guest
@@ -178,7 +186,7 @@ def inbox_accept_processed(
     a worker retries it, and the answer carries no stored ids.
     """
     with transaction.atomic():
-        row = InboxRequest.objects.create(
+        row = _inbox_row_create(
             source=source, door=door, body=body, meta=meta, ip=ip, received_at=received_at
         )
         try:
@@ -482,7 +490,6 @@ def events_insert(messages: list[Message]) -> list[int]:
     table = Event._meta.db_table
     columns = ", ".join(connection.ops.quote_name(f.column) for f in EVENT_FIELDS)
     names = [f.attname for f in EVENT_FIELDS]
-    dumps = orjson.dumps
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
@@ -491,13 +498,7 @@ def events_insert(messages: list[Message]) -> list[int]:
         ids = [row[0] for row in cursor.fetchall()]
         with cursor.copy(f"COPY {table} (id, {columns}) FROM STDIN") as copy:  # noqa: S608
             for event_id, message in zip(ids, messages, strict=True):
-                row = [event_id]
-                for name in names:
-                    value = getattr(message, name)
-                    if value is not None and name in EVENT_JSON_FIELDS:
-                        value = dumps(value).decode()
-                    row.append(value)
-                copy.write_row(row)
+                copy.write_row([event_id, *row_values(message, names, EVENT_JSON_FIELDS)])
     return ids
 
 

@@ -74,6 +74,28 @@ def test_anonymize_ip_zeroes_the_host_part_before_storage(door):
     }
 
 
+def test_doors_that_store_at_once_anonymize_their_inbox_row_too(source, client):
+    source.workspace.anonymize_ip = True
+    source.workspace.save()
+
+    answer = client.get(
+        "/collect",
+        {
+            "portal_id": source.workspace.portal_id,
+            "prop_id": source.prop_id,
+            "ea": "view",
+            "ec": "page",
+            "uid": "u-1",
+            "resp_type": "json",
+        },
+        REMOTE_ADDR="203.0.113.77",
+    )
+
+    assert answer.status_code == 200, answer.content
+    assert list(InboxRequest.objects.values_list("ip", flat=True)) == ["203.0.113.0"]
+    assert list(Event.objects.values_list("ip", flat=True)) == ["203.0.113.0"]
+
+
 def test_addresses_are_kept_whole_by_default(door):
     post_with_ips(door)
 
