@@ -10,9 +10,9 @@ from django.views.decorators.csrf import csrf_exempt
 from tracking.doors.http import (
     body_read,
     cors_allow,
-    cors_preflight,
     error_response,
     json_response,
+    post_only,
     unavailable_response,
 )
 from tracking.errors import IngestError
@@ -25,10 +25,8 @@ MAX_BODY = 64 * 1024
 
 @csrf_exempt
 def call_flows(request: HttpRequest) -> HttpResponse:
-    if request.method == "OPTIONS":
-        return cors_preflight(request, methods="POST, OPTIONS")
-    if request.method != "POST":
-        return json_response({"code": "method_not_allowed", "message": "use POST"}, status=405)
+    if (refusal := post_only(request)) is not None:
+        return refusal
     try:
         try:
             body = orjson.loads(body_read(request, limit=MAX_BODY))

@@ -21,6 +21,7 @@ from .doors.http import (
     error_response,
     header_write_key,
     json_response,
+    post_only,
     rate_limit_check,
     unavailable_response,
 )
@@ -46,15 +47,8 @@ def _origin_check(request: HttpRequest, source: Source) -> None:
 @csrf_exempt
 def segment_door(request: HttpRequest, route: str) -> HttpResponse:
     """``POST /v1/<route>``: one Segment-spec message, or a batch of them."""
-    if request.method == "OPTIONS":
-        return cors_preflight(request, methods="POST, OPTIONS")
-    if request.method != "POST":
-        return cors_allow(
-            json_response(
-                {"code": "method_not_allowed", "message": "use POST"}, status=405, Allow="POST"
-            ),
-            request,
-        )
+    if (refusal := post_only(request)) is not None:
+        return refusal
     received_at = timezone.now()
     route = segment.ROUTES[route]
     source = None
@@ -149,15 +143,8 @@ def optimizely_door(request: HttpRequest, route: str) -> HttpResponse:
     stored and the invalid ones listed in the answer (and kept as failed events). Errors are the
     JSON ``{"code", "message", "field"}`` of every door.
     """
-    if request.method == "OPTIONS":
-        return cors_preflight(request, methods="POST, OPTIONS")
-    if request.method != "POST":
-        return cors_allow(
-            json_response(
-                {"code": "method_not_allowed", "message": "use POST"}, status=405, Allow="POST"
-            ),
-            request,
-        )
+    if (refusal := post_only(request)) is not None:
+        return refusal
     received_at = timezone.now()
     route = optimizely.BULK if route.lower() == "trackbulk" else optimizely.SINGLE
     try:

@@ -177,6 +177,21 @@ def cors_allow(
     return response
 
 
+def post_only(request: HttpRequest) -> HttpResponse | None:
+    """The answer to anything but a POST at a POST door (a CORS preflight, or a 405); None for
+    a POST."""
+    if request.method == "OPTIONS":
+        return cors_preflight(request, methods="POST, OPTIONS")
+    if request.method != "POST":
+        return cors_allow(
+            json_response(
+                {"code": "method_not_allowed", "message": "use POST"}, status=405, Allow="POST"
+            ),
+            request,
+        )
+    return None
+
+
 def cors_preflight(request: HttpRequest, *, methods: str) -> HttpResponse:
     """Answer a browser's preflight. The real request is checked against the source's origins."""
     response = HttpResponse(status=204)
