@@ -139,3 +139,25 @@ def test_with_no_environment_the_default_is_sqlite_and_eager_celery():
         "eager": True,
         "broker": "",
     }
+
+
+def test_embedded_default_logs_each_line_once():
+    """``make run``'s settings: a request error, the reloader's notice and an access line are
+    each printed once (Django's default config used to print the first two twice and drop the
+    third), and the access line still hides a write key."""
+    result = manage(
+        "shell",
+        "-c",
+        "import logging\n"
+        "logging.getLogger('django.request').error('Internal Server Error: /v1/track')\n"
+        "logging.getLogger('django.utils.autoreload').info('Watching for file changes')\n"
+        "logging.getLogger('django.server').info('\"GET /v1/projects/wk-secret/settings\" 200')\n",
+        DJANGO_SETTINGS_MODULE="config.settings.local",
+        DATABASE_URL="sqlite:///:memory:",
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines.count("Internal Server Error: /v1/track") == 1, lines
+    assert lines.count("Watching for file changes") == 1, lines
+    assert lines.count('"GET /v1/projects/[redacted]/settings" 200') == 1, lines
+    assert "wk-secret" not in result.stderr

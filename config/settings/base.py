@@ -218,9 +218,12 @@ LOGGING = {
     "filters": {"write_key_redact": {"()": "tracking.log_filters.WriteKeyRedactFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    # Request paths are logged here, and the settings document's path holds a write key.
     "loggers": {
+        # Django's own default config gives "django" a console handler of its own; reset to
+        # none here, so its records reach the root handler once instead of twice.
+        "django": {"handlers": [], "propagate": True},
+        # Request paths are logged here, and the settings document's path holds a write key.
         "django.request": {"filters": ["write_key_redact"]},
-        "django.server": {"filters": ["write_key_redact"]},
+        "django.server": {"filters": ["write_key_redact"], "propagate": True},
     },
 }
