@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from experiences.views import call_flows
@@ -10,7 +11,15 @@ SEGMENT_ROUTES = "|".join(
     + ["t", "i", "p", "s", "g", "a", "b"]
 )
 
+# The admin is Footprint's home page; its header links to the API docs. "View site" would only
+# lead back here, so the admin shows none.
+admin.site.site_header = "Footprint"
+admin.site.site_title = "Footprint"
+admin.site.index_title = "Home"
+admin.site.site_url = None
+
 urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
     re_path(rf"^v1/(?P<route>{SEGMENT_ROUTES})/?$", doors.segment_door, name="segment-door"),
     path("v1/projects/<str:write_key>/settings", doors.segment_settings, name="segment-settings"),
     path("v2/callFlows", call_flows, name="call-flows"),
