@@ -140,6 +140,7 @@ class SegmentViewSet(
 
         transaction.on_commit(lambda: segment_recompute.delay(segment.pk))
 
+    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
     @action(detail=True, methods=["post"])
     def recompute(self, request, slug=None):
         """Queue a full recompute now."""

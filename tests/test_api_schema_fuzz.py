@@ -50,3 +50,76 @@ def test_the_schema_describes_the_read_api():
 def test_no_request_is_a_server_error(case, token):
     response = case.call(headers={"Authorization": f"Token {token}"})
     assert response.status_code < 500, (case.method, case.formatted_path, response.text[:500])
+
+
+def write_operations():
+    for path, methods in schema.raw_schema["paths"].items():
+        if not path.startswith("/api/") or path.startswith("/api/v1.0/"):
+            continue  # the doors refuse NUL in their own formats (their own tests)
+        for method, spec in methods.items():
+            content = spec.get("requestBody", {}).get("content", {})
+            if "application/json" in content:
+                yield method, path, content["application/json"]["schema"]
+
+
+def body_schema(spec: dict) -> dict:
+    ref = spec.get("$ref")
+    if ref:
+        name = ref.rsplit("/", 1)[1]
+        return schema.raw_schema["components"]["schemas"][name]
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "field", "value"),
+    [
+        # Named cases, always run: each was a PostgreSQL DataError (500) before.
+        ("post", "/api/experiences/", "exclusionSegments[0]", {"exclusionSegments": ["\x00"]}),
+        ("post", "/api/experiences/", "name", {"friendlyId": "hero", "name": "a\x00b"}),
+        ("post", "/api/segments/", "rule.trait.key", {"rule": {"trait": {"key": "p\x00"}}}),
+        ("post", "/api/segments/", "slug", {"slug": "\x00", "name": "n"}),
+    ],
+)
+def test_a_nul_character_in_a_body_is_a_400_naming_the_field(
+    token, client, method, path, field, value
+):
+    response = getattr(client, method)(
+        path, value, content_type="application/json", HTTP_AUTHORIZATION=f"Token {token}"
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "invalid_character"
+    assert response.json()["field"] == field
+
+
+def test_every_write_refuses_a_nul_character(token, client):
+    """Every operation with a JSON body, with a NUL in each of its string fields in turn."""
+    auth = {"HTTP_AUTHORIZATION": f"Token {token}"}
+    for path, body in (
+        (
+            "/api/segments/",
+            {
+                "slug": "vip",
+                "name": "VIP",
+                "rule": {"field": {"name": "guest_type", "op": "eq", "value": "customer"}},
+            },
+        ),
+        ("/api/experiences/", {"friendlyId": "hero", "name": "Hero"}),
+    ):
+        created = client.post(path, body, content_type="application/json", **auth)
+        assert created.status_code == 201, created.content
+    seen = 0
+    for method, path, spec in write_operations():
+        url = path.replace("{friendly_id}", "hero").replace("{slug}", "vip")
+        for name, prop in body_schema(spec).get("properties", {}).items():
+            if prop.get("readOnly") or prop.get("type") not in ("string", "array"):
+                continue
+            value = "\x00" if prop["type"] == "string" else ["\x00"]
+            response = getattr(client, method)(
+                url, {name: value}, content_type="application/json", **auth
+            )
+            label = f"{method.upper()} {url} {name}"
+            assert response.status_code == 400, (label, response.content)
+            assert response.json()["code"] == "invalid_character", label
+            assert response.json()["field"] in (name, f"{name}[0]"), label
+            seen += 1
+    assert seen >= 10

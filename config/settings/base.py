@@ -118,6 +118,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # The stock parsers, refusing U+0000 with a 400 that names the field.
+    "DEFAULT_PARSER_CLASSES": [
+        "tracking.api_common.JSONParser",
+        "tracking.api_common.FormParser",
+        "tracking.api_common.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
