@@ -69,15 +69,13 @@ class ExperienceAdmin(WorkspaceScopedAdmin):
                 "<tr><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
                 "<td>{}</td></tr>",
                 row["name"],
-                " (control)" if row["is_control"] else "",
+                " (control)" if row["isControl"] else "",
                 row["exposed"],
                 row["converted"],
-                f"{row['conversion_rate']:.2%}",
+                f"{row['conversionRate']:.2%}",
                 _percent_range(row),
-                "-" if row["p_value"] is None else f"{row['p_value']:.4f}",
-                "-"
-                if row["chance_to_beat_control"] is None
-                else f"{row['chance_to_beat_control']:.1%}",
+                "-" if row["pValue"] is None else f"{row['pValue']:.4f}",
+                "-" if row["chanceToBeatControl"] is None else f"{row['chanceToBeatControl']:.1%}",
             )
             for row in results["variants"]
         ]
@@ -125,7 +123,7 @@ class ExperienceAdmin(WorkspaceScopedAdmin):
 def _percent_range(row) -> str:
     if row["uplift"] is None:
         return "-"
-    return f"{row['uplift']:+.1%} ({row['uplift_low']:+.1%} … {row['uplift_high']:+.1%})"
+    return f"{row['uplift']:+.1%} ({row['upliftLow']:+.1%} … {row['upliftHigh']:+.1%})"
 
 
 def _chart(variants: list[dict]) -> str:
@@ -134,7 +132,7 @@ def _chart(variants: list[dict]) -> str:
 
     bounds = []
     for row in variants:
-        n, p = row["exposed"], row["conversion_rate"]
+        n, p = row["exposed"], row["conversionRate"]
         spread = 1.96 * math.sqrt(p * (1 - p) / n) if n else 0.0
         bounds.append((max(0.0, p - spread), min(1.0, p + spread)))
     top = max([high for _, high in bounds] + [0.01])
@@ -144,7 +142,7 @@ def _chart(variants: list[dict]) -> str:
     parts = []
     for index, (row, (low, high)) in enumerate(zip(variants, bounds, strict=True)):
         y = GAP + index * (BAR_HEIGHT + GAP)
-        width = row["conversion_rate"] * scale
+        width = row["conversionRate"] * scale
         parts.append(
             format_html(
                 '<text x="0" y="{}" font-size="12">{}</text>'
@@ -157,14 +155,14 @@ def _chart(variants: list[dict]) -> str:
                 y,
                 f"{width:.1f}",
                 BAR_HEIGHT,
-                "#8a8a8a" if row["is_control"] else "#417690",
+                "#8a8a8a" if row["isControl"] else "#417690",
                 f"{label_width + low * scale:.1f}",
                 f"{label_width + high * scale:.1f}",
                 y + BAR_HEIGHT / 2,
                 y + BAR_HEIGHT / 2,
                 f"{label_width + high * scale + 4:.1f}",
                 y + BAR_HEIGHT * 0.7,
-                f"{row['conversion_rate']:.2%}",
+                f"{row['conversionRate']:.2%}",
             )
         )
     return format_html(

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from django.db.models import Exists, OuterRef
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from profiles.models import Segment
 from profiles.rules import RuleError, property_condition_validate
-from tracking.api_common import workspace_field, workspace_for_write
+from tracking.api_common import Pages, workspace_field, workspace_for_write
 from tracking.selectors import workspaces_visible
 
 from .models import Assignment, Experience, FlowExecution, Variant
@@ -194,7 +192,45 @@ def _variants_check(variants: list[dict], instance: Experience | None) -> None:
             )
 
 
-class ByName(CursorPagination):
+class VariantResultSerializer(serializers.Serializer):
+    """One variant's results (for the schema; the service builds the dict)."""
+
+    ref = serializers.UUIDField()
+    name = serializers.CharField()
+    isControl = serializers.BooleanField()
+    weight = serializers.IntegerField()
+    exposed = serializers.IntegerField(help_text="guests exposed (merged guests count once)")
+    converted = serializers.IntegerField(help_text="exposed guests with a goal event after it")
+    conversionRate = serializers.FloatField()
+    uplift = serializers.FloatField(allow_null=True, help_text="relative to control")
+    upliftLow = serializers.FloatField(allow_null=True, help_text="95% interval, low end")
+    upliftHigh = serializers.FloatField(allow_null=True, help_text="95% interval, high end")
+    differenceLow = serializers.FloatField(allow_null=True)
+    differenceHigh = serializers.FloatField(allow_null=True)
+    pValue = serializers.FloatField(allow_null=True, help_text="two-sided, two-proportion z-test")
+    chanceToBeatControl = serializers.FloatField(allow_null=True)
+
+
+class GoalSerializer(serializers.Serializer):
+    event = serializers.CharField()
+    condition = serializers.JSONField(allow_null=True)
+    windowDays = serializers.IntegerField()
+
+
+class SampleRatioSerializer(serializers.Serializer):
+    chiSquare = serializers.FloatField()
+    pValue = serializers.FloatField()
+    mismatch = serializers.BooleanField(help_text="p < 0.001: the split differs from the weights")
+
+
+class ResultsSerializer(serializers.Serializer):
+    friendlyId = serializers.CharField()
+    goal = GoalSerializer()
+    variants = VariantResultSerializer(many=True)
+    sampleRatio = SampleRatioSerializer()
+
+
+class ByName(Pages):
     ordering = ("name", "id")
 
 
@@ -220,7 +256,7 @@ class ExperienceViewSet(
             .prefetch_related("variants", "target_segments", "exclusion_segments")
         )
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=ResultsSerializer)
     @action(detail=True, methods=["get"])
     def results(self, request, friendly_id=None):
         """Per variant: exposed and converted guests, rate, uplift with a 95% interval,

@@ -37,6 +37,11 @@ class VariantResult:
     chance_to_beat_control: float | None = None
 
 
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
 def counts(experience: Experience) -> dict[int, tuple[int, int]]:
     """``variant id -> (exposed guests, converted guests)``, in one query."""
     quote = connection.ops.quote_name
@@ -131,7 +136,8 @@ def experience_results(experience: Experience) -> dict:
             "condition": experience.goal_condition,
             "windowDays": experience.goal_window_days,
         },
-        "variants": [asdict(row) for row in rows],
+        # The read API speaks camelCase throughout: isControl, pValue, conversionRate, …
+        "variants": [{_camel(key): value for key, value in asdict(row).items()} for row in rows],
         "sampleRatio": {
             "chiSquare": ratio.chi_square,
             "pValue": ratio.p_value,

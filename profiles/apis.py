@@ -7,9 +7,9 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.decorators import action
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
+from tracking.api_common import Pages
 from tracking.apis import EventSerializer, NewestFirst
 from tracking.selectors import workspaces_visible
 
@@ -112,10 +112,8 @@ class ErasureSerializer(serializers.ModelSerializer):
         fields = ["guestRef", "erasedAt", "events", "sessions", "identities"]
 
 
-class RecentlySeen(CursorPagination):
+class RecentlySeen(Pages):
     ordering = ("-last_seen", "-id")
-    page_size_query_param = "page_size"
-    max_page_size = 500
 
 
 class CanErase(permissions.BasePermission):

@@ -9,10 +9,9 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
-from tracking.api_common import workspace_field, workspace_for_write
+from tracking.api_common import Pages, workspace_field, workspace_for_write
 from tracking.selectors import workspaces_visible
 
 from .apis import GuestSerializer
@@ -89,16 +88,12 @@ class MemberSerializer(serializers.ModelSerializer):
         fields = ["enteredAt", "guest"]
 
 
-class ByName(CursorPagination):
+class ByName(Pages):
     ordering = ("name", "id")
-    page_size_query_param = "page_size"
-    max_page_size = 500
 
 
-class ByEntry(CursorPagination):
+class ByEntry(Pages):
     ordering = ("-entered_at", "-id")
-    page_size_query_param = "page_size"
-    max_page_size = 500
 
 
 TRAITS_PARAM = OpenApiParameter(

@@ -1,6 +1,8 @@
 """The read API against its own OpenAPI schema (``/api/schema/``), with schemathesis: whatever
 a schema-shaped (or nearly schema-shaped) request holds, the answer is never a 500."""
 
+import re
+
 import pytest
 import schemathesis
 from django.core.handlers.wsgi import WSGIHandler
@@ -123,3 +125,23 @@ def test_every_write_refuses_a_nul_character(token, client):
             assert response.json()["field"] in (name, f"{name}[0]"), label
             seen += 1
     assert seen >= 10
+
+
+def test_the_read_api_speaks_camel_case():
+    """Every field and query parameter the schema names for /api/ is camelCase."""
+    camel = re.compile(r"[a-z][a-zA-Z0-9]*")
+    odd = [
+        f"{name}.{prop}"
+        for name, component in schema.raw_schema["components"]["schemas"].items()
+        for prop in component.get("properties", {})
+        if not camel.fullmatch(prop)
+    ]
+    odd += [
+        f"{method.upper()} {path} ?{parameter['name']}"
+        for path, methods in schema.raw_schema["paths"].items()
+        if path.startswith("/api/") and not path.startswith("/api/v1.0/")
+        for method, spec in methods.items()
+        for parameter in spec.get("parameters", [])
+        if parameter["in"] == "query" and not camel.fullmatch(parameter["name"])
+    ]
+    assert odd == []

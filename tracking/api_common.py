@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.http import QueryDict
 from rest_framework import parsers, serializers
 from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.pagination import CursorPagination, _positive_int
 from rest_framework.parsers import DataAndFiles
 
 from .models import Workspace
@@ -103,3 +104,21 @@ class FormParser(NulRefusingMixin, parsers.FormParser):
 
 class MultiPartParser(NulRefusingMixin, parsers.MultiPartParser):
     pass
+
+
+class Pages(CursorPagination):
+    """Cursor pages of up to ``pageSize`` items (``page_size``, the older name, still works)."""
+
+    page_size_query_param = "pageSize"
+    max_page_size = 500
+
+    def get_page_size(self, request):
+        for name in (self.page_size_query_param, "page_size"):
+            if name in request.query_params:
+                try:
+                    return _positive_int(
+                        request.query_params[name], strict=True, cutoff=self.max_page_size
+                    )
+                except ValueError:
+                    break
+        return self.page_size

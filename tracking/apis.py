@@ -7,8 +7,8 @@ from datetime import UTC, timedelta
 import django_filters
 from rest_framework import serializers, viewsets
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import CursorPagination
 
+from .api_common import Pages
 from .models import Event
 from .selectors import events_visible
 
@@ -113,8 +113,8 @@ class EventFilter(django_filters.FilterSet):
     source = django_filters.NumberFilter(field_name="source__prop_id", help_text="prop_id")
     type = django_filters.CharFilter()
     event = django_filters.CharFilter(field_name="name", help_text="track event or page name")
-    user_id = django_filters.CharFilter()
-    anonymous_id = django_filters.CharFilter()
+    userId = django_filters.CharFilter(field_name="user_id")
+    anonymousId = django_filters.CharFilter(field_name="anonymous_id")
     since = django_filters.IsoDateTimeFilter(method="since_filter")
     flowFriendlyId = django_filters.CharFilter(
         method="flow_friendly_id", help_text="TRACKING events of this experience"
@@ -122,7 +122,18 @@ class EventFilter(django_filters.FilterSet):
 
     class Meta:
         model = Event
-        fields = ["source", "type", "event", "user_id", "anonymous_id", "since", "flowFriendlyId"]
+        fields = ["source", "type", "event", "userId", "anonymousId", "since", "flowFriendlyId"]
+
+    # The older snake_case names still filter; the schema names the camelCase ones only.
+    ALIASES = {"user_id": "userId", "anonymous_id": "anonymousId"}
+
+    def __init__(self, data=None, *args, **kwargs):
+        if data is not None and any(old in data for old in self.ALIASES):
+            data = data.copy()
+            for old, new in self.ALIASES.items():
+                if old in data and new not in data:
+                    data[new] = data[old]
+        super().__init__(data, *args, **kwargs)
 
     def since_filter(self, queryset, name, value):
         # PostgreSQL takes offsets up to ±15:59 only; Python's go to ±23:59. UTC fits both.
@@ -136,10 +147,8 @@ class EventFilter(django_filters.FilterSet):
         return queryset.filter(type="TRACKING", name=value)
 
 
-class NewestFirst(CursorPagination):
+class NewestFirst(Pages):
     ordering = ("-timestamp", "-id")
-    page_size_query_param = "page_size"
-    max_page_size = 500
 
 
 class EventViewSet(viewsets.ReadOnlyModelViewSet):

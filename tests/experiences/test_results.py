@@ -1,5 +1,6 @@
 """Experiment results: counts from the database, statistics against independent values."""
 
+import re
 import uuid
 from datetime import timedelta
 
@@ -80,13 +81,44 @@ def test_results_per_variant(api, source, experience):
     results = api.get("/api/experiences/hero/results/").json()
 
     a, b = results["variants"]
-    assert (a["exposed"], a["converted"], a["conversion_rate"]) == (1000, 100, 0.1)
-    assert (b["exposed"], b["converted"], b["conversion_rate"]) == (1000, 130, 0.13)
+    assert (a["exposed"], a["converted"], a["conversionRate"]) == (1000, 100, 0.1)
+    assert (b["exposed"], b["converted"], b["conversionRate"]) == (1000, 130, 0.13)
     assert b["uplift"] == pytest.approx(0.3)
     chi2, p, _, _ = stats.chi2_contingency([[100, 900], [130, 870]], correction=False)
-    assert b["p_value"] == pytest.approx(p, rel=1e-6)
-    assert 0.97 < b["chance_to_beat_control"] < 0.99
+    assert b["pValue"] == pytest.approx(p, rel=1e-6)
+    assert 0.97 < b["chanceToBeatControl"] < 0.99
     assert results["sampleRatio"]["mismatch"] is False
+    assert (a["isControl"], b["isControl"]) == (True, False)
+
+
+def camel_case_keys(value, path="") -> list[str]:
+    """Paths of keys in ``value`` that are not camelCase."""
+    found = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not re.fullmatch(r"[a-z][a-zA-Z0-9]*", key):
+                found.append(f"{path}.{key}")
+            found += camel_case_keys(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += camel_case_keys(item, f"{path}[{index}]")
+    return found
+
+
+def test_results_speak_camel_case_and_match_their_schema(api, source, experience):
+    start = timezone.now() - timedelta(days=20)
+    control = Variant.objects.create(experience=experience, name="A", is_control=True)
+    variant = Variant.objects.create(experience=experience, name="B")
+    exposed_guests(experience, control, source, count=10, converted=1, start=start)
+    exposed_guests(experience, variant, source, count=10, converted=2, start=start)
+
+    results = api.get("/api/experiences/hero/results/").json()
+
+    assert camel_case_keys(results) == []
+    schema = api.get("/api/schema/?format=json").json()["components"]["schemas"]
+    assert set(results) == set(schema["Results"]["properties"])
+    for row in results["variants"]:
+        assert set(row) == set(schema["VariantResult"]["properties"])
 
 
 def test_a_skewed_split_raises_the_sample_ratio_warning(api, source, experience):

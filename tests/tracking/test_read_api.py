@@ -100,6 +100,9 @@ class TestEvents:
         [
             ("type=track", ["Viewed", "Signed Up"]),
             ("event=Signed+Up", ["Signed Up"]),
+            ("userId=ada", ["Signed Up", ""]),
+            ("anonymousId=anon-1", ["Viewed", "Home"]),
+            # The older snake_case names still work.
             ("user_id=ada", ["Signed Up", ""]),
             ("anonymous_id=anon-1", ["Viewed", "Home"]),
             ("since=2026-01-01T10:00:02Z", ["Viewed", "Home"]),
@@ -121,12 +124,16 @@ class TestEvents:
 
     def test_cursor_pagination_walks_every_event_once(self, stored, member):
         client = api_client(member)
-        seen, url = [], "/api/events/?page_size=3"
-        while url:
-            page = client.get(url).json()
-            seen += [event["id"] for event in page["results"]]
-            url = page["next"]
-        assert len(seen) == len(set(seen)) == 4
+        for size in ("pageSize", "page_size"):
+            seen, url = [], f"/api/events/?{size}=3"
+            pages = 0
+            while url:
+                page = client.get(url).json()
+                seen += [event["id"] for event in page["results"]]
+                url = page["next"]
+                pages += 1
+            assert len(seen) == len(set(seen)) == 4
+            assert pages == 2
 
     def test_detail(self, stored, member):
         client = api_client(member)
