@@ -93,7 +93,6 @@ class SourceAdmin(WorkspaceScopedAdmin):
                 "install": {
                     "host": host,
                     "base": f"{request.scheme}://{host}",
-                    "write_key": source.write_key,
                 },
             }
         return super().change_view(request, object_id, form_url, extra_context)
