@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class TrackingConfig(AppConfig):
     name = "tracking"
     verbose_name = "Tracking"
+
+    def ready(self) -> None:
+        from .periodic import embedded_beat_start_if_wanted
+
+        embedded_beat_start_if_wanted()

@@ -214,6 +214,9 @@ FOOTPRINT = {
     "INBOX_SWEEP_AGE": timedelta(seconds=env.int("FOOTPRINT_INBOX_SWEEP_AGE_SECONDS", default=30)),
     # How long a web process reuses an experience's definition in /v2/callFlows.
     "FLOW_CACHE_SECONDS": env.float("FOOTPRINT_FLOW_CACHE_SECONDS", default=5.0),
+    # Without a broker, the development server runs CELERY_BEAT_SCHEDULE itself on a thread
+    # (tracking.periodic), so sessions close and the sweeps run as they do in production.
+    "EMBEDDED_BEAT": env.bool("FOOTPRINT_EMBEDDED_BEAT", default=CELERY_TASK_ALWAYS_EAGER),
     # How long a web process reuses the source a write key belongs to.
     "SOURCE_CACHE_SECONDS": env.float("FOOTPRINT_SOURCE_CACHE_SECONDS", default=5.0),
 }

@@ -9,4 +9,4 @@ CELERY_BROKER_URL = "memory://"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 # Tests change sources between requests; the cache has its own tests.
-FOOTPRINT = {**FOOTPRINT, "SOURCE_CACHE_SECONDS": 0.0}
+FOOTPRINT = {**FOOTPRINT, "SOURCE_CACHE_SECONDS": 0.0, "EMBEDDED_BEAT": False}
