@@ -66,12 +66,13 @@ class EmbeddedBeat:
             logger.debug("periodic job %s: %s", job.name, result.result)
         except Exception:
             logger.exception("periodic job %s failed; it runs again on its schedule", job.name)
-        finally:
-            close_old_connections()
 
     def run(self) -> None:
         while not self.stopped.is_set():
-            self.stopped.wait(self.tick())
+            nap = self.tick()
+            # The thread's own connection, dropped when unusable or past CONN_MAX_AGE.
+            close_old_connections()
+            self.stopped.wait(nap)
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self.run, name="footprint-periodic", daemon=True)
