@@ -3,7 +3,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from tracking.admin_base import WorkspaceScopedAdmin
+from tracking.admin_base import SystemRecordAdmin, WorkspaceScopedAdmin
 from tracking.models import Event
 
 from .models import Assignment, Experience, FlowExecution, Variant
@@ -175,22 +175,16 @@ def _chart(variants: list[dict]) -> str:
 
 
 @admin.register(FlowExecution)
-class FlowExecutionAdmin(WorkspaceScopedAdmin):
+class FlowExecutionAdmin(SystemRecordAdmin):
     workspace_field = "experience__workspace"
     list_display = ["occurred_at", "experience", "variant", "guest", "status", "execution_time_ms"]
     list_filter = ["status"]
     list_select_related = ["experience", "variant", "guest"]
     raw_id_fields = ["guest", "session"]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(Assignment)
-class AssignmentAdmin(WorkspaceScopedAdmin):
+class AssignmentAdmin(SystemRecordAdmin):
     workspace_field = "experience__workspace"
     list_display = ["assigned_at", "experience", "variant", "guest"]
     list_select_related = ["experience", "variant", "guest"]

@@ -11,7 +11,12 @@ from django.http import JsonResponse, StreamingHttpResponse
 from django.urls import path
 from django.utils import timezone
 
-from tracking.admin_base import SeenWithinFilter, WorkspaceScopedAdmin, pretty_json
+from tracking.admin_base import (
+    SeenWithinFilter,
+    SystemRecordAdmin,
+    WorkspaceScopedAdmin,
+    pretty_json,
+)
 from tracking.models import Event, Workspace
 from tracking.selectors import workspaces_visible
 
@@ -162,7 +167,7 @@ class GuestAdmin(WorkspaceScopedAdmin):
 
 
 @admin.register(Identity)
-class IdentityAdmin(WorkspaceScopedAdmin):
+class IdentityAdmin(SystemRecordAdmin):
     list_display = ["kind", "value", "guest", "created_at"]
     search_fields = ["=value"]
     list_select_related = ["guest"]
@@ -170,7 +175,7 @@ class IdentityAdmin(WorkspaceScopedAdmin):
 
 
 @admin.register(Session)
-class SessionAdmin(WorkspaceScopedAdmin):
+class SessionAdmin(SystemRecordAdmin):
     list_display = [
         "started_at",
         "guest",
@@ -189,7 +194,7 @@ class SessionAdmin(WorkspaceScopedAdmin):
 
 
 @admin.register(GuestMerge)
-class GuestMergeAdmin(WorkspaceScopedAdmin):
+class GuestMergeAdmin(SystemRecordAdmin):
     list_display = ["created_at", "guest", "merged_ref", "reason", "merged_by", "message_id"]
     list_filter = ["reason"]
     list_select_related = ["guest"]
@@ -299,14 +304,8 @@ class SegmentAdmin(WorkspaceScopedAdmin):
 
 
 @admin.register(SegmentRun)
-class SegmentRunAdmin(WorkspaceScopedAdmin):
+class SegmentRunAdmin(SystemRecordAdmin):
     workspace_field = "segment__workspace"
     list_display = ["started_at", "segment", "kind", "version", "entered", "exited", "stale"]
     list_filter = ["kind", "stale"]
     list_select_related = ["segment"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

@@ -1,11 +1,17 @@
+from django import forms
 from django.contrib import admin, messages
-from django.urls import reverse
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from . import services
 from .admin_base import (
     FixedChoicesFilter,
     SeenWithinFilter,
+    SystemRecordAdmin,
     WorkspaceScopedAdmin,
     pretty_json,
 )
@@ -232,21 +238,111 @@ class EventAdmin(WorkspaceScopedAdmin):
         return pretty_json(obj.traits)
 
 
+class ReplayForm(forms.Form):
+    payload = forms.JSONField(
+        widget=forms.Textarea(attrs={"rows": 24, "cols": 100, "class": "fp-json-edit"}),
+        help_text="The message as its door takes it. Fix what the reason names, then replay: it "
+        "goes through the door's parser and the pipeline like any other message.",
+    )
+
+    def clean_payload(self):
+        payload = self.cleaned_data["payload"]
+        if not isinstance(payload, dict):
+            raise forms.ValidationError("the message must be a JSON object")
+        return payload
+
+
 @admin.register(FailedEvent)
-class FailedEventAdmin(WorkspaceScopedAdmin):
+class FailedEventAdmin(SystemRecordAdmin):
+    """A failed event is a record of what arrived and why it failed: it is read-only. A person
+    fixes the payload on its replay page, which sends an edited copy and keeps the original."""
+
     list_display = ["created_at", "code", "reason", "field", "source", "replayed_at"]
     list_filter = ["code", SourceFilter]
     list_select_related = ["source__workspace"]
-    readonly_fields = ["payload_pretty"]
-    exclude = ["payload"]
-    raw_id_fields = ["inbox"]
+    fields = [
+        "code",
+        "reason",
+        "field",
+        "source",
+        "door",
+        "received_at",
+        "created_at",
+        "replayed_at",
+        "payload_pretty",
+    ]
+    readonly_fields = fields
     actions = ["replay"]
+
+    def has_replay_permission(self, request, obj=None):
+        return super(SystemRecordAdmin, self).has_change_permission(request, obj)
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/replay/",
+                self.admin_site.admin_view(self.replay_view),
+                name="tracking_failedevent_replay",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "can_replay": self.has_replay_permission(request),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def replay_view(self, request, object_id):
+        failed = self.get_object(request, unquote(object_id))
+        if failed is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_replay_permission(request, failed):
+            raise PermissionDenied
+        if failed.payload is None:
+            messages.error(request, "This request could not be read at all: there is no payload.")
+            return redirect("admin:tracking_failedevent_change", failed.pk)
+        form = ReplayForm(request.POST or None, initial={"payload": failed.payload})
+        if request.method == "POST" and form.is_valid():
+            inbox = services.failed_event_replay_edited(
+                failed=failed, payload=form.cleaned_data["payload"]
+            )
+            self._replay_outcome_tell(request, inbox)
+            return redirect("admin:tracking_failedevent_change", failed.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": failed,
+            "form": form,
+            "title": f"Edit payload and replay: {failed.code}",
+            "subtitle": str(failed),
+        }
+        return TemplateResponse(request, "admin/tracking/failedevent/replay.html", context)
+
+    def _replay_outcome_tell(self, request, inbox: InboxRequest) -> None:
+        inbox.refresh_from_db()
+        again = FailedEvent.objects.filter(inbox=inbox).first()
+        if again is not None:
+            url = reverse("admin:tracking_failedevent_change", args=[again.pk])
+            messages.warning(
+                request,
+                format_html(
+                    'The edited message failed again: {} (<a href="{}">new failed event</a>).',
+                    again.reason,
+                    url,
+                ),
+            )
+        elif inbox.status == InboxRequest.Status.DONE:
+            messages.success(request, "The edited message was stored.")
+        else:
+            messages.info(request, "The edited message is queued; it is stored in a moment.")
 
     @admin.display(description="payload")
     def payload_pretty(self, obj):
         return pretty_json(obj.payload)
 
-    @admin.action(description="Replay through the pipeline (after a fix)", permissions=["change"])
+    @admin.action(description="Replay through the pipeline (after a fix)", permissions=["replay"])
     def replay(self, request, queryset):
         sent = services.failed_events_replay(failed=list(queryset))
         skipped = queryset.count() - sent
@@ -258,12 +354,9 @@ class FailedEventAdmin(WorkspaceScopedAdmin):
 
 
 @admin.register(InboxRequest)
-class InboxRequestAdmin(WorkspaceScopedAdmin):
+class InboxRequestAdmin(SystemRecordAdmin):
     workspace_field = "source__workspace"
     list_display = ["id", "source", "door", "status", "received_at", "processed_at"]
     list_filter = ["status", "door"]
     list_select_related = ["source__workspace"]
     exclude = ["body"]
-
-    def has_add_permission(self, request):
-        return False

@@ -86,6 +86,17 @@ class WorkspaceScopedAdmin(admin.ModelAdmin):
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
 
+class SystemRecordAdmin(WorkspaceScopedAdmin):
+    """Records the pipeline writes (sessions, identities, merges, failed events, …): listed and
+    shown, never added or edited by hand, so what the admin shows is what happened."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 def choices_visible(user, model):
     """What a form of a non-superuser may point at: objects of their own workspaces.
 

@@ -229,6 +229,26 @@ def failed_events_replay(*, failed: list[FailedEvent]) -> int:
     return sum(len(items) for items in groups.values())
 
 
+def failed_event_replay_edited(*, failed: FailedEvent, payload: dict) -> InboxRequest:
+    """Send an edited copy of a failed message through its door again.
+
+    The failed event keeps the payload as it arrived (marked replayed); the copy is a new inbox
+    request that the door's parser and the pipeline treat like any other, so one that still
+    fails is recorded as a new failed event with its reason.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        [(body, meta)] = REPLAY_REQUESTS[failed.door]([payload])
+        inbox = InboxRequest.objects.create(
+            source_id=failed.source_id, door=failed.door, body=body, meta=meta, received_at=now
+        )
+        FailedEvent.objects.filter(pk=failed.pk).update(replayed_at=now)
+        from .tasks import inbox_drain_enqueue
+
+        transaction.on_commit(inbox_drain_enqueue)
+    return inbox
+
+
 # --- Process ----------------------------------------------------------------------------------
 
 
