@@ -4,6 +4,8 @@ from datetime import timedelta
 from django.db import models
 from django.utils import timezone
 
+from tracking import channels
+
 
 class Guest(models.Model):
     """One person, anonymous (visitor) or known (customer)."""
@@ -124,6 +126,10 @@ class Session(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel or 'session'} {self.started_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def channel_label(self) -> str:
+        return channels.channel_label(self.channel)
 
 
 class GuestMerge(models.Model):

@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from . import channels
+
 
 def client_key_new() -> str:
     return secrets.token_urlsafe(24)
@@ -198,6 +200,10 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.name}".strip()
+
+    @property
+    def channel_label(self) -> str:
+        return channels.channel_label(self.channel)
 
 
 class DedupKey(models.Model):
