@@ -19,6 +19,10 @@ Stream door's and ``/v2/callFlows``' ``channel``.
 
 from __future__ import annotations
 
+from django.db.models import Case, CharField, Value, When
+from django.db.models.functions import Lower, Trim, Upper
+from django.db.models.lookups import In
+
 MAX_LENGTH = 32
 
 WEB = "WEB"
@@ -45,6 +49,11 @@ LABELS = {
 }
 CHANNELS = tuple(LABELS)
 CHOICES = [(name, label) for name, label in LABELS.items()]
+HELP_TEXT = (
+    "Sitecore's channel names (WEB, MOBILE_APP, SERVER_SIDE, …; every door's own word is stored "
+    "as one of them) or the business's own, upper case."
+)
+
 # Other doors' words for the same channels, lower case.
 ALIASES = {
     "browser": WEB,
@@ -70,3 +79,18 @@ def channel_of_source_kind(kind: str) -> str:
 def channel_label(name: str) -> str:
     """What the admin shows for a channel: its label, or a business's own name as it is."""
     return LABELS.get(name, name)
+
+
+def channel_normalised_sql(field: str = "channel") -> Case:
+    """``channel_normalise`` of a column as one SQL expression, for set-based updates of stored
+    values. It agrees with ``channel_normalise`` on ASCII values; SQL's ``TRIM`` takes spaces
+    only, and for other letters the database's ``UPPER`` decides."""
+    trimmed = Trim(field)
+    targets: dict[str, list[str]] = {}
+    for word, name in ALIASES.items():
+        targets.setdefault(name, []).append(word)
+    return Case(
+        *[When(In(Lower(trimmed), words), then=Value(name)) for name, words in targets.items()],
+        default=Upper(trimmed),
+        output_field=CharField(),
+    )

@@ -183,7 +183,7 @@ class Event(models.Model):
         default=False, help_text="The sent timestamp lay too far in the future and was replaced."
     )
     ip = models.GenericIPAddressField(null=True, blank=True)
-    channel = models.CharField(max_length=32, blank=True)
+    channel = models.CharField(max_length=32, blank=True, help_text=channels.HELP_TEXT)
     revenue = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
     currency = models.CharField(max_length=3, blank=True)
     value = models.FloatField(null=True, blank=True)

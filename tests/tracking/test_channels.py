@@ -1,11 +1,14 @@
 """One channel vocabulary: every door's word for a channel stored as its Sitecore name."""
 
+from importlib import import_module
+
 import orjson
 import pytest
+from django.apps import apps as django_apps
 
 from profiles.models import Session
 from tests.factories import SourceFactory
-from tracking.channels import CHANNELS, channel_normalise
+from tracking.channels import CHANNELS, channel_normalise, channel_normalised_sql
 from tracking.models import Event, Source
 
 pytestmark = pytest.mark.django_db
@@ -41,6 +44,13 @@ def test_channel_normalise(word, name):
 @pytest.mark.django_db(False)
 def test_a_long_own_channel_still_fits_its_column():
     assert channel_normalise("x" * 40) == "X" * 32
+
+
+def test_the_sql_form_agrees_with_channel_normalise(door):
+    door.post("track", {"userId": "u-1", "event": "Opened"})
+    for word, name in WORDS:
+        Event.objects.update(channel=word)
+        assert Event.objects.annotate(named=channel_normalised_sql()).get().named == name, word
 
 
 @pytest.mark.parametrize(
@@ -124,3 +134,50 @@ def test_the_stream_doors_schema_lists_the_vocabulary(api):
     assert all(name in channel["description"] for name in CHANNELS)
     assert "BROWSER as WEB" in channel["description"]
     assert "enum" not in channel  # a business's own upper-case channel is accepted too
+
+
+MIGRATIONS = [
+    import_module("tracking.migrations.0009_event_channel_vocabulary"),
+    import_module("profiles.migrations.0008_session_channel_vocabulary"),
+]
+
+
+def test_the_migrations_map_stored_channels_and_the_next_event_joins_a_split_visit(door):
+    """Stored as the doors stored them before one vocabulary: a website's /v1 page as
+    ``browser``, then an exposure in the same visit as ``WEB``, in a session of its own.
+
+    The migrations' own functions are run (every test database has run the migrations
+    themselves); a test that migrated back and forth would need a transactional database,
+    whose flush removes what other migrations made for later tests.
+    """
+    door.post("page", {"anonymousId": "a-1", "name": "Home"})
+    Event.objects.update(channel="browser")
+    Session.objects.update(channel="browser")
+    door.post("track", {"anonymousId": "a-1", "event": "Exposed", "context": {"channel": "WEB"}})
+    door.post("track", {"userId": "u-2", "event": "Opened"})
+    Event.objects.filter(user_id="u-2").update(channel="loyalty card")
+    Session.objects.filter(events__user_id="u-2").update(channel="loyalty card")
+    assert sorted(Session.objects.values_list("channel", flat=True)) == [
+        "WEB",
+        "browser",
+        "loyalty card",
+    ]
+
+    for migration in MIGRATIONS:
+        migration.channels_normalise(django_apps, None)
+
+    stored = [
+        Event.objects.values_list("channel", flat=True),
+        Session.objects.values_list("channel", flat=True),
+    ]
+    assert [sorted(channels) for channels in stored] == [["LOYALTY CARD", "WEB", "WEB"]] * 2
+    # Left apart by the migration (see its docstring) ...
+    visit = Session.objects.filter(channel="WEB")
+    assert visit.count() == 2
+    # ... and joined by the guest's next event within the timeout.
+    door.post("page", {"anonymousId": "a-1", "name": "Shoes"})
+    [session] = visit
+    assert (session.event_count, session.page_view_count) == (3, 2)
+    assert set(Event.objects.filter(anonymous_id="a-1").values_list("session", flat=True)) == {
+        session.pk
+    }
