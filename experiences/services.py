@@ -16,6 +16,7 @@ from django.utils import timezone
 from profiles.identity import guest_get_or_create
 from profiles.models import Guest, SegmentMembership, Session
 from tracking import services as tracking_services
+from tracking.channels import WEB, channel_normalise
 from tracking.errors import IngestError
 from tracking.messages import Message, email_normalize
 from tracking.models import Door, Source, Workspace
@@ -244,7 +245,8 @@ def _tracking_event_store(
 ) -> str | None:
     """Store the TRACKING event through the event store, then the flow execution in its session."""
     workspace, experience = definition.workspace, definition.experience
-    channel = str(body.get("channel") or "WEB")[:32]
+    # One name with the doors', so an exposure joins the visit it happened in.
+    channel = channel_normalise(str(body.get("channel") or "")) or WEB
     point_of_sale = str(body.get("pointOfSale") or "")[:255]
     flow = {
         "ref": str(execution.ref),

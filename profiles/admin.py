@@ -11,6 +11,7 @@ from django.http import JsonResponse, StreamingHttpResponse
 from django.urls import path
 from django.utils import timezone
 
+from tracking.admin import ChannelFilter, channel_shown
 from tracking.admin_base import (
     SeenWithinFilter,
     SystemRecordAdmin,
@@ -179,14 +180,14 @@ class SessionAdmin(SystemRecordAdmin):
     list_display = [
         "started_at",
         "guest",
-        "channel",
+        channel_shown,
         "status",
         "duration",
         "event_count",
         "page_view_count",
         "first_page",
     ]
-    list_filter = ["status", "channel"]
+    list_filter = ["status", ChannelFilter]
     list_select_related = ["guest"]
     raw_id_fields = ["guest"]
     search_fields = ["=ref", "=client_session_id"]

@@ -4,6 +4,8 @@ from datetime import timedelta
 from django.db import models
 from django.utils import timezone
 
+from tracking import channels
+
 
 class Guest(models.Model):
     """One person, anonymous (visitor) or known (customer)."""
@@ -85,7 +87,7 @@ class Session(models.Model):
     ref = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     workspace = models.ForeignKey("tracking.Workspace", on_delete=models.CASCADE, related_name="+")
     guest = models.ForeignKey(Guest, on_delete=models.CASCADE, related_name="sessions")
-    channel = models.CharField(max_length=32, blank=True)
+    channel = models.CharField(max_length=32, blank=True, help_text=channels.HELP_TEXT)
     # The id the client gave the session (context.sessionId, sid, SessionId); blank if derived.
     client_session_id = models.CharField(max_length=255, blank=True)
     # The browser or device it ran on, when the event said so.
@@ -124,6 +126,10 @@ class Session(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel or 'session'} {self.started_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def channel_label(self) -> str:
+        return channels.channel_label(self.channel)
 
 
 class GuestMerge(models.Model):

@@ -97,6 +97,8 @@ def test_the_same_person_through_all_four_doors_is_one_customer(
     assert payloads[(Door.OPTIMIZELY, "track", "basket")]["deviceId"] == "dev-1"
     assert payloads[(Door.STREAM, "IDENTITY", "IDENTITY")]["browser_id"] == browser
     assert payloads[(Door.SEGMENT, "identify", None)] is None
+    # A website's channel has one name whichever door saw it.
+    assert {item["channel"] for item in timeline} == {"WEB"}
 
     # Segment rules see every door's event names alike.
     segment = Segment.objects.create(

@@ -15,16 +15,11 @@ from .admin_base import (
     WorkspaceScopedAdmin,
     pretty_json,
 )
+from .channels import CHOICES as CHANNEL_CHOICES
 from .doors import stream
-from .doors.segment import CHANNEL_BY_SOURCE_KIND
 from .messages import MESSAGE_TYPES
 from .models import Event, FailedEvent, InboxRequest, Source, Workspace
 from .selectors import sources_forget, workspaces_visible
-
-CHANNELS = sorted(
-    {*CHANNEL_BY_SOURCE_KIND.values(), "web", "mobile_web", "mobile_app", "email", "kiosk"}
-    | set(stream.CHANNELS)
-)
 
 
 @admin.register(Workspace)
@@ -143,7 +138,13 @@ class ChannelFilter(FixedChoicesFilter):
     title = "channel"
     parameter_name = "channel"
     field_name = "channel"
-    options = [(c, c) for c in CHANNELS]
+    options = CHANNEL_CHOICES
+
+
+@admin.display(description="channel", ordering="channel")
+def channel_shown(obj) -> str:
+    """An event's or a session's channel by its label."""
+    return obj.channel_label
 
 
 class SourceFilter(admin.SimpleListFilter):
@@ -171,7 +172,7 @@ def guest_link(guest_id, ref) -> str:
 
 @admin.register(Event)
 class EventAdmin(WorkspaceScopedAdmin):
-    list_display = ["timestamp", "type", "name", "guest_ref", "channel", "source", "door"]
+    list_display = ["timestamp", "type", "name", "guest_ref", channel_shown, "source", "door"]
     list_filter = [SeenWithinFilter, EventTypeFilter, "door", ChannelFilter, SourceFilter]
     search_fields = ["=message_id"]
     search_help_text = "Exact messageId. To find a person's events, search Guests."

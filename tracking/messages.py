@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from .channels import channel_normalise
 from .errors import IngestError
 
 MESSAGE_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
@@ -363,6 +364,7 @@ def segment_message_normalize(
     channel = raw.get("channel") or context.get("channel") or defaults.channel
     if not isinstance(channel, str):
         raise IngestError("invalid_field", "channel must be a string", field="channel")
+    channel = channel_normalise(channel) or defaults.channel
 
     identifiers = []
     if user_id:
@@ -396,7 +398,7 @@ def segment_message_normalize(
         received_at=defaults.received_at,
         timestamp_clamped=clamped,
         ip=ip,
-        channel=channel[:32],
+        channel=channel,
         revenue=revenue,
         currency=currency,
         value=value,

@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from . import channels
+
 
 def client_key_new() -> str:
     return secrets.token_urlsafe(24)
@@ -181,7 +183,7 @@ class Event(models.Model):
         default=False, help_text="The sent timestamp lay too far in the future and was replaced."
     )
     ip = models.GenericIPAddressField(null=True, blank=True)
-    channel = models.CharField(max_length=32, blank=True)
+    channel = models.CharField(max_length=32, blank=True, help_text=channels.HELP_TEXT)
     revenue = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
     currency = models.CharField(max_length=3, blank=True)
     value = models.FloatField(null=True, blank=True)
@@ -198,6 +200,10 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.name}".strip()
+
+    @property
+    def channel_label(self) -> str:
+        return channels.channel_label(self.channel)
 
 
 class DedupKey(models.Model):

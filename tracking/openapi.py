@@ -6,6 +6,7 @@ drf-spectacular cannot see them; this post-processing hook describes them in the
 
 from __future__ import annotations
 
+from .channels import ALIASES, CHANNELS
 from .doors import collect, optimizely, stream
 
 TAG = "Ingestion doors"
@@ -69,7 +70,15 @@ TRACK_EVENT = _object(
 )
 STREAM_MESSAGE = _object(
     {
-        "channel": {"type": "string", "example": "WEB", "enum": list(stream.CHANNELS)},
+        "channel": {
+            "type": "string",
+            "example": "WEB",
+            "pattern": stream.CHANNEL_RE.pattern,
+            "description": f"Upper case: one of {', '.join(CHANNELS)}, or the business's own "
+            "name. Other doors' words are accepted and stored as these names: "
+            + ", ".join(f"{word.upper()} as {name}" for word, name in ALIASES.items())
+            + ".",
+        },
         "type": {
             "type": "string",
             "description": "One of these or a custom upper-case name.",

@@ -5,7 +5,7 @@ from rest_framework.test import APIClient
 
 from experiences.models import Assignment, Experience, FlowExecution, Variant
 from experiences.selectors import flow_definitions_forget
-from profiles.models import Identity, Segment, SegmentMembership
+from profiles.models import Identity, Segment, SegmentMembership, Session
 from profiles.segments import segment_recompute
 from tracking.models import Event
 
@@ -202,3 +202,23 @@ def test_bad_requests_are_clear(source, experience):
         "/v2/callFlows", {"clientKey": "nope", "friendlyId": "x", "browserId": "b"}, format="json"
     )
     assert bad_key.status_code == 401
+
+
+def test_an_exposure_joins_the_visit_it_happened_in(door, source, experience):
+    """A website's /v1 page and its callFlows exposure are one visit: one WEB session."""
+    door.post(
+        "page",
+        {
+            "anonymousId": "anon-7",
+            "name": "Shoes",
+            "properties": {"url": "https://shop.example/shoes"},
+            "context": {"externalIds": [{"id": "browser-7", "type": "browser"}]},
+        },
+    )
+    answer = call(source, browserId="browser-7").json()
+
+    session = Session.objects.get()
+    assert answer["sessionRef"] == str(session.ref)
+    assert session.channel == "WEB"
+    assert (session.event_count, session.page_view_count) == (2, 1)
+    assert set(Event.objects.values_list("channel", flat=True)) == {"WEB"}

@@ -54,7 +54,7 @@ def test_marketer_searches_a_guest_and_reads_the_timeline(live_server, door):
             expect(timeline).to_contain_text("Order Completed")
             expect(timeline).to_contain_text("42.0000 USD")
             expect(page.locator("#fp-timeline tr.fp-event")).to_have_count(3)
-            expect(page.locator("#fp-sessions")).to_contain_text("browser")
+            expect(page.locator("#fp-sessions")).to_contain_text("Web")
             expect(page.locator("input[name=_save]")).to_have_count(0)
         finally:
             browser.close()

@@ -4,6 +4,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from profiles.models import Guest, GuestMerge, Session
+from tracking.channels import CHANNELS
 from tracking.models import Event, FailedEvent, InboxRequest
 
 pytestmark = pytest.mark.django_db
@@ -20,7 +21,7 @@ def test_seed_demo_fills_a_workspace_through_the_pipeline():
     assert Guest.objects.filter(guest_type="customer", email__contains="@").exists()
     assert GuestMerge.objects.exists()
     assert Session.objects.count() >= Guest.objects.filter(merged_into=None).count()
-    assert set(Event.objects.values_list("channel", flat=True)) >= {"browser"}
+    assert {"WEB"} <= set(Event.objects.values_list("channel", flat=True)) <= set(CHANNELS)
     assert not Event.objects.filter(session__isnull=True).exists()
 
 

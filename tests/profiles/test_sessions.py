@@ -95,7 +95,7 @@ def test_channels_have_their_own_sessions(door):
     page(door, 0, context={"channel": "web"})
     page(door, 1, context={"channel": "mobile_web"})
 
-    assert sorted(Session.objects.values_list("channel", flat=True)) == ["mobile_web", "web"]
+    assert sorted(Session.objects.values_list("channel", flat=True)) == ["MOBILE_WEB", "WEB"]
 
 
 def test_client_session_id_wins(door):

@@ -306,8 +306,9 @@ def test_python_sdk_delivers_every_call(
         read_api, source, calls, {"name": "analytics-python", "version": analytics.VERSION}
     )
     if sdk == "rudderstack":
-        # RudderStack's SDK names its channel (and sends identify traits in context.traits).
-        assert {event["channel"] for event in events} == {"server"}
+        # RudderStack's SDK names its channel, "server" (and sends identify traits in
+        # context.traits).
+        assert {event["channel"] for event in events} == {"SERVER_SIDE"}
 
 
 # --- The Node SDK -----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from ..channels import channel_normalise, channel_of_source_kind
 from ..errors import IngestError
 from ..messages import (
     MAX_ID_LENGTH,
@@ -27,7 +28,7 @@ from ..messages import (
     reserved_properties,
     text_value,
 )
-from .segment import CHANNEL_BY_SOURCE_KIND, Rejected, body_parse
+from .segment import Rejected, body_parse
 
 DOOR = "collect"
 MAX_BODY_BYTES = 32 * 1024
@@ -176,7 +177,7 @@ def hit_normalize(
         received_at=received_at,
         user_id=user_id,
         ip=ip,
-        channel=text_value(context.get("channel"), 32) or channel,
+        channel=channel_normalise(text_value(context.get("channel"), 32)) or channel,
         properties=properties,
         context=context,
         revenue=revenue,
@@ -221,7 +222,7 @@ def inbox_parse(
             hit,
             workspace_id=workspace_id,
             source_id=source_id,
-            channel=CHANNEL_BY_SOURCE_KIND.get(source_kind, ""),
+            channel=channel_of_source_kind(source_kind),
             ref=meta.get("ref") or f"fp-{inbox_id}",
             ip=ip,
             received_at=received_at,

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from ..channels import channel_of_source_kind
 from ..errors import IngestError
 from ..messages import (
     MAX_ID_LENGTH,
@@ -27,7 +28,7 @@ from ..messages import (
     text_value,
     valid_ip,
 )
-from .segment import CHANNEL_BY_SOURCE_KIND, Rejected, body_parse
+from .segment import Rejected, body_parse
 
 DOOR = "optimizely"
 SINGLE = "single"
@@ -254,7 +255,7 @@ def inbox_parse(
         fallback_prefix=f"fp-{inbox_id}",
         workspace_id=workspace_id,
         source_id=source_id,
-        channel=CHANNEL_BY_SOURCE_KIND.get(source_kind, ""),
+        channel=channel_of_source_kind(source_kind),
         ip=ip,
         received_at=received_at,
         max_future_skew=max_future_skew,

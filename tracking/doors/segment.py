@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from ..channels import channel_of_source_kind
 from ..errors import IngestError
 from ..messages import (
     MAX_BATCH_BYTES,
@@ -48,14 +49,6 @@ ROUTES = {
     "batch": BATCH,
     "b": BATCH,
     "import": BATCH,
-}
-# A default channel for sources that do not say, by source kind.
-CHANNEL_BY_SOURCE_KIND = {
-    "web": "browser",
-    "ios": "mobile",
-    "android": "mobile",
-    "pos": "pos",
-    "server": "server",
 }
 
 
@@ -147,7 +140,7 @@ def inbox_parse(
     route = meta.get("route", BATCH)
     payload = body_parse(body)
     defaults = BatchDefaults(
-        received_at=received_at, ip=ip, channel=CHANNEL_BY_SOURCE_KIND.get(source_kind, "")
+        received_at=received_at, ip=ip, channel=channel_of_source_kind(source_kind)
     )
     if route == BATCH:
         items = payload.get("batch") or []

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from ..channels import CHANNELS, channel_normalise
 from ..errors import IngestError
 from ..messages import (
     CURRENCY_RE,
@@ -44,23 +45,8 @@ STANDARD_TYPES = (
     "SEARCH",
     "FORCE_CLOSE",
 )
-# The channels Sitecore lists; others of the same form are accepted as the business's own.
-CHANNELS = (
-    "WEB",
-    "MOBILE_WEB",
-    "MOBILE_APP",
-    "APP",
-    "EMAIL",
-    "SMS",
-    "CALL_CENTER",
-    "BRANCH",
-    "KIOSK",
-    "OFFLINE",
-    "SOCIAL",
-    "SERVER_SIDE",
-    "OTHER",
-)
 TYPE_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,49}$")
+# A channel of the vocabulary (tracking.channels) or, of the same form, the business's own.
 CHANNEL_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
 CALLBACK_RE = re.compile(r"^[A-Za-z_$][\w$]{0,63}(\.[A-Za-z_$][\w$]{0,63}){0,3}$")
 # IDENTITY fields that describe the person; they update the guest's profile.
@@ -200,6 +186,7 @@ def message_normalize(
             f"channel must be upper case, such as {', '.join(CHANNELS[:7])}",
             field="channel",
         )
+    channel = channel_normalise(channel)
     browser_id = _text(raw, "browser_id", required=True)
     point_of_sale = _text(raw, "pos")
     language = _text(raw, "language", limit=16)
