@@ -93,3 +93,29 @@ def guest_erase(*, guest: Guest, erased_by: str) -> Erasure:
         ).delete()
     erasure.save(update_fields=["events", "sessions"])
     return erasure
+
+
+MARKETERS = "Marketers"
+# What the Marketers group may view (and nothing more): guests, their sessions and events.
+MARKETERS_READABLE = {
+    "profiles": ["guest", "identity", "session", "guestmerge"],
+    "tracking": ["event"],
+}
+
+
+def marketers_group_ensure(**kwargs) -> None:
+    """Make sure the Marketers group exists with its view permissions.
+
+    Run after every ``migrate`` (and after a test database is flushed, which emits the same
+    signal), so the group is there whatever created the database.
+    """
+    from django.contrib.auth.models import Group, Permission
+
+    group, _ = Group.objects.get_or_create(name=MARKETERS)
+    for app_label, models in MARKETERS_READABLE.items():
+        group.permissions.add(
+            *Permission.objects.filter(
+                content_type__app_label=app_label,
+                codename__in=[f"view_{model}" for model in models],
+            )
+        )

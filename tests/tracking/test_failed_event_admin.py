@@ -45,7 +45,7 @@ def test_the_failed_event_page_is_read_only_with_a_replay_button(admin_client, f
 
 # Transactional, as the admin runs: the drain runs when the replay commits, so the page can
 # say what became of the edited message.
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_an_edited_payload_goes_through_the_door_and_the_original_is_kept(
     admin_client, door, failed
 ):
@@ -68,7 +68,7 @@ def test_an_edited_payload_goes_through_the_door_and_the_original_is_kept(
     assert FailedEvent.objects.count() == 1
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_an_edit_that_still_fails_is_a_new_failed_event(admin_client, door, failed):
     still_bad = {**failed.payload, "properties": {"revenue": "still lots"}}
     response = admin_client.post(
