@@ -1,3 +1,5 @@
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
@@ -239,8 +241,17 @@ class EventAdmin(WorkspaceScopedAdmin):
         return pretty_json(obj.traits)
 
 
+class IndentedJSONField(forms.JSONField):
+    """Shows JSON indented, so a person can find the field to fix."""
+
+    def prepare_value(self, value):
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value
+        return json.dumps(value, indent=2, ensure_ascii=False, cls=self.encoder)
+
+
 class ReplayForm(forms.Form):
-    payload = forms.JSONField(
+    payload = IndentedJSONField(
         widget=forms.Textarea(attrs={"rows": 24, "cols": 100, "class": "fp-json-edit"}),
         help_text="The message as its door takes it. Fix what the reason names, then replay: it "
         "goes through the door's parser and the pipeline like any other message.",
