@@ -15,6 +15,7 @@ from .services import (
     ExperienceRuleError,
     experience_status_set,
     experience_validate,
+    variant_controls_release,
 )
 
 CHART_WIDTH, BAR_HEIGHT, GAP = 420, 22, 10
@@ -79,6 +80,18 @@ class VariantFormSet(forms.BaseInlineFormSet):
             )
         except ExperienceRuleError as error:
             raise ValidationError(_rule_message(error)) from None
+
+    def save(self, commit=True):
+        if commit:
+            variant_controls_release(
+                experience=self.instance,
+                refs=[
+                    form.instance.ref
+                    for form in self.initial_forms
+                    if form.cleaned_data.get("DELETE") or not form.cleaned_data.get("is_control")
+                ],
+            )
+        return super().save(commit)
 
 
 class VariantInline(admin.TabularInline):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -364,6 +365,10 @@ def _variants_replace(experience: Experience, variants: list[dict]) -> None:
     kept = {item["ref"] for item in variants if "ref" in item}
     dropped = [v for ref, v in existing.items() if ref not in kept]
     Variant.objects.filter(pk__in=[v.pk for v in dropped]).delete()
+    released = [
+        item["ref"] for item in variants if "ref" in item and item.get("is_control") is False
+    ]
+    variant_controls_release(experience=experience, refs=released)
     # Names are unique per experience: set renamed ones aside first so two can swap names.
     renamed = [item["ref"] for item in variants if "ref" in item and "name" in item]
     Variant.objects.filter(experience=experience, ref__in=renamed).update(
@@ -374,6 +379,17 @@ def _variants_replace(experience: Experience, variants: list[dict]) -> None:
         for key, value in item.items():
             setattr(variant, key, value)
         variant.save()
+
+
+def variant_controls_release(*, experience: Experience, refs: Iterable[uuid.UUID]) -> None:
+    """Unmark these variants as the control before another variant becomes it.
+
+    An experience has at most one control at any moment (a database constraint), so when the
+    control moves, the old one must let go first, whichever of the two is saved first.
+    """
+    Variant.objects.filter(experience=experience, ref__in=list(refs), is_control=True).update(
+        is_control=False
+    )
 
 
 @transaction.atomic
