@@ -1,4 +1,6 @@
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
@@ -9,13 +11,92 @@ from tracking.models import Event
 from .models import Assignment, Experience, FlowExecution, Variant
 from .results import experience_results
 from .selectors import flow_definitions_forget_soon
-from .services import experiences_status_set
+from .services import (
+    ExperienceRuleError,
+    experience_status_set,
+    experience_validate,
+    variant_controls_release,
+)
 
 CHART_WIDTH, BAR_HEIGHT, GAP = 420, 22, 10
 
 
+def _rule_message(error: ExperienceRuleError) -> str:
+    return f"{error.path}: {error.message}" if error.path else error.message
+
+
+class ExperienceForm(forms.ModelForm):
+    """The experience page, checked by the same rules as the API (``experience_validate``)."""
+
+    # Set by ExperienceAdmin.get_form: the variants inline is saved with this form, and checks
+    # the status together with the variants it will have.
+    variants_follow = False
+
+    def clean(self):
+        data = super().clean()
+        changes = dict(data)
+        if self.variants_follow:
+            changes.pop("status", None)
+        try:
+            # self.instance is still the stored experience: the form applies its data later.
+            experience_validate(experience=self.instance, changes=changes)
+        except ExperienceRuleError as error:
+            field = error.field if error.field in self.fields else None
+            self.add_error(field, _rule_message(error))
+        return data
+
+
+class VariantFormSet(forms.BaseInlineFormSet):
+    """The variants as a whole list: one control at most, a variant guests were assigned to
+    kept (weight it to 0 instead), and a live experience with some weight."""
+
+    FIELDS = ("name", "weight", "is_control", "content")
+
+    def clean(self):
+        # Before Django's own checks, so that a refusal reads as the rules word it.
+        if not any(self.errors):
+            self._rules_check()
+        super().clean()
+
+    def _rules_check(self):
+        planned = []
+        for form in self.forms:
+            if self.can_delete and form.cleaned_data.get("DELETE"):
+                continue
+            if form.instance.pk is None and not form.has_changed():
+                continue  # an extra row left empty
+            item = {key: form.cleaned_data[key] for key in self.FIELDS if key in form.cleaned_data}
+            if form.instance.pk is not None:
+                item["ref"] = form.instance.ref
+            planned.append(item)
+        # Stored variants missing from the post are kept as they are, not removed.
+        posted = {form.instance.pk for form in self.initial_forms}
+        planned += [{"ref": v.ref} for v in self.get_queryset() if v.pk not in posted]
+        # self.instance has the page's new values; the status is checked here, with the
+        # variants it goes with.
+        try:
+            experience_validate(
+                experience=self.instance, changes={"status": self.instance.status}, variants=planned
+            )
+        except ExperienceRuleError as error:
+            raise ValidationError(_rule_message(error)) from None
+
+    def save(self, commit=True):
+        if commit:
+            variant_controls_release(
+                experience=self.instance,
+                refs=[
+                    form.instance.ref
+                    for form in self.initial_forms
+                    if form.cleaned_data.get("DELETE") or not form.cleaned_data.get("is_control")
+                ],
+            )
+        return super().save(commit)
+
+
 class VariantInline(admin.TabularInline):
     model = Variant
+    formset = VariantFormSet
     extra = 0
     fields = ["name", "weight", "is_control", "content", "ref"]
     readonly_fields = ["ref"]
@@ -23,6 +104,7 @@ class VariantInline(admin.TabularInline):
 
 @admin.register(Experience)
 class ExperienceAdmin(WorkspaceScopedAdmin):
+    form = ExperienceForm
     list_display = ["name", "friendly_id", "workspace", "kind", "status", "traffic_allocation"]
     list_filter = ["status", "kind"]
     list_select_related = ["workspace"]
@@ -39,13 +121,28 @@ class ExperienceAdmin(WorkspaceScopedAdmin):
         ("Results", {"fields": ["results_table", "tracking_events"]}),
     ]
 
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        form.variants_follow = any(
+            isinstance(inline, VariantInline) for inline in self.get_inline_instances(request, obj)
+        )
+        return form
+
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
         flow_definitions_forget_soon()
 
     def _status(self, request, queryset, status, verb):
-        changed = experiences_status_set(experiences=queryset, status=status)
-        messages.success(request, f"{verb} {changed} experience(s).")
+        changed = 0
+        for experience in queryset:
+            try:
+                experience_status_set(experience=experience, status=status)
+            except ExperienceRuleError as error:
+                messages.error(request, f"{experience}: {_rule_message(error)}")
+            else:
+                changed += 1
+        if changed:
+            messages.success(request, f"{verb} {changed} experience(s).")
 
     @admin.action(description="Launch (live)", permissions=["change"])
     def launch(self, request, queryset):

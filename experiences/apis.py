@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from django.db.models import Exists, OuterRef
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from profiles.models import Segment
-from profiles.rules import RuleError, property_condition_validate
 from tracking.api_common import Pages, workspace_field, workspace_for_write
 from tracking.selectors import workspaces_visible
 
-from .models import Assignment, Experience, FlowExecution, Variant
+from .models import Experience, Variant
 from .results import experience_results
-from .services import experience_save
+from .services import ExperienceRuleError, experience_save
 
 
 class VariantSerializer(serializers.ModelSerializer):
@@ -29,7 +28,7 @@ class VariantSerializer(serializers.ModelSerializer):
     class Meta:
         model = Variant
         fields = ["ref", "name", "weight", "isControl", "content"]
-        # Name uniqueness is checked across the whole list in ExperienceSerializer.validate().
+        # Name uniqueness is checked across the whole list by services.experience_validate().
         validators = []
 
 
@@ -91,7 +90,7 @@ class ExperienceSerializer(serializers.ModelSerializer):
             "endsAt",
             "variants",
         ]
-        # friendlyId uniqueness per workspace is checked in validate(), where it is known.
+        # friendlyId uniqueness per workspace is checked by services.experience_validate().
         validators = []
 
     def to_representation(self, instance):
@@ -100,96 +99,32 @@ class ExperienceSerializer(serializers.ModelSerializer):
         return data
 
     def validate(self, data):
-        instance = self.instance
-        workspace = data["workspace"] = workspace_for_write(
-            user=self.context["request"].user, given=data.get("workspace"), instance=instance
+        data["workspace"] = workspace_for_write(
+            user=self.context["request"].user, given=data.get("workspace"), instance=self.instance
         )
-        friendly_id = data.get("friendly_id")
-        if instance is not None and friendly_id not in (None, instance.friendly_id):
-            raise ValidationError({"friendlyId": "the friendlyId cannot change"})
-        if (
-            instance is None
-            and Experience.objects.filter(workspace=workspace, friendly_id=friendly_id).exists()
-        ):
-            raise ValidationError(
-                {"friendlyId": "this workspace already has an experience with this id"}
-            )
-        for key, label in (
-            ("target_segments", "targetSegments"),
-            ("exclusion_segments", "exclusionSegments"),
-        ):
-            foreign = [s.slug for s in data.get(key, []) if s.workspace_id != workspace.pk]
-            if foreign:
-                raise ValidationError({label: f"no segment {foreign[0]!r} in this workspace"})
-        starts = data.get("starts_at", instance.starts_at if instance else None)
-        ends = data.get("ends_at", instance.ends_at if instance else None)
-        if starts and ends and ends <= starts:
-            raise ValidationError({"endsAt": "endsAt must be after startsAt"})
-        if "goal_condition" in data:
-            _goal_condition_check(data["goal_condition"])
-        if "variants" in data:
-            _variants_check(data["variants"], instance)
-        status = data.get("status", instance.status if instance else Experience.Status.DRAFT)
-        variants = (
-            data.get("variants")
-            if "variants" in data
-            else (list(instance.variants.values("weight")) if instance else [])
-        )
-        if status == Experience.Status.LIVE and sum(v.get("weight", 50) for v in variants) <= 0:
-            raise ValidationError(
-                {"status": "a live experience needs variants whose weights add up to more than 0"}
-            )
         return data
 
     def create(self, validated_data):
-        return experience_save(experience=Experience(), data=validated_data)
+        return self._save(Experience(), validated_data)
 
     def update(self, instance, validated_data):
-        return experience_save(experience=instance, data=validated_data)
+        return self._save(instance, validated_data)
 
+    def _save(self, experience: Experience, data: dict) -> Experience:
+        try:
+            return experience_save(experience=experience, data=data)
+        except ExperienceRuleError as error:
+            raise ValidationError(self._error(error)) from None
 
-def _goal_condition_check(condition) -> None:
-    if condition is None:
-        return
-    try:
-        property_condition_validate(condition)
-    except RuleError as error:
-        raise ValidationError(
-            {"goalCondition": {"path": error.path, "message": error.message}}
-        ) from None
-
-
-def _variants_check(variants: list[dict], instance: Experience | None) -> None:
-    current = {
-        ref: {"name": name, "is_control": is_control}
-        for ref, name, is_control in (
-            instance.variants.values_list("ref", "name", "is_control") if instance else []
+    def _error(self, error: ExperienceRuleError) -> dict:
+        """The service's refusal as this API's 400: the message under the field's API name."""
+        field = next(
+            (name for name, f in self.fields.items() if f.source == error.field),
+            api_settings.NON_FIELD_ERRORS_KEY,
         )
-    }
-
-    def effective(item: dict, key: str):
-        return item[key] if key in item else current.get(item.get("ref"), {}).get(key)
-
-    names = [effective(v, "name") for v in variants]
-    if not all(names):
-        raise ValidationError({"variants": "a new variant needs a name"})
-    if len(set(names)) != len(names):
-        raise ValidationError({"variants": "variant names must differ"})
-    if sum(1 for v in variants if effective(v, "is_control")) > 1:
-        raise ValidationError({"variants": "at most one variant is the control"})
-    unknown = [str(v["ref"]) for v in variants if "ref" in v and v["ref"] not in current]
-    if unknown:
-        raise ValidationError({"variants": f"no variant {unknown[0]} in this experience"})
-    if instance is not None:
-        dropped = instance.variants.exclude(ref__in=[v["ref"] for v in variants if "ref" in v])
-        in_use = dropped.filter(
-            Exists(Assignment.objects.filter(variant=OuterRef("pk")))
-            | Exists(FlowExecution.objects.filter(variant=OuterRef("pk")))
-        ).values_list("name", flat=True)
-        if in_use:
-            raise ValidationError(
-                {"variants": f"variant {in_use[0]!r} has guests assigned; set its weight to 0"}
-            )
+        if error.path:
+            return {field: {"path": error.path, "message": error.message}}
+        return {field: [error.message]}
 
 
 class VariantResultSerializer(serializers.Serializer):

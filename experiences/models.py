@@ -73,6 +73,12 @@ class Variant(models.Model):
         ordering = ["pk"]
         constraints = [
             models.UniqueConstraint(fields=["experience", "name"], name="variant_unique_name"),
+            models.UniqueConstraint(
+                fields=["experience"],
+                condition=models.Q(is_control=True),
+                name="variant_one_control",
+                violation_error_message="at most one variant is the control",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -84,7 +90,9 @@ class Assignment(models.Model):
 
     experience = models.ForeignKey(Experience, on_delete=models.CASCADE, related_name="+")
     guest = models.ForeignKey("profiles.Guest", on_delete=models.CASCADE, related_name="+")
-    variant = models.ForeignKey(Variant, on_delete=models.CASCADE, related_name="+")
+    # A variant guests were given is never deleted (weight it to 0): that would erase their
+    # assignment; deleting the whole experience still takes its assignments with it.
+    variant = models.ForeignKey(Variant, on_delete=models.RESTRICT, related_name="+")
     assigned_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -107,7 +115,8 @@ class FlowExecution(models.Model):
 
     ref = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     experience = models.ForeignKey(Experience, on_delete=models.CASCADE, related_name="+")
-    variant = models.ForeignKey(Variant, on_delete=models.CASCADE, related_name="+")
+    # Exposures are the results: kept like assignments (see Assignment.variant).
+    variant = models.ForeignKey(Variant, on_delete=models.RESTRICT, related_name="+")
     guest = models.ForeignKey("profiles.Guest", on_delete=models.CASCADE, related_name="+")
     session = models.ForeignKey(
         "profiles.Session", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"

@@ -1,20 +1,23 @@
-"""Running an experience for a guest (``/v2/callFlows``) and the TRACKING event it leaves."""
+"""Running an experience for a guest (``/v2/callFlows``) and the TRACKING event it leaves;
+changing an experience under the rules every caller (API, admin, actions) shares."""
 
 from __future__ import annotations
 
 import re
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
-from django.db.models import OuterRef, QuerySet, Subquery, Value
+from django.db.models import Exists, OuterRef, Subquery, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
 from profiles.identity import guest_get_or_create
 from profiles.models import Guest, SegmentMembership, Session
+from profiles.rules import RuleError, property_condition_validate
 from tracking import services as tracking_services
 from tracking.channels import WEB, channel_normalise
 from tracking.errors import IngestError
@@ -183,15 +186,166 @@ def _assignment(
     return variant
 
 
+class ExperienceRuleError(Exception):
+    """A definition of an experience that the rules refuse, whoever tried to save it.
+
+    ``field`` is the model field at fault (empty: the experience as a whole); ``path`` points
+    inside a goal condition. Each caller renders it in its own format: the API as a 400 naming
+    its field, the admin as the form's field error, an action as a message.
+    """
+
+    def __init__(self, message: str, *, field: str = "", path: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.path = path
+
+
+def experience_validate(
+    *, experience: Experience, changes: dict, variants: list[dict] | None = None
+) -> None:
+    """Check a change of ``experience`` against every rule its definition keeps.
+
+    ``experience`` is the one stored (an unsaved one for a create), ``changes`` the fields to
+    set, by model field name, and ``variants`` the whole list of variants it will have: dicts
+    of the fields to set, with the ``ref`` of a stored variant to change it (one left out is
+    removed), or ``None`` to keep the stored ones. A rule is checked when the change touches
+    it. Raises ``ExperienceRuleError`` for the first rule broken.
+    """
+    stored = experience.pk is not None
+    workspace_id = changes["workspace"].pk if changes.get("workspace") else experience.workspace_id
+    if stored and workspace_id != experience.workspace_id:
+        raise ExperienceRuleError("an object cannot move to another workspace", field="workspace")
+    _friendly_id_check(experience, changes, workspace_id)
+    if "traffic_allocation" in changes and not _whole(changes["traffic_allocation"], 0, 100):
+        raise ExperienceRuleError(
+            "the traffic allocation is a percentage, from 0 to 100", field="traffic_allocation"
+        )
+    if "goal_window_days" in changes and not _whole(changes["goal_window_days"], 1, 365):
+        raise ExperienceRuleError("the goal window is from 1 to 365 days", field="goal_window_days")
+    status = changes.get("status", experience.status)
+    if status not in Experience.Status.values:
+        raise ExperienceRuleError(f"no status {status!r}", field="status")
+    for key in ("target_segments", "exclusion_segments"):
+        foreign = [s.slug for s in changes.get(key, ()) if s.workspace_id != workspace_id]
+        if foreign:
+            raise ExperienceRuleError(f"no segment {foreign[0]!r} in this workspace", field=key)
+    if "starts_at" in changes or "ends_at" in changes:
+        starts = changes.get("starts_at", experience.starts_at)
+        ends = changes.get("ends_at", experience.ends_at)
+        if starts and ends and ends <= starts:
+            raise ExperienceRuleError("endsAt must be after startsAt", field="ends_at")
+    if changes.get("goal_condition") is not None:
+        try:
+            property_condition_validate(changes["goal_condition"])
+        except RuleError as error:
+            raise ExperienceRuleError(
+                error.message, field="goal_condition", path=error.path
+            ) from None
+    if variants is None and "status" not in changes:
+        return
+    current = {
+        ref: {"name": name, "weight": weight, "is_control": is_control}
+        for ref, name, weight, is_control in (
+            experience.variants.values_list("ref", "name", "weight", "is_control") if stored else ()
+        )
+    }
+    if variants is None:
+        weights = [v["weight"] for v in current.values()]
+    else:
+        _variants_check(experience, current, variants)
+        default = Variant._meta.get_field("weight").default
+        weights = [_effective(current, v, "weight", default) for v in variants]
+    if status == Experience.Status.LIVE and sum(weights) <= 0:
+        raise ExperienceRuleError(
+            "a live experience needs variants whose weights add up to more than 0",
+            field="status",
+        )
+
+
+FRIENDLY_ID = re.compile(r"[-a-zA-Z0-9_]+")
+MAX_WEIGHT = 1_000_000
+
+
+def _friendly_id_check(experience: Experience, changes: dict, workspace_id: int | None) -> None:
+    """Immutable once created: TRACKING events, segment rules and websites refer to it."""
+    if "friendly_id" not in changes:
+        return
+    friendly_id = changes["friendly_id"]
+    if experience.pk is not None:
+        if friendly_id != experience.friendly_id:
+            raise ExperienceRuleError("the friendlyId cannot change", field="friendly_id")
+        return
+    if not isinstance(friendly_id, str) or not FRIENDLY_ID.fullmatch(friendly_id):
+        raise ExperienceRuleError(
+            "a friendlyId is letters, digits, hyphens and underscores", field="friendly_id"
+        )
+    max_length = Experience._meta.get_field("friendly_id").max_length
+    if len(friendly_id) > max_length:
+        raise ExperienceRuleError(
+            f"a friendlyId has at most {max_length} characters", field="friendly_id"
+        )
+    if Experience.objects.filter(workspace_id=workspace_id, friendly_id=friendly_id).exists():
+        raise ExperienceRuleError(
+            "this workspace already has an experience with this id", field="friendly_id"
+        )
+
+
+def _whole(value, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _effective(current: dict, item: dict, key: str, default=None):
+    """A variant's value once changed: the one given, else the stored one."""
+    if key in item:
+        return item[key]
+    return current.get(item.get("ref"), {}).get(key, default)
+
+
+def _variants_check(experience: Experience, current: dict, variants: list[dict]) -> None:
+    names = [_effective(current, v, "name") for v in variants]
+    if not all(names):
+        raise ExperienceRuleError("a new variant needs a name", field="variants")
+    if len(set(names)) != len(names):
+        raise ExperienceRuleError("variant names must differ", field="variants")
+    if any("weight" in v and not _whole(v["weight"], 0, MAX_WEIGHT) for v in variants):
+        raise ExperienceRuleError(
+            f"a variant's weight is a whole number from 0 to {MAX_WEIGHT}", field="variants"
+        )
+    if sum(1 for v in variants if _effective(current, v, "is_control")) > 1:
+        raise ExperienceRuleError("at most one variant is the control", field="variants")
+    unknown = [str(v["ref"]) for v in variants if "ref" in v and v["ref"] not in current]
+    if unknown:
+        raise ExperienceRuleError(f"no variant {unknown[0]} in this experience", field="variants")
+    dropped = set(current) - {v["ref"] for v in variants if "ref" in v}
+    if dropped:
+        # Removing one would take its guests' assignments and exposures with it.
+        in_use = (
+            Variant.objects.filter(experience=experience, ref__in=dropped)
+            .filter(
+                Exists(Assignment.objects.filter(variant=OuterRef("pk")))
+                | Exists(FlowExecution.objects.filter(variant=OuterRef("pk")))
+            )
+            .values_list("name", flat=True)
+        )
+        if in_use:
+            raise ExperienceRuleError(
+                f"variant {in_use[0]!r} has guests assigned; set its weight to 0",
+                field="variants",
+            )
+
+
 @transaction.atomic
 def experience_save(*, experience: Experience, data: dict) -> Experience:
-    """Create or update an experience from validated API data, variants included.
+    """Create or update an experience, variants included, once the rules allow the change.
 
-    ``data["variants"]``, when given, is the whole list: variants with a ``ref`` are updated,
-    the others added, and those left out removed (the caller checks no guest was assigned one).
+    ``data`` holds the fields to set; ``data["variants"]``, when given, is the whole list:
+    variants with a ``ref`` are updated, the others added, and those left out removed.
+    Raises ``ExperienceRuleError`` (see ``experience_validate``) before writing anything.
     """
     data = dict(data)
     variants = data.pop("variants", None)
+    experience_validate(experience=experience, changes=data, variants=variants)
     segments = {
         key: data.pop(key) for key in ("target_segments", "exclusion_segments") if key in data
     }
@@ -211,6 +365,10 @@ def _variants_replace(experience: Experience, variants: list[dict]) -> None:
     kept = {item["ref"] for item in variants if "ref" in item}
     dropped = [v for ref, v in existing.items() if ref not in kept]
     Variant.objects.filter(pk__in=[v.pk for v in dropped]).delete()
+    released = [
+        item["ref"] for item in variants if "ref" in item and item.get("is_control") is False
+    ]
+    variant_controls_release(experience=experience, refs=released)
     # Names are unique per experience: set renamed ones aside first so two can swap names.
     renamed = [item["ref"] for item in variants if "ref" in item and "name" in item]
     Variant.objects.filter(experience=experience, ref__in=renamed).update(
@@ -223,11 +381,27 @@ def _variants_replace(experience: Experience, variants: list[dict]) -> None:
         variant.save()
 
 
-def experiences_status_set(*, experiences: QuerySet[Experience], status: str) -> int:
-    """Launch, pause or complete experiences; every later decision in this process sees it."""
-    changed = experiences.update(status=status)
+def variant_controls_release(*, experience: Experience, refs: Iterable[uuid.UUID]) -> None:
+    """Unmark these variants as the control before another variant becomes it.
+
+    An experience has at most one control at any moment (a database constraint), so when the
+    control moves, the old one must let go first, whichever of the two is saved first.
+    """
+    Variant.objects.filter(experience=experience, ref__in=list(refs), is_control=True).update(
+        is_control=False
+    )
+
+
+@transaction.atomic
+def experience_status_set(*, experience: Experience, status: str) -> Experience:
+    """Launch, pause or complete an experience if the rules allow it; every later decision in
+    this process sees it. Raises ``ExperienceRuleError`` (a launch without any weight)."""
+    experience = Experience.objects.select_for_update().get(pk=experience.pk)
+    experience_validate(experience=experience, changes={"status": status})
+    experience.status = status
+    experience.save(update_fields=["status"])
     flow_definitions_forget_soon()
-    return changed
+    return experience
 
 
 def experiences_source(workspace: Workspace) -> Source:

@@ -3,6 +3,7 @@
 import factory
 from django.contrib.auth import get_user_model
 
+from experiences.models import Experience, Variant
 from tracking import services
 from tracking.models import Source, Workspace
 
@@ -46,3 +47,20 @@ class SourceFactory(factory.django.DjangoModelFactory):
     @classmethod
     def _create(cls, model_class, *args, workspace, name, kind, **options):
         return services.source_create(workspace=workspace, name=name, kind=kind, **options)
+
+
+class ExperienceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Experience
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    friendly_id = factory.Sequence(lambda n: f"experience_{n}")
+    name = factory.Sequence(lambda n: f"Experience {n}")
+
+
+class VariantFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Variant
+
+    experience = factory.SubFactory(ExperienceFactory)
+    name = factory.Sequence(lambda n: f"Variant {n}")
