@@ -9,8 +9,9 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
+from config.lib.api import Pages
 from profiles.models import Segment
-from tracking.api_common import Pages, workspace_field, workspace_for_write
+from tracking.api_common import workspace_field, workspace_for_write
 from tracking.selectors import workspaces_visible
 
 from .models import Experience, Variant

@@ -9,7 +9,7 @@ from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from tracking.api_common import Pages
+from config.lib.api import Pages
 from tracking.apis import EventSerializer, NewestFirst
 from tracking.selectors import workspaces_visible
 

@@ -29,7 +29,7 @@ from django.db import connection
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
-from tracking.db import pg_array, rows_update
+from config.lib.db import pg_array, rows_update
 
 from .models import Guest, GuestMerge, Identity, SegmentMembership, Session
 

@@ -11,7 +11,8 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from tracking.api_common import Pages, workspace_field, workspace_for_write
+from config.lib.api import Pages
+from tracking.api_common import workspace_field, workspace_for_write
 from tracking.selectors import workspaces_visible
 
 from .apis import GuestSerializer

@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from tracking.db import setting_local
+from config.lib.db import setting_local
 
 from .models import DirtyGuest, Segment, SegmentMembership, SegmentRun
 from .rules import rule_validate

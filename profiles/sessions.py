@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from django.db.models import Case, Value, When
 from django.utils import timezone
 
-from tracking.db import rows_update
+from config.lib.db import rows_update
 from tracking.models import Event, Workspace
 
 from .models import Session

@@ -12,7 +12,8 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from .db import setting_local
+from config.lib.db import setting_local
+
 from .models import Workspace
 from .selectors import workspaces_visible
 

@@ -8,7 +8,8 @@ import django_filters
 from rest_framework import serializers, viewsets
 from rest_framework.exceptions import ValidationError
 
-from .api_common import Pages
+from config.lib.api import Pages
+
 from .models import Event
 from .selectors import events_visible
 

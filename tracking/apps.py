@@ -6,6 +6,6 @@ class TrackingConfig(AppConfig):
     verbose_name = "Tracking"
 
     def ready(self) -> None:
-        from .periodic import embedded_beat_start_if_wanted
+        from config.lib.periodic import embedded_beat_start_if_wanted
 
         embedded_beat_start_if_wanted()

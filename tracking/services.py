@@ -14,13 +14,13 @@ from django.db import IntegrityError, InterfaceError, OperationalError, connecti
 from django.db.models import Exists, JSONField, Max, OuterRef, QuerySet
 from django.utils import timezone
 
+from config.lib.db import COPY_FROM_ROWS, pg_array, row_values
 from profiles.identity import guest_get_or_create, guests_resolve
 from profiles.models import Guest, Segment, Session
 from profiles.segments import guests_mark_dirty
 from profiles.services import messages_suppressed_drop
 from profiles.sessions import sessions_assign, sessions_reconcile
 
-from .db import COPY_FROM_ROWS, pg_array, row_values
 from .doors import collect, optimizely, segment, stream
 from .errors import IngestError
 from .messages import Message, contains_nul, ip_anonymize

@@ -120,9 +120,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # The stock parsers, refusing U+0000 with a 400 that names the field.
     "DEFAULT_PARSER_CLASSES": [
-        "tracking.api_common.JSONParser",
-        "tracking.api_common.FormParser",
-        "tracking.api_common.MultiPartParser",
+        "config.lib.api.JSONParser",
+        "config.lib.api.FormParser",
+        "config.lib.api.MultiPartParser",
     ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -215,7 +215,7 @@ FOOTPRINT = {
     # How long a web process reuses an experience's definition in /v2/callFlows.
     "FLOW_CACHE_SECONDS": env.float("FOOTPRINT_FLOW_CACHE_SECONDS", default=5.0),
     # Without a broker, the development server runs CELERY_BEAT_SCHEDULE itself on a thread
-    # (tracking.periodic), so sessions close and the sweeps run as they do in production.
+    # (config.lib.periodic), so sessions close and the sweeps run as they do in production.
     "EMBEDDED_BEAT": env.bool("FOOTPRINT_EMBEDDED_BEAT", default=CELERY_TASK_ALWAYS_EAGER),
     # How long a web process reuses the source a write key belongs to.
     "SOURCE_CACHE_SECONDS": env.float("FOOTPRINT_SOURCE_CACHE_SECONDS", default=5.0),
@@ -224,7 +224,7 @@ FOOTPRINT = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"write_key_redact": {"()": "tracking.log_filters.WriteKeyRedactFilter"}},
+    "filters": {"write_key_redact": {"()": "config.lib.log_filters.WriteKeyRedactFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {

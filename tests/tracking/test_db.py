@@ -3,7 +3,7 @@
 import pytest
 from django.db import DatabaseError, connection
 
-from tracking.db import setting_local
+from config.lib.db import setting_local
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 

@@ -12,8 +12,8 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from config.lib.periodic import EmbeddedBeat, serving_development_server
 from profiles.models import Session
-from tracking.periodic import EmbeddedBeat, serving_development_server
 
 pytestmark = pytest.mark.django_db
 
