@@ -229,7 +229,9 @@ def _guests_lock(guest_ids: set[int], locked: dict[int, Locked]) -> None:
 
 
 def _compatible(a: Node, b: Node) -> bool:
-    return len(a.user_ids | b.user_ids) <= 1
+    """Whether an implicit merge may join the two: not if both have user ids (identities are
+    unique, so theirs differ). A guest an alias gave two user ids is still one person."""
+    return not (a.user_ids and b.user_ids)
 
 
 def _union(a: Node, b: Node, *, plan: Plan, reason: str, message_id: str, forced: bool) -> Node:

@@ -150,6 +150,16 @@ class TestMerges:
 
         assert live_guests().count() == 1
 
+    def test_a_guest_with_two_user_ids_from_an_alias_still_takes_in_its_browsers(self, door):
+        door.post("track", {"userId": "old-id", "event": "E", "timestamp": at(0)})
+        door.post("alias", {"previousId": "old-id", "userId": "new-id", "timestamp": at(1)})
+        door.post("page", {"anonymousId": "laptop", "name": "Home", "timestamp": at(2)})
+
+        door.post("identify", {"userId": "new-id", "anonymousId": "laptop", "timestamp": at(3)})
+
+        assert guest_of("anonymous_id", "laptop") == guest_of("user_id", "new-id")
+        assert live_guests().count() == 1
+
     def test_merge_inside_one_batch(self, door):
         batch = [
             {"type": "page", "anonymousId": "a1", "name": "Home", "timestamp": at(0)},
