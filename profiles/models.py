@@ -81,6 +81,11 @@ class Identity(models.Model):
     def kind_is_known(cls, kind: str) -> bool:
         return kind not in cls.ANONYMOUS_KINDS
 
+    @classmethod
+    def kinds_matched(cls, kind: str) -> tuple[str, ...]:
+        """The kinds of identifier that an identity of ``kind`` is found by."""
+        return cls.PREVIOUS_ID_MATCHES if kind == cls.Kind.PREVIOUS_ID else (kind,)
+
 
 class Session(models.Model):
     """A guest's run of activity on one channel, ended by inactivity or a forced close."""

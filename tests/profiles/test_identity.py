@@ -210,6 +210,14 @@ class TestAliasInAnyOrder:
         assert Event.objects.get(name="Bought").guest == survivor
         assert guest_of("user_id", "old-q") == survivor
 
+    def test_an_aliased_id_not_seen_yet_is_found_under_either_kind(self, door, api):
+        door.post("alias", {"previousId": "old-q", "userId": "user-u"})
+        ref = str(guest_of("user_id", "user-u").ref)
+
+        assert guests_named(api, "old-q", kind="user_id") == [ref]
+        assert guests_named(api, "old-q", kind="anonymous_id") == [ref]
+        assert guests_named(api, "old-q", kind="email") == []
+
     def test_an_aliased_anonymous_id_is_found_when_it_arrives_as_a_user_id(self, door, api):
         door.post("page", {"anonymousId": "old-q", "name": "Home", "timestamp": at(0)})
         door.post("alias", {"previousId": "old-q", "userId": "user-u", "timestamp": at(1)})
