@@ -7,7 +7,10 @@ Runs inside the pipeline's transaction, set-based: a few queries per batch whate
 2. Plan, in Python, over the messages oldest first: each message anchors on the guest of its
    strongest identifier; the other guests its identifiers point at are merged into the anchor
    unless that would join two different user_ids; identifiers nobody owns yet go to the anchor,
-   and a message nobody knows opens a new visitor guest.
+   and a message nobody knows opens a new visitor guest. An alias ties its previousId to its
+   guest whichever kind previousId turns out to be: it merges the guests that have it as a
+   user_id or anonymous_id, and records it as a ``previous_id`` that a later user_id or
+   anonymous_id of the same value is found by.
 3. Create the planned guests and insert their identities with ON CONFLICT DO NOTHING, then
    repeat from 1: a worker that lost a race now sees the winner's identity and merges into it.
 4. Apply the merges (identities, events and sessions move; the loser keeps ``merged_into``) and
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
 IdentityKey = tuple[int, str, str]  # (workspace_id, kind, value)
 
 USER_ID = Identity.Kind.USER_ID
+PREVIOUS_ID = Identity.Kind.PREVIOUS_ID
 MAX_ROUNDS = 4
 MAX_MERGE_HOPS = 16
 # Strongest first: the anchor of a message is the guest of its strongest owned identifier.
@@ -118,17 +122,31 @@ def _ordered(messages: list[Message]) -> list[Message]:
 
 
 def _keys(message: Message) -> list[IdentityKey]:
-    pairs = sorted(set(message.identifiers), key=lambda pair: (kind_rank(pair[0]), pair))
+    # Only an alias records a previous id: a door's free provider name cannot pose as one.
+    pairs = sorted(
+        {pair for pair in message.identifiers if pair[0] != PREVIOUS_ID},
+        key=lambda pair: (kind_rank(pair[0]), pair),
+    )
     return [(message.workspace_id, kind, value) for kind, value in pairs]
 
 
 def _alias_keys(message: Message) -> list[IdentityKey]:
+    """Every key an alias's previousId may be known by, its own ``previous_id`` last."""
     if message.type != "alias" or not message.previous_id:
         return []
     return [
         (message.workspace_id, kind, message.previous_id)
-        for kind in (USER_ID, Identity.Kind.ANONYMOUS_ID)
+        for kind in (*Identity.PREVIOUS_ID_MATCHES, PREVIOUS_ID)
     ]
+
+
+def _aliased_keys(keys: Iterable[IdentityKey]) -> set[IdentityKey]:
+    """The ``previous_id`` keys an earlier alias may have recorded these ids under."""
+    return {
+        (workspace_id, PREVIOUS_ID, value)
+        for workspace_id, kind, value in keys
+        if kind in Identity.PREVIOUS_ID_MATCHES
+    }
 
 
 def identities_lookup(keys: Iterable[IdentityKey]) -> dict[IdentityKey, int]:
@@ -209,7 +227,7 @@ def guest_get_or_create(
     return next(g for g in resolution.guests if g.pk == message.guest_id)
 
 
-def _guests_lock(guest_ids: set[int], locked: dict[int, Locked]) -> None:
+def _guests_lock(guest_ids: set[int], locked: dict[int, Locked], *, held: list[int]) -> None:
     """Lock the guests not locked yet (in id order) and their merge survivors."""
     wanted = guest_ids - set(locked)
     for _ in range(MAX_MERGE_HOPS):
@@ -217,9 +235,11 @@ def _guests_lock(guest_ids: set[int], locked: dict[int, Locked]) -> None:
             return
         guests = list(Guest.objects.select_for_update().filter(pk__in=wanted).order_by("pk"))
         user_ids: dict[int, set[str]] = defaultdict(set)
-        for guest_id, value in Identity.objects.filter(
-            guest_id__in=wanted, kind=USER_ID
-        ).values_list("guest_id", "value"):
+        for guest_id, value in (
+            Identity.objects.filter(guest_id__in=wanted, kind=USER_ID)
+            .exclude(pk__in=held)
+            .values_list("guest_id", "value")
+        ):
             user_ids[guest_id].add(value)
         for guest in guests:
             locked[guest.pk] = Locked(guest=guest, user_ids=frozenset(user_ids[guest.pk]))
@@ -229,7 +249,9 @@ def _guests_lock(guest_ids: set[int], locked: dict[int, Locked]) -> None:
 
 
 def _compatible(a: Node, b: Node) -> bool:
-    return len(a.user_ids | b.user_ids) <= 1
+    """Whether an implicit merge may join the two: not if both have user ids (identities are
+    unique, so theirs differ). A guest an alias gave two user ids is still one person."""
+    return not (a.user_ids and b.user_ids)
 
 
 def _union(a: Node, b: Node, *, plan: Plan, reason: str, message_id: str, forced: bool) -> Node:
@@ -282,11 +304,21 @@ def _plan(
         for key in keys:
             if key in owner and owner[key].root() not in owned:
                 owned.append(owner[key].root())
+        # The guests aliases tie this message to: those of its previousId (if an alias), and
+        # those an earlier alias recorded one of its ids for.
+        tied: list[Node] = []
+        for key in (*_alias_keys(message), *sorted(_aliased_keys(keys))):
+            if key in owner and owner[key].root() not in tied:
+                tied.append(owner[key].root())
         user_key = next((key for key in keys if key[1] == USER_ID), None)
         if user_key is not None and user_key in owner:
             anchor = owner[user_key].root()
         else:
-            candidates = owned if user_key is None else [n for n in owned if not n.user_ids]
+            # An alias ties the message to its guest whatever user ids that has (it is
+            # explicit); otherwise a new user id only joins a guest that has none.
+            candidates = tied or (
+                owned if user_key is None else [n for n in owned if not n.user_ids]
+            )
             if candidates:
                 anchor = candidates[0]
             else:
@@ -314,19 +346,17 @@ def _plan(
                     forced=False,
                 )
         anchor = anchor.root()
-        alias_keys = _alias_keys(message)
-        previous = [owner[key].root() for key in alias_keys if key in owner]
-        for node in previous:
+        for node in tied:
             anchor = _union(
                 anchor,
                 node,
                 plan=plan,
                 reason=GuestMerge.Reason.ALIAS,
                 message_id=message.message_id,
-                forced=True,
+                forced=message.type == "alias",
             )
-        if alias_keys and not previous:
-            keys.append(alias_keys[1])
+        # An alias records its previousId, to be found whichever kind it turns up as later.
+        keys += _alias_keys(message)[-1:]
         for key in keys:
             if key not in owner:
                 owner[key] = anchor
@@ -356,11 +386,20 @@ def guests_resolve(*, messages: list[Message]) -> Resolution:
     if any(not message.identifiers for message in messages):
         raise ValueError("every message needs at least one identifier")
     wanted = {key for message in messages for key in (*_keys(message), *_alias_keys(message))}
+    # An id nobody had may be one an alias named before it arrived. Only such ids are looked
+    # up as previous ids (an id somebody has is on the guest of its previous id, if any), and
+    # again in later rounds, where another worker may have recorded one since.
+    aliased: set[IdentityKey] = set()
     locked: dict[int, Locked] = {}
     created: set[int] = set()
+    held: list[int] = []
     for _ in range(MAX_ROUNDS):
-        owners = identities_lookup(wanted)
-        _guests_lock(set(owners.values()), locked)
+        owners = identities_lookup(wanted | aliased)
+        unknown = _aliased_keys(key for key in wanted if key not in owners) - aliased
+        if unknown:
+            aliased |= unknown
+            owners |= identities_lookup(unknown)
+        _guests_lock(set(owners.values()), locked, held=held)
         plan = _plan(messages, owners, locked, created)
         if not plan.assigned:
             break
@@ -376,8 +415,11 @@ def guests_resolve(*, messages: list[Message]) -> Resolution:
             ],
             ignore_conflicts=True,
         )
+        held += _previous_ids_hold(plan)
     else:
         raise RuntimeError("identity resolution did not settle")
+    if held:
+        Identity.objects.filter(pk__in=held).delete()
 
     resolution = Resolution()
     for merge in plan.merges:
@@ -401,6 +443,42 @@ def guests_resolve(*, messages: list[Message]) -> Resolution:
         ).delete()
     resolution.guests = _profiles_update(messages, survivors)
     return resolution
+
+
+def _previous_ids_hold(plan: Plan) -> list[int]:
+    """Hold the user_id and anonymous_id keys of each previous id the round recorded, on the
+    alias's guest; the caller deletes the rows (whose ids this returns) before commit.
+
+    Another worker may be storing that id's first event at this very moment, each unseen by
+    the other: a previous_id and a user_id of one value never collide, but two inserts of one
+    key do, and the second waits for the first to commit and then sees it. A row deleted by a
+    transaction still open keeps others waiting (the delete could yet roll back), so the hold
+    lasts until commit. SQLite runs one writer at a time: there is nothing to hold there.
+    """
+    if connection.vendor != "postgresql":
+        return []
+    rows = sorted(
+        (workspace_id, kind, value, node.root().guest.pk)
+        for (workspace_id, recorded, value), node in plan.assigned.items()
+        if recorded == PREVIOUS_ID
+        for kind in Identity.PREVIOUS_ID_MATCHES
+        if (workspace_id, kind, value) not in plan.assigned
+    )
+    if not rows:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {Identity._meta.db_table} (workspace_id, kind, value, guest_id, created_at)
+            SELECT k.workspace_id, k.kind, k.value, k.guest_id, now()
+            FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[])
+              AS k(workspace_id, kind, value, guest_id)
+            ON CONFLICT DO NOTHING
+            RETURNING id
+            """,  # noqa: S608 - the table name is ours, values are parameters
+            [pg_array(column) for column in zip(*rows, strict=True)],
+        )
+        return [row[0] for row in cursor]
 
 
 def _merges_apply(merges: list[Merge], *, created: set[int]) -> None:

@@ -48,10 +48,17 @@ class Identity(models.Model):
         EMAIL = "email", "Email"
         DEVICE_ID = "device_id", "Device id"
         BROWSER = "browser", "Browser"
+        # The previousId of an alias. An alias does not say whether it was a userId or an
+        # anonymousId, so it stands for both: a later userId or anonymousId of that value
+        # belongs to the same guest.
+        PREVIOUS_ID = "previous_id", "Previous id"
 
-    # Kinds that say which browser or device was used rather than who the person is. Every
-    # other kind (user_id, email, any provider's id) makes its guest a known customer.
-    ANONYMOUS_KINDS = frozenset({Kind.ANONYMOUS_ID, Kind.DEVICE_ID, Kind.BROWSER})
+    # The kinds a previous id matches.
+    PREVIOUS_ID_MATCHES = (Kind.USER_ID, Kind.ANONYMOUS_ID)
+    # Kinds that do not say who the person is: which browser or device was used, or an
+    # alias's previous id (which may have been anonymous). Every other kind (user_id, email,
+    # any provider's id) makes its guest a known customer.
+    ANONYMOUS_KINDS = frozenset({Kind.ANONYMOUS_ID, Kind.DEVICE_ID, Kind.BROWSER, Kind.PREVIOUS_ID})
 
     workspace = models.ForeignKey("tracking.Workspace", on_delete=models.CASCADE, related_name="+")
     guest = models.ForeignKey(Guest, on_delete=models.CASCADE, related_name="identities")
@@ -75,6 +82,11 @@ class Identity(models.Model):
     @classmethod
     def kind_is_known(cls, kind: str) -> bool:
         return kind not in cls.ANONYMOUS_KINDS
+
+    @classmethod
+    def kinds_matched(cls, kind: str) -> tuple[str, ...]:
+        """The kinds of identifier that an identity of ``kind`` is found by."""
+        return cls.PREVIOUS_ID_MATCHES if kind == cls.Kind.PREVIOUS_ID else (kind,)
 
 
 class Session(models.Model):

@@ -28,9 +28,14 @@ def guest_get_by_ref(*, ref: str | uuid.UUID, guests: QuerySet[Guest]) -> Guest 
 def guests_by_identifier(
     *, value: str, kind: str | None, guests: QuerySet[Guest]
 ) -> QuerySet[Guest]:
-    """Guests with an identity of this value (of this kind, when given), or this email."""
+    """Guests with an identity of this value (of this kind, when given), or this email.
+
+    An alias's previous id counts as a user id and as an anonymous id of its guest.
+    """
     identities = Identity.objects.filter(value=value)
-    if kind:
+    if kind in Identity.PREVIOUS_ID_MATCHES:
+        identities = identities.filter(kind__in=[kind, Identity.Kind.PREVIOUS_ID])
+    elif kind:
         identities = identities.filter(kind=kind)
     matched = guests.filter(pk__in=identities.values("guest_id"))
     if not kind or kind == Identity.Kind.EMAIL:

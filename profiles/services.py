@@ -55,6 +55,10 @@ def guest_erase(*, guest: Guest, erased_by: str) -> Erasure:
         Identity.objects.filter(guest_id__in=guest_ids).values_list("pk", "kind", "value")
     )
     identities = [(kind, value) for _, kind, value in identity_rows]
+    # An alias's previous id comes back as a user id or an anonymous id: both are dropped.
+    suppressed = {
+        (matched, value) for kind, value in identities for matched in Identity.kinds_matched(kind)
+    }
     erasure = Erasure.objects.create(
         workspace_id=guest.workspace_id,
         guest_ref=guest.ref,
@@ -68,7 +72,7 @@ def guest_erase(*, guest: Guest, erased_by: str) -> Erasure:
                 digest=identity_digest(guest.workspace_id, kind, value),
                 erasure=erasure,
             )
-            for kind, value in identities
+            for kind, value in suppressed
         ],
         ignore_conflicts=True,
     )

@@ -476,7 +476,8 @@ def events_store(*, messages: list[Message], dedup_windows: dict, session_timeou
     if not fresh:
         return Stored(event_ids=[], duplicates=len(kept), suppressed=suppressed)
     resolution = guests_resolve(messages=fresh)
-    sessions_assign(messages=fresh, timeouts=session_timeouts)
+    # Merged guests' sessions are joined first: joining afterwards could absorb a session
+    # this batch's events were just placed in.
     if resolution.merge_winners:
         sessions_reconcile(
             guest_ids=resolution.merge_winners,
@@ -484,6 +485,7 @@ def events_store(*, messages: list[Message], dedup_windows: dict, session_timeou
             until=resolution.merged_until,
             timeouts=session_timeouts,
         )
+    sessions_assign(messages=fresh, timeouts=session_timeouts)
     event_ids = events_insert(fresh)
     segments_touch(messages=fresh)
     return Stored(event_ids=event_ids, duplicates=len(kept) - len(fresh), suppressed=suppressed)

@@ -115,6 +115,19 @@ def test_erasure_removes_personal_data_and_suppresses_later_events(api, ada, doo
     assert SuppressedIdentity.objects.count() == 3
 
 
+def test_erasure_of_an_aliased_id_drops_it_whichever_kind_it_comes_back_as(api, door):
+    door.post("alias", {"previousId": "old-q", "userId": "user-u"})
+    guest = Identity.objects.get(kind="user_id", value="user-u").guest
+    api.user.user_permissions.add(*_perms("delete_guest"))
+    assert api.delete(f"/api/guests/{guest.ref}/").status_code == 200
+
+    door.post("track", {"userId": "old-q", "event": "Came back"})
+    door.post("page", {"anonymousId": "old-q", "name": "Home"})
+    door.post("track", {"userId": "someone-else", "event": "Bought"})
+
+    assert list(Event.objects.values_list("user_id", flat=True)) == ["someone-else"]
+
+
 def test_erasure_needs_the_permission(api, ada):
     assert api.delete(f"/api/guests/{ada.ref}/").status_code == 403
     assert Guest.objects.filter(pk=ada.pk).exists()

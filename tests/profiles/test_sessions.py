@@ -170,3 +170,18 @@ def test_a_forced_close_seals_the_session(door):
     first, second = Session.objects.order_by("started_at")
     assert (first.status, first.force_closed, first.event_count) == ("CLOSED", True, 1)
     assert (second.status, second.event_count) == ("OPEN", 1)
+
+
+def test_a_merge_that_joins_sessions_keeps_the_batchs_events_in_the_joined_session(door):
+    """The merged guest's visit touches the start of a long visit of the survivor's, and the
+    event that merges them lands at the end of that long visit: one session holds all."""
+    for minute in (10, 20):
+        page(door, minute, anon="phone")
+    for minute in range(30, 90, 10):
+        door.post("track", {"userId": "u1", "event": "E", "timestamp": at(minute)})
+    assert len(spans()) == 2
+
+    door.post("identify", {"userId": "u1", "anonymousId": "phone", "timestamp": at(90)})
+
+    assert spans() == [(10, 90, 9)]
+    assert set(Event.objects.values_list("session", flat=True)) == {Session.objects.get().pk}
