@@ -8,9 +8,9 @@ from django.utils.safestring import mark_safe
 from tracking.admin_base import SystemRecordAdmin, WorkspaceScopedAdmin
 from tracking.models import Event
 
+from .flows import flow_definitions_forget_soon
 from .models import Assignment, Experience, FlowExecution, Variant
 from .results import experience_results
-from .selectors import flow_definitions_forget_soon
 from .services import (
     ExperienceRuleError,
     experience_status_set,

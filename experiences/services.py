@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Subquery, Value
+from django.db.models import Case, Exists, OuterRef, Subquery, Value, When
 from django.db.models.functions import Concat
 from django.utils import timezone
 
@@ -22,13 +22,15 @@ from tracking import services as tracking_services
 from tracking.channels import WEB, channel_normalise
 from tracking.errors import IngestError
 from tracking.messages import Message, email_normalize
-from tracking.models import Door, Source, Workspace
+from tracking.models import Door
 
 from .assignment import takes_part, variant_pick
+from .flows import (
+    FlowDefinition,
+    flow_definitions_forget_soon,
+)
 from .models import Assignment, Experience, FlowExecution, Variant
-from .selectors import FlowDefinition, flow_definitions_forget_soon
 
-EXPERIENCES_SOURCE = "Experiences"
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")
 
 
@@ -404,12 +406,6 @@ def experience_status_set(*, experience: Experience, status: str) -> Experience:
     return experience
 
 
-def experiences_source(workspace: Workspace) -> Source:
-    return tracking_services.workspace_source_get(
-        workspace=workspace, name=EXPERIENCES_SOURCE, kind=Source.Kind.SERVER
-    )
-
-
 def _tracking_event_store(
     *,
     definition: FlowDefinition,
@@ -492,3 +488,28 @@ def content_render(content, guest: Guest | None):
         return value
 
     return fill(content)
+
+
+def assignments_follow_merge(*, final: dict[int, int]) -> None:
+    """Experiment assignments follow a guest merge (``FOOTPRINT["GUEST_MERGE_FOLLOWERS"]``):
+    ``final`` maps each merged guest to its survivor; where both had one, the survivor's stands.
+    """
+    winners = set(final.values())
+    taken = set(
+        Assignment.objects.filter(guest_id__in=winners).values_list("experience_id", "guest_id")
+    )
+    moving = Assignment.objects.filter(guest_id__in=list(final)).order_by("assigned_at", "pk")
+    drop = []
+    for pk, experience_id, guest_id in moving.values_list("pk", "experience_id", "guest_id"):
+        target = (experience_id, final[guest_id])
+        if target in taken:
+            drop.append(pk)
+        else:
+            taken.add(target)
+    if drop:
+        Assignment.objects.filter(pk__in=drop).delete()
+    Assignment.objects.filter(guest_id__in=list(final)).update(
+        guest_id=Case(
+            *[When(guest_id=loser, then=Value(winner)) for loser, winner in final.items()]
+        )
+    )

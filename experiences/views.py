@@ -17,7 +17,7 @@ from tracking.doors.http import (
 )
 from tracking.errors import IngestError
 
-from .selectors import flow_definition_get
+from .flows import flow_definition_get
 from .services import content_render, flow_call
 
 MAX_BODY = 64 * 1024

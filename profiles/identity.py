@@ -33,6 +33,7 @@ from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
 from config.lib.db import pg_array, rows_update
+from tracking.pipeline import hooks
 
 from .models import Guest, GuestMerge, Identity, SegmentMembership, Session
 
@@ -497,7 +498,9 @@ def _merges_apply(merges: list[Merge], *, created: set[int]) -> None:
 
     Identity.objects.filter(guest_id__in=losers).update(guest_id=retarget("guest_id"))
     _memberships_move(final)
-    _assignments_move(final)
+    # What the apps above profiles keep per guest follows too (experiments' assignments).
+    for follow in hooks("GUEST_MERGE_FOLLOWERS"):
+        follow(final=final)
     Event.objects.filter(guest_id__in=losers).update(guest_id=retarget("guest_id"))
     Session.objects.filter(guest_id__in=losers).update(guest_id=retarget("guest_id"))
     GuestMerge.objects.filter(guest_id__in=losers).update(guest_id=retarget("guest_id"))
@@ -548,31 +551,6 @@ def _memberships_move(final: dict[int, int]) -> None:
     if surplus:
         SegmentMembership.objects.filter(pk__in=surplus).update(exited_at=timezone.now())
     SegmentMembership.objects.filter(guest_id__in=list(final)).update(
-        guest_id=Case(
-            *[When(guest_id=loser, then=Value(winner)) for loser, winner in final.items()]
-        )
-    )
-
-
-def _assignments_move(final: dict[int, int]) -> None:
-    """Experiment assignments follow the merge; where both had one, the survivor's stands."""
-    from experiences.models import Assignment
-
-    winners = set(final.values())
-    taken = set(
-        Assignment.objects.filter(guest_id__in=winners).values_list("experience_id", "guest_id")
-    )
-    moving = Assignment.objects.filter(guest_id__in=list(final)).order_by("assigned_at", "pk")
-    drop = []
-    for pk, experience_id, guest_id in moving.values_list("pk", "experience_id", "guest_id"):
-        target = (experience_id, final[guest_id])
-        if target in taken:
-            drop.append(pk)
-        else:
-            taken.add(target)
-    if drop:
-        Assignment.objects.filter(pk__in=drop).delete()
-    Assignment.objects.filter(guest_id__in=list(final)).update(
         guest_id=Case(
             *[When(guest_id=loser, then=Value(winner)) for loser, winner in final.items()]
         )

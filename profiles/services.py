@@ -123,3 +123,18 @@ def marketers_group_ensure(**kwargs) -> None:
                 codename__in=[f"view_{model}" for model in models],
             )
         )
+
+
+def retention_sessions(*, workspace_id: int, cutoff) -> dict:
+    """Retention's targets in profiles (after the events went): the sessions that ended before
+    the window and no longer hold an event."""
+    from django.db.models import Exists, OuterRef
+
+    from tracking.models import Event
+
+    kept_events = Event.objects.filter(session=OuterRef("pk"), timestamp__gte=cutoff)
+    return {
+        "sessions": Session.objects.filter(workspace_id=workspace_id, ended_at__lt=cutoff).filter(
+            ~Exists(kept_events)
+        )
+    }

@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 
-from experiences.selectors import flow_definitions_forget
+from experiences.flows import flow_definitions_forget
 from tests.factories import SourceFactory
 
 # CI replays the same generated inputs on every run (HYPOTHESIS_PROFILE=ci), so that a red

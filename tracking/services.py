@@ -11,15 +11,10 @@ from datetime import datetime, timedelta
 import orjson
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import Exists, JSONField, Max, OuterRef, QuerySet
+from django.db.models import JSONField, Max, QuerySet
 from django.utils import timezone
 
 from config.lib.db import COPY_FROM_ROWS, pg_array, row_values
-from profiles.identity import guest_get_or_create, guests_resolve
-from profiles.models import Guest, Segment, Session
-from profiles.segments import guests_mark_dirty
-from profiles.services import messages_suppressed_drop
-from profiles.sessions import sessions_assign, sessions_reconcile
 
 from .doors import collect, optimizely, segment, stream
 from .errors import IngestError
@@ -35,6 +30,7 @@ from .models import (
     write_key_digest,
     write_key_new,
 )
+from .pipeline import Batch, batch_run, hook, hooks
 from .selectors import sources_forget
 
 logger = logging.getLogger(__name__)
@@ -112,11 +108,12 @@ def workspace_source_get(*, workspace: Workspace, name: str, kind: str) -> Sourc
     return source
 
 
-def browser_create(*, workspace: Workspace) -> tuple[str, Guest]:
-    """A new browser identity (Sitecore's browser ref) and the visitor guest it belongs to."""
+def browser_create(*, workspace: Workspace) -> tuple[str, object]:
+    """A new browser identity (Sitecore's browser ref) and the visitor guest it belongs to
+    (made by ``FOOTPRINT["GUEST_FOR_IDENTITY"]``: guests belong to profiles)."""
     ref = str(uuid.uuid4())
     with transaction.atomic():
-        guest = guest_get_or_create(
+        guest = hook("GUEST_FOR_IDENTITY")(
             workspace_id=workspace.pk,
             kind="browser",
             value=ref,
@@ -464,31 +461,18 @@ class Stored:
 
 
 def events_store(*, messages: list[Message], dedup_windows: dict, session_timeouts: dict) -> Stored:
-    """Drop erased guests' and duplicate messages, resolve guests and sessions, insert events.
+    """Run the processing pipeline (``FOOTPRINT["PIPELINE"]``) over new messages: drop erased
+    guests' and duplicate messages, resolve guests and sessions, insert events.
 
     Runs inside the caller's transaction. ``dedup_windows`` maps source id to that source's
     dedup window, ``session_timeouts`` workspace id to its session timeout.
     """
-    messages_ip_anonymize(messages=messages)
-    kept = messages_suppressed_drop(messages)
-    suppressed = len(messages) - len(kept)
-    fresh = dedup_claim(messages=kept, dedup_windows=dedup_windows)
-    if not fresh:
-        return Stored(event_ids=[], duplicates=len(kept), suppressed=suppressed)
-    resolution = guests_resolve(messages=fresh)
-    # Merged guests' sessions are joined first: joining afterwards could absorb a session
-    # this batch's events were just placed in.
-    if resolution.merge_winners:
-        sessions_reconcile(
-            guest_ids=resolution.merge_winners,
-            since=resolution.merged_since,
-            until=resolution.merged_until,
-            timeouts=session_timeouts,
-        )
-    sessions_assign(messages=fresh, timeouts=session_timeouts)
-    event_ids = events_insert(fresh)
-    segments_touch(messages=fresh)
-    return Stored(event_ids=event_ids, duplicates=len(kept) - len(fresh), suppressed=suppressed)
+    batch = batch_run(
+        Batch(messages=messages, dedup_windows=dedup_windows, session_timeouts=session_timeouts)
+    )
+    return Stored(
+        event_ids=batch.event_ids, duplicates=batch.duplicates, suppressed=batch.suppressed
+    )
 
 
 # Every column of an event is the message attribute of the same name.
@@ -543,23 +527,6 @@ def messages_ip_anonymize(*, messages: list[Message]) -> None:
                 **message.context,
                 "ip": ip_anonymize(raw) if isinstance(raw, str) else None,
             }
-
-
-def segments_touch(*, messages: list[Message]) -> None:
-    """Mark the batch's guests for incremental segment runs, in workspaces that have segments."""
-    workspaces = {m.workspace_id for m in messages}
-    with_segments = set(
-        Segment.objects.filter(workspace_id__in=workspaces, is_active=True)
-        .values_list("workspace_id", flat=True)
-        .distinct()
-    )
-    if not with_segments:
-        return
-    owners = {m.guest_id: m.workspace_id for m in messages if m.workspace_id in with_segments}
-    guests_mark_dirty(guest_ids=owners, workspace_id_of=owners)
-    from profiles.tasks import segments_incremental_enqueue
-
-    transaction.on_commit(segments_incremental_enqueue)
 
 
 def dedup_claim(*, messages: list[Message], dedup_windows: dict) -> list[Message]:
@@ -643,30 +610,37 @@ def retention_purge(
     ``chunk_size`` rows, each its own transaction, so no lock is held for long.
     """
     now = now or timezone.now()
-    counts = {"events": 0, "sessions": 0, "failed_events": 0, "inbox_requests": 0}
+    counts = dict.fromkeys(("events", "sessions", "failed_events", "inbox_requests"), 0)
     windows = Workspace.objects.filter(retention_days__isnull=False).values_list(
         "pk", "retention_days"
     )
     for workspace_id, days in windows:
         cutoff = now - timedelta(days=days)
-        kept_events = Event.objects.filter(session=OuterRef("pk"), timestamp__gte=cutoff)
-        targets = {
-            "events": Event.objects.filter(workspace_id=workspace_id, timestamp__lt=cutoff),
-            "sessions": Session.objects.filter(
-                workspace_id=workspace_id, ended_at__lt=cutoff
-            ).filter(~Exists(kept_events)),
-            "failed_events": FailedEvent.objects.filter(
-                workspace_id=workspace_id, received_at__lt=cutoff
-            ),
-            "inbox_requests": InboxRequest.objects.filter(
-                source__workspace_id=workspace_id, received_at__lt=cutoff
-            ).exclude(status=InboxRequest.Status.PENDING),
-        }
+        targets = {}
+        for provider in hooks("RETENTION"):
+            targets.update(provider(workspace_id=workspace_id, cutoff=cutoff))
         for kind, queryset in targets.items():
-            counts[kind] += (
+            counts[kind] = counts.get(kind, 0) + (
                 queryset.count() if dry_run else _delete_chunked(queryset, chunk_size=chunk_size)
             )
     return counts
+
+
+def retention_events(*, workspace_id: int, cutoff: datetime) -> dict[str, QuerySet]:
+    """Retention's first targets: the events before the window."""
+    return {"events": Event.objects.filter(workspace_id=workspace_id, timestamp__lt=cutoff)}
+
+
+def retention_requests(*, workspace_id: int, cutoff: datetime) -> dict[str, QuerySet]:
+    """Retention's last targets: failed events and processed inbox requests."""
+    return {
+        "failed_events": FailedEvent.objects.filter(
+            workspace_id=workspace_id, received_at__lt=cutoff
+        ),
+        "inbox_requests": InboxRequest.objects.filter(
+            source__workspace_id=workspace_id, received_at__lt=cutoff
+        ).exclude(status=InboxRequest.Status.PENDING),
+    }
 
 
 def _delete_chunked(queryset: QuerySet, *, chunk_size: int) -> int:

@@ -217,6 +217,27 @@ FOOTPRINT = {
     # Without a broker, the development server runs CELERY_BEAT_SCHEDULE itself on a thread
     # (config.lib.periodic), so sessions close and the sweeps run as they do in production.
     "EMBEDDED_BEAT": env.bool("FOOTPRINT_EMBEDDED_BEAT", default=CELERY_TASK_ALWAYS_EAGER),
+    # Processing, step by step, in order (tracking.pipeline): each step takes the batch of new
+    # messages. The apps above tracking plug in here, so tracking never imports them.
+    "PIPELINE": [
+        "tracking.pipeline.ips_anonymize",
+        "profiles.pipeline.erased_drop",
+        "tracking.pipeline.duplicates_drop",
+        "profiles.pipeline.guests_resolve",
+        "profiles.pipeline.sessions_place",
+        "tracking.pipeline.events_insert",
+        "profiles.pipeline.segments_touch",
+    ],
+    # What else follows a guest merge, after identities, events and sessions moved.
+    "GUEST_MERGE_FOLLOWERS": ["experiences.services.assignments_follow_merge"],
+    # Who makes the guest of a new identity (the Sitecore door's browser/create).
+    "GUEST_FOR_IDENTITY": "profiles.identity.guest_get_or_create",
+    # What retention deletes, in order: each names its querysets per workspace and cutoff.
+    "RETENTION": [
+        "tracking.services.retention_events",
+        "profiles.services.retention_sessions",
+        "tracking.services.retention_requests",
+    ],
     # How long a web process reuses the source a write key belongs to.
     "SOURCE_CACHE_SECONDS": env.float("FOOTPRINT_SOURCE_CACHE_SECONDS", default=5.0),
 }

@@ -3,8 +3,8 @@
 import pytest
 from rest_framework.test import APIClient
 
+from experiences.flows import flow_definitions_forget
 from experiences.models import Assignment, Experience, FlowExecution, Variant
-from experiences.selectors import flow_definitions_forget
 from profiles.models import Identity, Segment, SegmentMembership, Session
 from profiles.segments import segment_recompute
 from tracking.models import Event

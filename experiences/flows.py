@@ -1,9 +1,11 @@
-"""Reads of experiences used by more than one caller, and the decisioning cache.
+"""Flow definitions: what deciding an experience needs, read once and cached per process.
 
 ``/v2/callFlows`` is the hottest read path: an experience with its variants, its segments and
 the source its TRACKING events belong to would cost five queries per call. Each web process
 keeps them for ``FOOTPRINT_FLOW_CACHE_SECONDS`` (5 s by default). Writes through the API or the
 admin forget the process's copy at once; other processes see a change within that time.
+Loading one makes the workspace's *Experiences* source on first use, which is why this is
+not a selector.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 
+from tracking import services as tracking_services
 from tracking.errors import IngestError
-from tracking.models import Workspace
+from tracking.models import Source, Workspace
 from tracking.selectors import workspace_get_by_client_key
 
 from .models import Experience, Variant
@@ -40,6 +43,9 @@ class FlowDefinition:
         """The variant a guest who does not take part sees: the control, else the first."""
         return next((v for v in self.variants if v.is_control), next(iter(self.variants), None))
 
+
+# The source its TRACKING events are stored under, one per workspace.
+EXPERIENCES_SOURCE = "Experiences"
 
 _cache: dict[tuple[str, str], tuple[float, FlowDefinition]] = {}
 _lock = threading.Lock()
@@ -80,9 +86,14 @@ def flow_definitions_forget_soon() -> None:
     transaction.on_commit(flow_definitions_forget)
 
 
-def _flow_definition_load(client_key: str, friendly_id: str) -> FlowDefinition:
-    from .services import experiences_source
+def experiences_source(workspace: Workspace) -> Source:
+    """The workspace's source for TRACKING events, made on first use."""
+    return tracking_services.workspace_source_get(
+        workspace=workspace, name=EXPERIENCES_SOURCE, kind=Source.Kind.SERVER
+    )
 
+
+def _flow_definition_load(client_key: str, friendly_id: str) -> FlowDefinition:
     workspace = workspace_get_by_client_key(client_key, field="clientKey")
     experience = (
         Experience.objects.filter(workspace=workspace, friendly_id=friendly_id)
