@@ -5,6 +5,7 @@ from django.utils.html import format_html
 from . import services
 from .admin_base import (
     FixedChoicesFilter,
+    OfferedChoicesFilter,
     SeenWithinFilter,
     WorkspaceScopedAdmin,
     pretty_json,
@@ -141,7 +142,7 @@ class ChannelFilter(FixedChoicesFilter):
     options = [(c, c) for c in CHANNELS]
 
 
-class SourceFilter(admin.SimpleListFilter):
+class SourceFilter(OfferedChoicesFilter):
     """Sources of the user's workspaces only, named without a query per source."""
 
     title = "source"

@@ -1,4 +1,5 @@
-"""What every Footprint admin page shares: workspace scoping, cheap pagination, JSON display."""
+"""What every Footprint admin page shares: workspace scoping, cheap pagination, JSON display,
+and guards that turn malformed input into a refusal or nothing instead of a server error."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 from datetime import timedelta
 
 from django.contrib import admin
+from django.core.exceptions import EmptyResultSet, ValidationError
 from django.core.paginator import Paginator
 from django.db import DatabaseError, connection
 from django.utils import timezone
@@ -51,7 +53,10 @@ class EstimatedCountPaginator(Paginator):
 
     def _estimate(self) -> int:
         """The planner's row estimate for the list's query: no rows are read."""
-        sql, params = self.object_list.values("pk").query.sql_with_params()
+        try:
+            sql, params = self.object_list.values("pk").query.sql_with_params()
+        except EmptyResultSet:  # a filter no row can match, such as an id past the column's range
+            return 0
         with connection.cursor() as cursor:
             cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
             plan = cursor.fetchone()[0]
@@ -111,7 +116,20 @@ def _has_workspace(model) -> bool:
     return any(field.name == "workspace" for field in model._meta.concrete_fields)
 
 
-class SeenWithinFilter(admin.SimpleListFilter):
+class OfferedChoicesFilter(admin.SimpleListFilter):
+    """A list filter that applies only the values it offers.
+
+    Whatever else the address holds (``?segment=abc``, an id past the column's range, another
+    workspace's source) is ignored, as if the filter were not set, instead of reaching the query.
+    """
+
+    def value(self):
+        value = super().value()
+        offered = {str(lookup) for lookup, _ in self.lookup_choices}
+        return value if value in offered else None
+
+
+class SeenWithinFilter(OfferedChoicesFilter):
     """Filter on a time field by a few useful recent spans (no scan of distinct dates)."""
 
     title = "when"
@@ -134,7 +152,7 @@ class SeenWithinFilter(admin.SimpleListFilter):
         return queryset.filter(**{f"{self.field_name}__gte": timezone.now() - span[1]})
 
 
-class FixedChoicesFilter(admin.SimpleListFilter):
+class FixedChoicesFilter(OfferedChoicesFilter):
     """Filter on a free-text field by a fixed list of values (no SELECT DISTINCT over the table)."""
 
     field_name = ""
@@ -147,3 +165,25 @@ class FixedChoicesFilter(admin.SimpleListFilter):
         if self.value() is None:
             return queryset
         return queryset.filter(**{self.field_name: self.value()})
+
+
+# --- Malformed input -------------------------------------------------------------------------
+
+
+def object_pk(model, value):
+    """The primary key of ``model`` that ``value`` (from a form or a JSON body) names, or None
+    when it cannot name one: not a number for a numeric key, past the column's range, or text
+    with U+0000 (which PostgreSQL cannot even compare)."""
+    pk = model._meta.pk
+    if isinstance(value, bool):
+        return None
+    try:
+        key = pk.to_python(value)
+    except (ValidationError, TypeError, ValueError, OverflowError):
+        return None
+    limits = connection.ops.integer_field_ranges.get(pk.get_internal_type())
+    if key is None or (limits and not limits[0] <= key <= limits[1]):
+        return None
+    if isinstance(key, str) and "\x00" in key:
+        return None
+    return key
