@@ -160,7 +160,8 @@ class ExperienceAdmin(WorkspaceScopedAdmin):
     def results_table(self, obj):
         if obj.pk is None:
             return "-"
-        results = experience_results(obj)
+        # The stored experience: a form shown again with errors has put its input on ``obj``.
+        results = experience_results(Experience.objects.get(pk=obj.pk))
         rows = [
             format_html(
                 "<tr><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"

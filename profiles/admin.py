@@ -13,9 +13,11 @@ from django.utils import timezone
 
 from tracking.admin import ChannelFilter, channel_shown
 from tracking.admin_base import (
+    OfferedChoicesFilter,
     SeenWithinFilter,
     SystemRecordAdmin,
     WorkspaceScopedAdmin,
+    object_pk,
     pretty_json,
 )
 from tracking.models import Event, Workspace
@@ -38,6 +40,8 @@ from .segments import segment_recompute, segment_validate
 from .tasks import segment_recompute as segment_recompute_task
 
 TIMELINE_PAGE_SIZE = 25
+# The timeline's offset is a bigint in SQL: a page past that is not a page (the first is shown).
+TIMELINE_LAST_PAGE = (2**63 - 1) // TIMELINE_PAGE_SIZE - 1
 GUEST_PAGE_SESSIONS = 20
 
 
@@ -68,7 +72,7 @@ class LastSeenFilter(SeenWithinFilter):
         return super().queryset(request, queryset)
 
 
-class SegmentFilter(admin.SimpleListFilter):
+class SegmentFilter(OfferedChoicesFilter):
     """Guests that are current members of a segment (of the user's workspaces)."""
 
     title = "segment"
@@ -147,6 +151,8 @@ class GuestAdmin(WorkspaceScopedAdmin):
         try:
             page = max(1, int(request.GET.get("timeline", 1)))
         except ValueError:
+            page = 1
+        if page > TIMELINE_LAST_PAGE:
             page = 1
         start = (page - 1) * TIMELINE_PAGE_SIZE
         events = list(
@@ -238,6 +244,11 @@ class SegmentForm(forms.ModelForm):
         return data
 
 
+def preview_refused(message: str) -> JsonResponse:
+    """A preview request the editor would never send."""
+    return JsonResponse({"error": {"path": "", "message": message}}, status=400)
+
+
 @admin.register(Segment)
 class SegmentAdmin(WorkspaceScopedAdmin):
     form = SegmentForm
@@ -269,12 +280,20 @@ class SegmentAdmin(WorkspaceScopedAdmin):
             return JsonResponse({"error": {"path": "", "message": "use POST"}}, status=405)
         try:
             body = json.loads(request.body or b"{}")
-            workspace = workspaces_visible(request.user).get(pk=body.get("workspace"))
-        except (ValueError, Workspace.DoesNotExist):
+        except (ValueError, RecursionError):
+            return preview_refused("the body is not JSON, or nests too deeply")
+        if not isinstance(body, dict):
+            return preview_refused("the body is a JSON object with workspace, slug and rule")
+        workspace_id = object_pk(Workspace, body.get("workspace"))
+        visible = workspaces_visible(request.user)
+        workspace = None if workspace_id is None else visible.filter(pk=workspace_id).first()
+        if workspace is None:
             return JsonResponse({"error": {"path": "workspace", "message": "choose a workspace"}})
-        rule = body.get("rule")
+        slug, rule = body.get("slug") or "", body.get("rule")
+        if not isinstance(slug, str):
+            return JsonResponse({"error": {"path": "slug", "message": "must be a string"}})
         try:
-            segment_validate(workspace_id=workspace.pk, slug=body.get("slug") or "", rule=rule)
+            segment_validate(workspace_id=workspace.pk, slug=slug, rule=rule)
         except RuleError as error:
             return JsonResponse({"error": {"path": error.path, "message": error.message}})
         count = members_query(rule, workspace_id=workspace.pk, now=timezone.now()).count()

@@ -17,7 +17,8 @@ A rule is JSON::
 and ``within_days`` and ``where`` are optional; ``within_days`` is optional in ``revenue`` and
 ``sessions`` too (no limit). ``variant`` is optional in ``experience``.
 
-Trait keys and property names are top-level keys and may not contain ``" \\ . [ ] $``.
+Trait keys and property names are top-level keys and may not contain ``" \\ . [ ] $``. No text
+anywhere in a rule may contain U+0000 (PostgreSQL cannot hold it).
 
 Value comparisons (traits, event properties) — the same in SQL and in the reference evaluator:
 
@@ -28,7 +29,10 @@ Value comparisons (traits, event properties) — the same in SQL and in the refe
 - ``gt``, ``gte``, ``lt``, ``lte`` (value a number or a string): the stored value has the same
   kind and compares so; strings compare by code point, so ISO-8601 dates order correctly.
 - ``contains`` (value a string): the stored value is a string containing it (case-sensitive).
-- ``in`` (value a non-empty list of numbers/strings/booleans): ``eq`` one of them.
+- ``in`` (value a non-empty list of at most 100 numbers/strings/booleans): ``eq`` one of them.
+
+Numbers are those a double holds (compared as double precision); counts are whole numbers up to
+PostgreSQL's bigint, which ``COUNT(*)`` is.
 
 Guest fields (``field.name``): ``guest_type`` (``eq``/``neq``/``in``; visitor or customer),
 ``first_seen`` and ``last_seen`` (``gt``/``gte``/``lt``/``lte`` with ``{"days_ago": N}`` or an
@@ -69,6 +73,9 @@ GUEST_TYPES = ("visitor", "customer")
 MAX_DEPTH = 12
 MAX_NODES = 200
 MAX_DAYS = 3650
+# Each value of an ``in`` list is one comparison per guest in the compiled query.
+MAX_IN_VALUES = 100
+MAX_COUNT = 2**63 - 1  # PostgreSQL's bigint
 
 
 class RuleError(ValueError):
@@ -87,10 +94,14 @@ def _join(path: str, key: str | int) -> str:
 
 
 def is_number(value: Any) -> bool:
-    """A JSON number: NaN and the infinities (which Python's JSON reader lets in) are not."""
+    """A JSON number a double holds: NaN, the infinities (which Python's JSON reader lets in) and
+    integers past a double's range (``1`` followed by 400 zeros) are not."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
-    return not isinstance(value, float) or math.isfinite(value)
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def is_scalar(value: Any) -> bool:
@@ -157,7 +168,22 @@ def _text(body: dict, key: str, path: str) -> str:
         raise RuleError(_join(path, key), "must be a non-empty string")
     if len(value) > 255:
         raise RuleError(_join(path, key), "must be at most 255 characters")
+    _no_nul(value, _join(path, key))
     return value
+
+
+def _no_nul(value: Any, path: str) -> None:
+    """A rule with U+0000 in its text could be neither stored nor run on PostgreSQL."""
+    if isinstance(value, str) and "\x00" in value:
+        raise RuleError(path, "must not contain the NUL character (U+0000)")
+
+
+def _values_no_nul(value: Any, path: str) -> None:
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _no_nul(item, _join(path, index))
+    else:
+        _no_nul(value, path)
 
 
 def _days(body: dict, key: str, path: str) -> None:
@@ -187,8 +213,9 @@ def _value_op(body: dict, path: str) -> None:
     elif op == "in":
         if not isinstance(value, list) or not value or not all(is_scalar(v) for v in value):
             raise RuleError(where, "in takes a non-empty list of numbers, strings or booleans")
-        if len(value) > 1000:
-            raise RuleError(where, "in takes at most 1000 values")
+        if len(value) > MAX_IN_VALUES:
+            raise RuleError(where, f"in takes at most {MAX_IN_VALUES} values")
+    _values_no_nul(value, where)
 
 
 def _count_op(body: dict, path: str, *, whole: bool) -> None:
@@ -198,6 +225,8 @@ def _count_op(body: dict, path: str, *, whole: bool) -> None:
     if whole:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise RuleError(_join(path, "value"), "must be a whole number, 0 or more")
+        if value > MAX_COUNT:
+            raise RuleError(_join(path, "value"), f"must be at most {MAX_COUNT}")
     elif not is_number(value):
         raise RuleError(_join(path, "value"), "must be a number")
 
@@ -228,13 +257,17 @@ def _field(body: dict, path: str) -> None:
     elif op == "in":
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
             raise RuleError(where, "in takes a non-empty list of strings")
+        if len(value) > MAX_IN_VALUES:
+            raise RuleError(where, f"in takes at most {MAX_IN_VALUES} values")
         if name == "guest_type" and any(v not in GUEST_TYPES for v in value):
             raise RuleError(where, "guest types are visitor and customer")
+        _values_no_nul(value, where)
     else:
         if not isinstance(value, str):
             raise RuleError(where, "must be a string")
         if name == "guest_type" and value not in GUEST_TYPES:
             raise RuleError(where, "guest types are visitor and customer")
+        _no_nul(value, where)
 
 
 def _event(body: dict, path: str) -> None:

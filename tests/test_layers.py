@@ -76,7 +76,15 @@ def test_the_check_sees_an_upward_import(tmp_path):
 
 
 def test_selectors_only_read():
-    writes = (".create(", ".save(", ".update(", ".delete(", "bulk_create", "get_or_create", "services")
+    writes = (
+        ".create(",
+        ".save(",
+        ".update(",
+        ".delete(",
+        "bulk_create",
+        "get_or_create",
+        "services",
+    )
     found = []
     for module, _is_package, path in modules():
         if module.endswith(".selectors"):

@@ -12,6 +12,7 @@ from django.utils.html import format_html
 from . import services
 from .admin_base import (
     FixedChoicesFilter,
+    OfferedChoicesFilter,
     SeenWithinFilter,
     SystemRecordAdmin,
     WorkspaceScopedAdmin,
@@ -149,7 +150,7 @@ def channel_shown(obj) -> str:
     return obj.channel_label
 
 
-class SourceFilter(admin.SimpleListFilter):
+class SourceFilter(OfferedChoicesFilter):
     """Sources of the user's workspaces only, named without a query per source."""
 
     title = "source"

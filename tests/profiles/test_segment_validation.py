@@ -2,7 +2,15 @@
 
 import pytest
 
-from profiles.rules import MAX_DAYS, MAX_DEPTH, MAX_NODES, RuleError, rule_validate
+from profiles.rules import (
+    MAX_COUNT,
+    MAX_DAYS,
+    MAX_DEPTH,
+    MAX_IN_VALUES,
+    MAX_NODES,
+    RuleError,
+    rule_validate,
+)
 
 PLAN = {"trait": {"key": "plan", "op": "eq", "value": "pro"}}
 BOUGHT = {"event": {"name": "Order Completed"}}
@@ -71,7 +79,10 @@ BAD = [
     (trait("in", "pro"), "trait.value", "non-empty list"),
     (trait("in", ["pro", None]), "trait.value", "non-empty list"),
     (trait("in", [["pro"]]), "trait.value", "non-empty list"),
-    (trait("in", list(range(1001))), "trait.value", "at most 1000"),
+    (trait("in", list(range(MAX_IN_VALUES + 1))), "trait.value", f"at most {MAX_IN_VALUES}"),
+    # numbers a double cannot hold
+    (trait("gt", 10**400), "trait.value", "number or a string"),
+    (trait("in", [1, 10**400]), "trait.value", "non-empty list"),
     # field
     (field("age", "eq", 3), "field.name", "must be one of"),
     (field(["guest_type"], "eq", "visitor"), "field.name", "must be one of"),
@@ -84,6 +95,11 @@ BAD = [
     (field("guest_type", "in", []), "field.value", "non-empty list of strings"),
     (field("email_domain", "in", ["ex.io", 3]), "field.value", "non-empty list of strings"),
     (field("email_domain", "eq", 3), "field.value", "must be a string"),
+    (
+        field("email_domain", "in", ["ex.io"] * (MAX_IN_VALUES + 1)),
+        "field.value",
+        f"at most {MAX_IN_VALUES}",
+    ),
     (field("first_seen", "gt", 3), "field.value", "days_ago"),
     (field("first_seen", "gt", "last tuesday"), "field.value", "not an ISO-8601"),
     (field("last_seen", "lt", {"days": 3}), "field.value", "days_ago"),
@@ -105,6 +121,11 @@ BAD = [
     ({"event": {"name": "x", "count": {"op": "gte", "value": -1}}}, "event.count.value", "0 or"),
     ({"event": {"name": "x", "count": {"op": "gte", "value": 1.5}}}, "event.count.value", "0 or"),
     ({"event": {"name": "x", "count": {"op": "gte", "value": True}}}, "event.count.value", "0 or"),
+    (
+        {"event": {"name": "x", "count": {"op": "gte", "value": MAX_COUNT + 1}}},
+        "event.count.value",
+        f"at most {MAX_COUNT}",
+    ),
     (
         {"all": [PLAN, BOUGHT, {"event": {"name": "x", "within_days": 0}}]},
         "all[2].event.within_days",
@@ -139,6 +160,8 @@ BAD = [
     ({"revenue": {"op": "gt", "value": 1, "currency": "EUR"}}, "revenue.currency", "not a known"),
     ({"sessions": {"op": "gte", "value": 1.5}}, "sessions.value", "whole number"),
     ({"sessions": {"op": "gte", "value": -1}}, "sessions.value", "whole number"),
+    ({"sessions": {"op": "gte", "value": 999999999999999999999}}, "sessions.value", "at most"),
+    ({"revenue": {"op": "gte", "value": 10**400}}, "revenue.value", "must be a number"),
     ({"sessions": {"op": "neq", "value": 1}}, "sessions.op", "one of"),
     ({"sessions": {"op": "gte", "value": 1, "within_days": 3651}}, "sessions.within_days", "1 to"),
     # experience and segment
@@ -149,6 +172,19 @@ BAD = [
     ({"segment": {}}, "segment.slug", "is required"),
     ({"segment": {"slug": 3}}, "segment.slug", "non-empty string"),
     ({"segment": {"slug": "vips", "as_of": "now"}}, "segment.as_of", "not a known key"),
+    # text PostgreSQL cannot hold, refused where it is rather than by the database later
+    (trait("eq", "pro", key="pl\x00an"), "trait.key", "NUL character (U+0000)"),
+    ({"any": [PLAN, trait("eq", "p\x00ro")]}, "any[1].trait.value", "NUL character"),
+    (trait("in", ["pro", "p\x00"]), "trait.value[1]", "NUL character"),
+    (trait("contains", "\x00"), "trait.value", "NUL character"),
+    ({"event": {"name": "Order\x00"}}, "event.name", "NUL character"),
+    (where({"property": "sku\x00", "op": "eq", "value": 1}), "event.where[0].property", "NUL"),
+    (field("email_domain", "eq", "ex\x00.io"), "field.value", "NUL character"),
+    (field("email_domain", "in", ["ex.io", "\x00"]), "field.value[1]", "NUL character"),
+    ({"experience": {"friendly_id": "exp\x00"}}, "experience.friendly_id", "NUL character"),
+    ({"segment": {"slug": "vips\x00"}}, "segment.slug", "NUL character"),
+    # nested far past the bound, as a 5,000 deep body parses: refused at the bound
+    (nested_nots(5000), ".".join(["not"] * (MAX_DEPTH + 1)), "nests at most"),
 ]
 
 
@@ -175,7 +211,7 @@ GOOD = [
     trait("lt", -3, key="score"),
     trait("contains", "ro"),
     trait("in", ["pro", 3, True]),
-    trait("in", list(range(1000))),
+    trait("in", list(range(MAX_IN_VALUES))),
     trait("eq", 1, key="plan type (ü)"),
     field("guest_type", "in", ["visitor", "customer"]),
     field("guest_type", "neq", "customer"),
@@ -211,6 +247,7 @@ GOOD = [
     {"revenue": {"op": "gt", "value": 99.5}},
     {"revenue": {"op": "lte", "value": -10, "within_days": 30}},
     {"sessions": {"op": "eq", "value": 0, "within_days": 7}},
+    {"sessions": {"op": "lt", "value": MAX_COUNT}},
     {"experience": {"friendly_id": "exp-1"}},
     {"experience": {"friendly_id": "exp-1", "variant": "B"}},
     {"segment": {"slug": "vips"}},
