@@ -21,7 +21,7 @@ from .admin_base import (
 from .channels import CHOICES as CHANNEL_CHOICES
 from .doors import stream
 from .messages import MESSAGE_TYPES
-from .models import Event, FailedEvent, InboxRequest, Source, Workspace
+from .models import Door, Event, FailedEvent, InboxRequest, Source, Workspace
 from .selectors import sources_forget, workspaces_visible
 
 
@@ -137,6 +137,13 @@ class EventTypeFilter(FixedChoicesFilter):
     )
 
 
+class DoorFilter(FixedChoicesFilter):
+    title = "door"
+    parameter_name = "door"
+    field_name = "door"
+    options = Door.choices
+
+
 class ChannelFilter(FixedChoicesFilter):
     title = "channel"
     parameter_name = "channel"
@@ -176,7 +183,7 @@ def guest_link(guest_id, ref) -> str:
 @admin.register(Event)
 class EventAdmin(WorkspaceScopedAdmin):
     list_display = ["timestamp", "type", "name", "guest_ref", channel_shown, "source", "door"]
-    list_filter = [SeenWithinFilter, EventTypeFilter, "door", ChannelFilter, SourceFilter]
+    list_filter = [SeenWithinFilter, EventTypeFilter, DoorFilter, ChannelFilter, SourceFilter]
     search_fields = ["=message_id"]
     search_help_text = "Exact messageId. To find a person's events, search Guests."
     list_select_related = ["source__workspace", "guest"]
