@@ -11,8 +11,11 @@ from rest_framework.settings import api_settings
 
 from config.lib.api import Pages
 from profiles.models import Segment
-from tracking.api_common import workspace_field, workspace_for_write
-from tracking.selectors import workspaces_visible
+from tracking.api_common import (
+    WorkspaceScopedViewSetMixin,
+    workspace_field,
+    workspace_for_write,
+)
 
 from .models import Experience, Variant
 from .results import experience_results
@@ -171,6 +174,7 @@ class ByName(Pages):
 
 
 class ExperienceViewSet(
+    WorkspaceScopedViewSetMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -185,11 +189,9 @@ class ExperienceViewSet(
     lookup_url_kwarg = "friendly_id"
     http_method_names = ["get", "post", "patch", "head", "options"]
 
-    def get_queryset(self):
-        return (
-            Experience.objects.filter(workspace__in=workspaces_visible(self.request.user))
-            .select_related("workspace")
-            .prefetch_related("variants", "target_segments", "exclusion_segments")
+    def base_queryset(self):
+        return Experience.objects.select_related("workspace").prefetch_related(
+            "variants", "target_segments", "exclusion_segments"
         )
 
     @extend_schema(responses=ResultsSerializer)

@@ -10,8 +10,8 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from config.lib.api import Pages
+from tracking.api_common import WorkspaceScopedViewSetMixin
 from tracking.apis import EventSerializer, NewestFirst
-from tracking.selectors import workspaces_visible
 
 from .models import Erasure, Guest, Identity, Session
 from .selectors import guest_get_by_ref, guest_segments, guests_by_identifier
@@ -126,6 +126,7 @@ class CanErase(permissions.BasePermission):
 
 
 class GuestViewSet(
+    WorkspaceScopedViewSetMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.DestroyModelMixin,
@@ -137,13 +138,8 @@ class GuestViewSet(
     pagination_class = RecentlySeen
     lookup_field = "ref"
 
-    def _guests(self):
-        return Guest.objects.filter(
-            workspace__in=workspaces_visible(self.request.user), merged_into__isnull=True
-        )
-
-    def get_queryset(self):
-        guests = self._guests()
+    def base_queryset(self):
+        guests = Guest.objects.filter(merged_into__isnull=True)
         identifier = self.request.query_params.get("identifier")
         if identifier:
             guests = guests_by_identifier(
@@ -157,7 +153,7 @@ class GuestViewSet(
     def get_object(self) -> Guest:
         guest = guest_get_by_ref(
             ref=self.kwargs["ref"],
-            guests=Guest.objects.filter(workspace__in=workspaces_visible(self.request.user)),
+            guests=self.scoped(Guest.objects.all()),
         )
         if guest is None:
             raise Http404

@@ -12,8 +12,11 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from config.lib.api import Pages
-from tracking.api_common import workspace_field, workspace_for_write
-from tracking.selectors import workspaces_visible
+from tracking.api_common import (
+    WorkspaceScopedViewSetMixin,
+    workspace_field,
+    workspace_for_write,
+)
 
 from .apis import GuestSerializer
 from .exports import export_csv, export_ndjson, traits_param
@@ -103,6 +106,7 @@ TRAITS_PARAM = OpenApiParameter(
 
 
 class SegmentViewSet(
+    WorkspaceScopedViewSetMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -116,10 +120,8 @@ class SegmentViewSet(
     lookup_field = "slug"
     http_method_names = ["get", "post", "patch", "head", "options"]
 
-    def get_queryset(self):
-        return Segment.objects.filter(
-            workspace__in=workspaces_visible(self.request.user)
-        ).select_related("workspace")
+    def base_queryset(self):
+        return Segment.objects.select_related("workspace")
 
     def perform_create(self, serializer):
         segment = serializer.save()

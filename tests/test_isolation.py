@@ -590,3 +590,56 @@ def test_marketers_cannot_change_sources_or_users(world, client):
     assert (source.name, source.write_key) == (f"{A} web", key)
     assert not marketer.is_superuser
     assert not type(marketer).objects.filter(username="x").exists()
+
+
+def owned_by_a_workspace(model) -> bool:
+    """A model with a workspace, or one step below a model that has one."""
+    fields = model._meta.concrete_fields
+    if any(field.name == "workspace" for field in fields):
+        return True
+    return any(
+        field.many_to_one
+        and any(f.name == "workspace" for f in field.related_model._meta.concrete_fields)
+        for field in fields
+    )
+
+
+def test_every_api_viewset_is_scoped_by_the_one_base():
+    from config.api_urls import router
+    from tracking.api_common import WorkspaceScopedViewSetMixin
+
+    viewsets = [viewset for _prefix, viewset, _basename in router.registry]
+    assert len(viewsets) >= 4
+    assert [v.__name__ for v in viewsets if not issubclass(v, WorkspaceScopedViewSetMixin)] == []
+
+
+def test_a_viewset_cannot_write_its_own_unscoped_queryset():
+    from django.core.exceptions import ImproperlyConfigured
+    from rest_framework import viewsets
+
+    from tracking.api_common import WorkspaceScopedViewSetMixin
+
+    with pytest.raises(ImproperlyConfigured, match="base_queryset"):
+
+        class Leaky(WorkspaceScopedViewSetMixin, viewsets.ReadOnlyModelViewSet):
+            def get_queryset(self):
+                return Event.objects.all()
+
+
+def test_every_admin_of_workspace_data_is_scoped_by_the_one_base():
+    from django.contrib import admin
+
+    from tracking.admin_base import WorkspaceScopedAdmin
+    from tracking.models import Workspace
+
+    unscoped = [
+        type(model_admin).__name__
+        for model, model_admin in admin.site._registry.items()
+        if owned_by_a_workspace(model) and not isinstance(model_admin, WorkspaceScopedAdmin)
+    ]
+    assert unscoped == []
+    # The workspace list itself is the user's workspaces.
+    from tracking.admin import WorkspaceAdmin
+
+    assert isinstance(admin.site._registry[Workspace], WorkspaceAdmin)
+    assert "get_queryset" in WorkspaceAdmin.__dict__

@@ -10,8 +10,8 @@ from rest_framework.exceptions import ValidationError
 
 from config.lib.api import Pages
 
+from .api_common import WorkspaceScopedViewSetMixin
 from .models import Event
-from .selectors import events_visible
 
 
 class EventSerializer(serializers.ModelSerializer):
@@ -152,14 +152,12 @@ class NewestFirst(Pages):
     ordering = ("-timestamp", "-id")
 
 
-class EventViewSet(viewsets.ReadOnlyModelViewSet):
+class EventViewSet(WorkspaceScopedViewSetMixin, viewsets.ReadOnlyModelViewSet):
     """Stored events of the workspaces you belong to, newest first."""
 
     serializer_class = EventSerializer
     filterset_class = EventFilter
     pagination_class = NewestFirst
 
-    def get_queryset(self):
-        return events_visible(self.request.user).select_related(
-            "guest", "source", "session", "workspace"
-        )
+    def base_queryset(self):
+        return Event.objects.select_related("guest", "source", "session", "workspace")

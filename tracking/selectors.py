@@ -68,10 +68,6 @@ def workspaces_visible(user) -> QuerySet[Workspace]:
     return Workspace.objects.filter(members=user)
 
 
-def events_visible(user) -> QuerySet[Event]:
-    return Event.objects.filter(workspace__in=workspaces_visible(user))
-
-
 def workspace_get_by_client_key(client_key: object, *, field: str = "client_key") -> Workspace:
     """The workspace a client key belongs to, or ``IngestError`` 401 naming ``field``."""
     if not isinstance(client_key, str) or not client_key:
