@@ -456,8 +456,8 @@ def main() -> None:
     django.setup()
     from django.db import connection
 
+    from experiences.flows import experiences_source
     from experiences.models import Experience, Variant
-    from experiences.services import experiences_source
     from tracking import services
     from tracking.models import Event, FailedEvent, InboxRequest
 

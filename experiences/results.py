@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 
 from django.db import connection
 
+from config.lib.db import within_days
 from profiles.models import Guest
 from profiles.segment_sql import Compiler
 from tracking.models import Event
@@ -53,10 +54,7 @@ def counts(experience: Experience) -> dict[int, tuple[int, int]]:
     params: list = [experience.pk]
     goal = "FALSE"
     if experience.goal_event:
-        if connection.vendor == "postgresql":
-            window = "e.timestamp <= x.first_at + (%s * interval '1 day')"
-        else:
-            window = "julianday(e.timestamp) <= julianday(x.first_at) + %s"
+        window = within_days("e.timestamp", "x.first_at")
         conditions = [
             "e.guest_id = x.guest_id",
             "e.workspace_id = %s",

@@ -6,13 +6,13 @@ export of any size holds only a chunk of rows at a time.
 
 from __future__ import annotations
 
-import codecs
 import csv
 from collections.abc import Iterator
 
 import orjson
-from django.db import connection
 from django.db.models import OuterRef, QuerySet, Subquery
+
+from config.lib.db import copy_out, on_postgres
 
 from .models import Guest, Identity, Segment, SegmentMembership
 
@@ -80,7 +80,7 @@ def export_csv(segment: Segment, *, traits: list[str]) -> Iterator[str]:
     """
     writer = csv.writer(_Line())
     yield "\ufeff" + writer.writerow([*COLUMNS, *[f"trait:{name}" for name in traits]])
-    if connection.vendor == "postgresql":
+    if on_postgres():
         yield from _postgres_csv(segment, traits)
         return
     for record in _records(segment, traits):
@@ -128,14 +128,7 @@ def _postgres_csv(segment: Segment, traits: list[str]) -> Iterator[str]:
         guest=sql.Identifier(Guest._meta.db_table),
         segment=sql.Literal(segment.pk),
     )
-    connection.ensure_connection()
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    with connection.connection.cursor() as cursor, cursor.copy(query) as copy:
-        for chunk in copy:
-            yield decoder.decode(bytes(chunk))
-    rest = decoder.decode(b"", final=True)
-    if rest:
-        yield rest
+    yield from copy_out(query)
 
 
 def export_ndjson(segment: Segment, *, traits: list[str]) -> Iterator[bytes]:

@@ -32,7 +32,7 @@ from django.db import connection
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
-from config.lib.db import pg_array, rows_update
+from config.lib.db import arrays, on_postgres, rows_update
 from tracking.pipeline import hooks
 
 from .models import Guest, GuestMerge, Identity, SegmentMembership, Session
@@ -159,7 +159,7 @@ def identities_lookup(keys: Iterable[IdentityKey]) -> dict[IdentityKey, int]:
     keys = list(keys)
     if not keys:
         return {}
-    if connection.vendor == "postgresql":
+    if on_postgres():
         table = Identity._meta.db_table
         with connection.cursor() as cursor:
             cursor.execute(
@@ -169,7 +169,7 @@ def identities_lookup(keys: Iterable[IdentityKey]) -> dict[IdentityKey, int]:
                 JOIN {table} i
                   ON i.workspace_id = k.workspace_id AND i.kind = k.kind AND i.value = k.value
                 """,  # noqa: S608 - the table name is ours, values are parameters
-                [pg_array(column) for column in zip(*keys, strict=True)],
+                arrays(keys),
             )
             return {(ws, kind, value): guest_id for ws, kind, value, guest_id in cursor}
     by_kind: dict[tuple[int, str], list[str]] = defaultdict(list)
@@ -456,7 +456,7 @@ def _previous_ids_hold(plan: Plan) -> list[int]:
     transaction still open keeps others waiting (the delete could yet roll back), so the hold
     lasts until commit. SQLite runs one writer at a time: there is nothing to hold there.
     """
-    if connection.vendor != "postgresql":
+    if not on_postgres():
         return []
     rows = sorted(
         (workspace_id, kind, value, node.root().guest.pk)
@@ -477,7 +477,7 @@ def _previous_ids_hold(plan: Plan) -> list[int]:
             ON CONFLICT DO NOTHING
             RETURNING id
             """,  # noqa: S608 - the table name is ours, values are parameters
-            [pg_array(column) for column in zip(*rows, strict=True)],
+            arrays(rows),
         )
         return [row[0] for row in cursor]
 

@@ -17,6 +17,7 @@ from django.db import connection
 from django.db.models import BooleanField, QuerySet
 from django.db.models.expressions import RawSQL
 
+from config.lib.db import on_postgres
 from tracking.models import Event
 
 from .models import Guest, Segment, SegmentMembership, Session
@@ -59,7 +60,7 @@ class Compiler:
     def __init__(self, *, workspace_id: int, now: datetime, guest_ids: list[int] | None = None):
         self.workspace_id = workspace_id
         self.now = now
-        self.postgres = connection.vendor == "postgresql"
+        self.postgres = on_postgres()
         self.guest_ids = list(guest_ids) if guest_ids is not None and self.postgres else None
         quote = connection.ops.quote_name
         self.guest_table = quote(Guest._meta.db_table)

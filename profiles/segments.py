@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from config.lib.db import setting_local
+from config.lib.db import on_postgres, work_mem
 
 from .models import DirtyGuest, Segment, SegmentMembership, SegmentRun
 from .rules import rule_validate
@@ -92,9 +92,7 @@ MEMBERS_WORK_MEM = "64MB"
 
 
 def _members_fetch(query) -> set[int]:
-    if connection.vendor != "postgresql":
-        return set(query.values_list("pk", flat=True))
-    with setting_local("work_mem", MEMBERS_WORK_MEM):
+    with work_mem(MEMBERS_WORK_MEM):
         return set(query.values_list("pk", flat=True))
 
 
@@ -102,7 +100,7 @@ def _memberships_open(segment: Segment, guest_ids: list[int], now: datetime) -> 
     """Open a stay for each guest: one INSERT of arrays on PostgreSQL."""
     if not guest_ids:
         return
-    if connection.vendor == "postgresql":
+    if on_postgres():
         table = SegmentMembership._meta.db_table
         with connection.cursor() as cursor:
             cursor.execute(

@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from config.lib.db import setting_local
+from config.lib.db import on_postgres, setting_local
 
 from .messages import MAX_NESTING
 from .models import Workspace
@@ -49,7 +49,7 @@ class EstimatedCountPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         query = self.object_list
-        if connection.vendor != "postgresql":
+        if not on_postgres():
             return query.count()
         estimate = self._estimate()
         if estimate > EXACT_COUNT_LIMIT:

@@ -14,7 +14,14 @@ from django.db import IntegrityError, InterfaceError, OperationalError, connecti
 from django.db.models import JSONField, Max, QuerySet
 from django.utils import timezone
 
-from config.lib.db import COPY_FROM_ROWS, pg_array, row_values
+from config.lib.db import (
+    COPY_FROM_ROWS,
+    ids_reserve,
+    keys_upsert_returning,
+    on_postgres,
+    row_values,
+    rows_copy,
+)
 
 from .doors import collect, optimizely, segment, stream
 from .errors import IngestError
@@ -284,7 +291,7 @@ def inbox_drain(
     """
     claim_size = claim_size or settings.FOOTPRINT["INBOX_CLAIM_SIZE"]
     threads = threads or settings.FOOTPRINT["DRAIN_THREADS"]
-    if threads <= 1 or connection.vendor != "postgresql" or connection.in_atomic_block:
+    if threads <= 1 or not on_postgres() or connection.in_atomic_block:
         return _drain_loop(claim_size, max_batches)
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="drain") as pool:
         runs = [pool.submit(_drain_thread, claim_size, max_batches) for _ in range(threads)]
@@ -487,7 +494,7 @@ def events_insert(messages: list[Message]) -> list[int]:
     ``COPY``, straight from the messages: several times faster than a multi-row INSERT of model
     instances, where building the instances and quoting every value client-side dominate.
     """
-    if connection.vendor != "postgresql" or len(messages) < COPY_FROM_ROWS:
+    if not on_postgres() or len(messages) < COPY_FROM_ROWS:
         events = Event.objects.bulk_create(
             [Event(**{f.attname: getattr(m, f.attname) for f in EVENT_FIELDS}) for m in messages],
             batch_size=1000,
@@ -496,15 +503,15 @@ def events_insert(messages: list[Message]) -> list[int]:
     table = Event._meta.db_table
     columns = ", ".join(connection.ops.quote_name(f.column) for f in EVENT_FIELDS)
     names = [f.attname for f in EVENT_FIELDS]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-            [table, len(messages)],
-        )
-        ids = [row[0] for row in cursor.fetchall()]
-        with cursor.copy(f"COPY {table} (id, {columns}) FROM STDIN") as copy:  # noqa: S608
-            for event_id, message in zip(ids, messages, strict=True):
-                copy.write_row([event_id, *row_values(message, names, EVENT_JSON_FIELDS)])
+    ids = ids_reserve(table, len(messages))
+    rows_copy(
+        table,
+        f"id, {columns}",
+        (
+            [event_id, *row_values(message, names, EVENT_JSON_FIELDS)]
+            for event_id, message in zip(ids, messages, strict=True)
+        ),
+    )
     return ids
 
 
@@ -549,42 +556,18 @@ def dedup_claim(*, messages: list[Message], dedup_windows: dict) -> list[Message
         for (ws, mid), m in sorted(first.items(), key=lambda item: item[0])
     ]
     table = DedupKey._meta.db_table
-    won: set[tuple[int, str]] = set()
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                f"""
-                INSERT INTO {table} (workspace_id, message_id, received_at, expires_at)
-                SELECT * FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[],
-                                     %s::timestamptz[])
-                ON CONFLICT (workspace_id, message_id) DO UPDATE
-                    SET received_at = EXCLUDED.received_at, expires_at = EXCLUDED.expires_at
-                    WHERE {table}.expires_at <= EXCLUDED.received_at
-                RETURNING workspace_id, message_id
-                """,  # noqa: S608 - the table name is ours, values are parameters
-                [pg_array(column) for column in zip(*rows, strict=True)],
-            )
-            won.update(cursor.fetchall())
-        else:
-            adapt = connection.ops.adapt_datetimefield_value
-            rows = [
-                (ws, mid, adapt(received), adapt(expires)) for ws, mid, received, expires in rows
-            ]
-            for start in range(0, len(rows), 500):
-                chunk = rows[start : start + 500]
-                placeholders = ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
-                cursor.execute(
-                    f"""
-                    INSERT INTO {table} (workspace_id, message_id, received_at, expires_at)
-                    VALUES {placeholders}
-                    ON CONFLICT (workspace_id, message_id) DO UPDATE
-                        SET received_at = excluded.received_at, expires_at = excluded.expires_at
-                        WHERE {table}.expires_at <= excluded.received_at
-                    RETURNING workspace_id, message_id
-                    """,  # noqa: S608
-                    [value for row in chunk for value in row],
-                )
-                won.update(cursor.fetchall())
+    won = set(
+        keys_upsert_returning(
+            table,
+            ["workspace_id", "message_id", "received_at", "expires_at"],
+            ["bigint", "text", "timestamptz", "timestamptz"],
+            rows,
+            conflict="workspace_id, message_id",
+            assign="received_at = excluded.received_at, expires_at = excluded.expires_at",
+            where=f"{table}.expires_at <= excluded.received_at",
+            returning="workspace_id, message_id",
+        )
+    )
     return [m for key, m in first.items() if key in won]
 
 

@@ -1,4 +1,10 @@
-"""Small PostgreSQL helpers shared by the apps."""
+"""The one home of database-specific SQL: COPY, array binding, upserts, ``SET LOCAL``.
+
+Footprint runs on PostgreSQL in production and on SQLite as the embedded default. What only
+PostgreSQL can do fast (COPY, arrays bound as one parameter, ``unnest`` joins, settings per
+transaction) lives here behind functions that do the plain thing on SQLite, so the apps ask
+``on_postgres()`` as rarely as possible.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,20 @@ from contextlib import contextmanager
 import orjson
 from django.db import connection, transaction
 from django.db.models import JSONField
+
+
+def on_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+@contextmanager
+def work_mem(size: str):
+    """More memory for sorts and hashes of the statements inside (PostgreSQL; else nothing)."""
+    if not on_postgres():
+        yield
+        return
+    with setting_local("work_mem", size):
+        yield
 
 
 @contextmanager
@@ -73,7 +93,7 @@ def rows_update(objects: list, fields: list[str]) -> None:
     if not objects:
         return
     model = type(objects[0])
-    if connection.vendor != "postgresql":
+    if not on_postgres():
         model.objects.bulk_update(objects, fields, batch_size=500)
         return
     meta = model._meta
@@ -111,9 +131,114 @@ def rows_update(objects: list, fields: list[str]) -> None:
             "ON COMMIT DELETE ROWS"
         )
         cursor.execute(f"TRUNCATE {scratch}")
-        with cursor.copy(f"COPY {scratch} (id, {names}) FROM STDIN") as copy:
-            for obj in objects:
-                copy.write_row([obj.pk, *row_values(obj, attnames, json_fields)])
+        rows_copy(
+            scratch,
+            f"id, {names}",
+            ([obj.pk, *row_values(obj, attnames, json_fields)] for obj in objects),
+            cursor=cursor,
+        )
         cursor.execute(
             f"UPDATE {table} t SET {assignments} FROM {scratch} s WHERE t.id = s.id"  # noqa: S608
         )
+
+
+def arrays(rows) -> list[str]:
+    """``rows`` as one array literal per column, to bind as ``unnest(%s::type[], …)``."""
+    return [pg_array(column) for column in zip(*rows, strict=True)]
+
+
+def rows_copy(table: str, columns: str, rows, *, cursor=None) -> None:
+    """``COPY table (columns) FROM STDIN`` of ``rows`` (PostgreSQL only): many rows in one go,
+    without quoting each value into SQL text."""
+    if cursor is None:
+        with connection.cursor() as own:
+            rows_copy(table, columns, rows, cursor=own)
+        return
+    with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def ids_reserve(table: str, count: int) -> list[int]:
+    """``count`` ids from the table's id sequence, in one query (PostgreSQL only)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            [table, count],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def copy_out(query):
+    """The text a ``COPY (…) TO STDOUT`` query writes, streamed in chunks (PostgreSQL only).
+
+    ``query`` is a psycopg ``sql.Composable``; the chunks are decoded as UTF-8, never split
+    inside a character.
+    """
+    import codecs
+
+    connection.ensure_connection()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with connection.connection.cursor() as cursor, cursor.copy(query) as copy:
+        for chunk in copy:
+            yield decoder.decode(bytes(chunk))
+    rest = decoder.decode(b"", final=True)
+    if rest:
+        yield rest
+
+
+def within_days(later: str, earlier: str) -> str:
+    """SQL saying ``later`` is at most a bound number of days (``%s``) after ``earlier``."""
+    if on_postgres():
+        return f"{later} <= {earlier} + (%s * interval '1 day')"
+    return f"julianday({later}) <= julianday({earlier}) + %s"
+
+
+def keys_upsert_returning(
+    table: str,
+    columns: list[str],
+    types: list[str],
+    rows: list[tuple],
+    *,
+    conflict: str,
+    assign: str,
+    where: str,
+    returning: str,
+) -> list[tuple]:
+    """``INSERT … ON CONFLICT (conflict) DO UPDATE SET assign WHERE where RETURNING returning``
+    of ``rows``; what it returns is the rows that went in or were taken over.
+
+    On PostgreSQL the rows are bound as one array per column (``unnest``), in one statement;
+    on SQLite as plain VALUES, 500 rows a statement. ``assign`` and ``where`` name the new row
+    as ``excluded``.
+    """
+    names = ", ".join(columns)
+    won: list[tuple] = []
+    with connection.cursor() as cursor:
+        if on_postgres():
+            unnest = ", ".join(f"%s::{kind}[]" for kind in types)
+            cursor.execute(
+                f"INSERT INTO {table} ({names}) SELECT * FROM unnest({unnest}) "  # noqa: S608
+                f"ON CONFLICT ({conflict}) DO UPDATE SET {assign} WHERE {where} "
+                f"RETURNING {returning}",
+                arrays(rows),
+            )
+            return list(cursor.fetchall())
+        adapt = connection.ops.adapt_datetimefield_value
+        plain = [
+            tuple(
+                adapt(v) if kind == "timestamptz" else v for v, kind in zip(row, types, strict=True)
+            )
+            for row in rows
+        ]
+        one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        for start in range(0, len(plain), 500):
+            chunk = plain[start : start + 500]
+            cursor.execute(
+                f"INSERT INTO {table} ({names}) VALUES {', '.join([one] * len(chunk))} "  # noqa: S608
+                f"ON CONFLICT ({conflict}) DO UPDATE SET {assign} WHERE {where} "
+                f"RETURNING {returning}",
+                [value for row in chunk for value in row],
+            )
+            won.extend(cursor.fetchall())
+    return won
