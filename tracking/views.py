@@ -13,6 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from . import services
 from .doors import collect, optimizely, segment, stream
+from .doors.base import body_parse
 from .doors.http import (
     body_read,
     client_ip,
@@ -58,7 +59,7 @@ def segment_door(request: HttpRequest, route: str) -> HttpResponse:
             source = source_get_by_write_key(key)
             rate_limit_check(source)
         body = body_read(request, limit=segment.body_limit(route))
-        payload = segment.body_parse(body)
+        payload = body_parse(body)
         if source is None:
             body_key = payload.get("writeKey") if isinstance(payload, dict) else None
             source = source_get_by_write_key(body_key if isinstance(body_key, str) else None)
@@ -157,7 +158,7 @@ def optimizely_door(request: HttpRequest, route: str) -> HttpResponse:
         rate_limit_check(source)
         _origin_check(request, source)
         body = body_read(request, limit=optimizely.body_limit(route))
-        events = optimizely.events_of(segment.body_parse(body), route=route)
+        events = optimizely.events_of(body_parse(body), route=route)
         # The visitor's address: the header the site passes on, else the caller's.
         ip = valid_ip(request.META.get(optimizely.IP_HEADER)) or client_ip(request)
         messages, rejected, rejected_at = optimizely.events_parse(

@@ -28,7 +28,7 @@ from ..messages import (
     text_value,
     valid_ip,
 )
-from .segment import Rejected, body_parse
+from .base import DoorSpec, InboxContext, Rejected, body_parse
 
 DOOR = "optimizely"
 SINGLE = "single"
@@ -233,32 +233,21 @@ def events_parse(
     return messages, rejected, rejected_at
 
 
-def inbox_parse(
-    *,
-    body: bytes,
-    meta: dict,
-    inbox_id: int,
-    workspace_id: int,
-    source_id: int,
-    source_kind: str,
-    ip: str | None,
-    received_at: Any,
-    max_future_skew: timedelta,
-) -> tuple[list[Message], list[Rejected]]:
+def inbox_parse(ctx: InboxContext) -> tuple[list[Message], list[Rejected]]:
     """Turn one stored request into messages and rejections."""
-    route = meta.get("route", BULK)
-    events = events_of(body_parse(body), route=route)
+    route = ctx.meta.get("route", BULK)
+    events = events_of(body_parse(ctx.body), route=route)
     messages, rejected, _ = events_parse(
         events,
         check_sizes=route == BULK,
         # Deterministic, so a re-run of the same inbox row deduplicates.
-        fallback_prefix=f"fp-{inbox_id}",
-        workspace_id=workspace_id,
-        source_id=source_id,
-        channel=channel_of_source_kind(source_kind),
-        ip=ip,
-        received_at=received_at,
-        max_future_skew=max_future_skew,
+        fallback_prefix=f"fp-{ctx.inbox_id}",
+        workspace_id=ctx.workspace_id,
+        source_id=ctx.source_id,
+        channel=channel_of_source_kind(ctx.source_kind),
+        ip=ctx.ip,
+        received_at=ctx.received_at,
+        max_future_skew=ctx.max_future_skew,
     )
     return messages, rejected
 
@@ -269,3 +258,6 @@ def replay_requests(payloads: list[dict]) -> list[tuple[bytes, dict]]:
         (orjson.dumps(payloads[start : start + MAX_BULK_EVENTS]), {"route": BULK, "replay": True})
         for start in range(0, len(payloads), MAX_BULK_EVENTS)
     ]
+
+
+SPEC = DoorSpec(key=DOOR, parse=inbox_parse, replay_requests=replay_requests)
