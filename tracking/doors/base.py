@@ -3,8 +3,8 @@ more than one door uses.
 
 A door is one module that turns a stored request (an ``InboxContext``) into internal
 ``Message`` objects and the messages it refused (``Rejected``), and that knows how to send
-failed messages through itself again. Its ``DoorSpec`` says so to the pipeline and the replay
-(see the registry in ``tracking.doors``).
+failed messages through itself again. Its ``DoorSpec`` says so to the pipeline, the replay and
+the OpenAPI description (see the registry in ``tracking.doors``).
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ class DoorSpec:
     parse: Callable[[InboxContext], Parsed]
     # Inbox bodies and metas that carry failed messages' payloads through the door again.
     replay_requests: Callable[[list[dict]], list[tuple[bytes, dict]]]
+    # The door's paths in the OpenAPI schema; None leaves the door out of it.
+    openapi_paths: Callable[[], dict] | None = None
 
 
 def body_parse(body: bytes) -> Any:

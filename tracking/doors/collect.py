@@ -30,6 +30,7 @@ from .base import (
     replay_one_each,
     text_field,
 )
+from .schema import ERROR, OBJECT, STRING, object_schema, operation, query
 
 DOOR = "collect"
 MAX_BODY_BYTES = 32 * 1024
@@ -208,4 +209,79 @@ def inbox_parse(ctx: InboxContext) -> tuple[list[Message], list[Rejected]]:
     )
 
 
-SPEC = DoorSpec(key=DOOR, parse=inbox_parse, replay_requests=replay_one_each)
+def openapi_paths() -> dict:
+    hit = object_schema(
+        {
+            "ea": {"type": "string", "description": "Event action; the event's name."},
+            "ec": {"type": "string", "description": "Event category."},
+            "sid": STRING,
+            "aid": STRING,
+            "uid": STRING,
+            "context": OBJECT,
+            "extra": OBJECT,
+            "dims": OBJECT,
+            "items": {"type": "array", "items": {}},
+        },
+        required=("ea", "ec"),
+    )
+    parameters = [
+        query("portal_id", "The workspace's portal id.", required=True, type="integer"),
+        query("prop_id", "The source's property id.", required=True, type="integer"),
+        query("resp_type", "The answer's form.", type="string", enum=list(RESP_TYPES)),
+        query("redirect_url", "For resp_type=redirect with ea=click; an allowed host only."),
+        *(
+            query(name, "An event field (JSON for context, extra, dims, items).")
+            for name in EVENT_FIELDS
+        ),
+    ]
+    responses = {
+        "200": {
+            "description": "The event's ids: `_event_callback_data({...});` (javascript), the "
+            "same object (json) or a 1x1 GIF (pixel).",
+            "content": {
+                "application/javascript": {"schema": STRING},
+                "application/json": {
+                    "schema": object_schema(
+                        {
+                            "type": STRING,
+                            "event_id": STRING,
+                            "session_id": STRING,
+                            "client_id": STRING,
+                            "sid": STRING,
+                            "uid": STRING,
+                            "aid": STRING,
+                        }
+                    )
+                },
+                "image/gif": {"schema": {"type": "string", "format": "binary"}},
+            },
+        },
+        "302": {"description": "resp_type=redirect: to redirect_url."},
+        "400": ERROR,
+        "404": {
+            "description": 'Unknown portal or property: `{"message": "404 not found"}`.',
+            "content": {"application/json": {"schema": object_schema({"message": STRING})}},
+        },
+    }
+    return {
+        "/collect": {
+            method: operation(
+                f"collect_{method}",
+                "Event Track API: one hit",
+                "Stored before the answer, which carries the event's, session's and guest's ids.",
+                parameters=parameters,
+                responses=responses,
+                **(
+                    {"requestBody": {"content": {"application/json": {"schema": hit}}}}
+                    if method == "post"
+                    else {}
+                ),
+            )
+            for method in ("get", "post")
+        },
+    }
+
+
+SPEC = DoorSpec(
+    key=DOOR, parse=inbox_parse, replay_requests=replay_one_each, openapi_paths=openapi_paths
+)

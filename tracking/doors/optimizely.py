@@ -29,6 +29,7 @@ from ..messages import (
     valid_ip,
 )
 from .base import DoorSpec, InboxContext, Rejected, body_parse
+from .schema import ERROR, OBJECT, STRING, object_schema, operation
 
 DOOR = "optimizely"
 SINGLE = "single"
@@ -260,4 +261,90 @@ def replay_requests(payloads: list[dict]) -> list[tuple[bytes, dict]]:
     ]
 
 
-SPEC = DoorSpec(key=DOOR, parse=inbox_parse, replay_requests=replay_requests)
+def openapi_paths() -> dict:
+    track_event = object_schema(
+        {
+            "DeviceId": STRING,
+            "EventType": {"type": "string", "description": "Becomes the event's name."},
+            "Value": STRING,
+            "EventTime": {"type": "string", "format": "date-time"},
+            "Scope": STRING,
+            "TrackId": {
+                "type": "string",
+                "description": f"Trimmed to {TRACK_ID_LENGTH} characters; a repeat "
+                "from the same source and Scope within 72 hours is skipped.",
+            },
+            "SessionId": STRING,
+            "PageUri": STRING,
+            "PageTitle": STRING,
+            "RemoteAddress": {"type": "string", "description": "Overrides Epi-User-IP-Address."},
+            "CountryCode": STRING,
+            "User": object_schema({"Name": STRING, "Email": STRING, "Info": OBJECT}),
+            "Payload": OBJECT,
+        },
+        required=("DeviceId", "EventType", "Value"),
+    )
+    epi_auth = {
+        "name": "Authorization",
+        "in": "header",
+        "required": True,
+        "description": "`epi-single <write key>`",
+        "schema": STRING,
+    }
+    ip_header = {
+        "name": "Epi-User-IP-Address",
+        "in": "header",
+        "description": "The visitor's IP for the request's events.",
+        "schema": STRING,
+    }
+    accepted = {
+        "description": "Accepted; invalid events of a bulk request are listed in `rejected`.",
+        "content": {
+            "application/json": {
+                "schema": object_schema(
+                    {"accepted": {"type": "integer"}, "rejected": {"type": "array", "items": {}}}
+                )
+            }
+        },
+    }
+    return {
+        "/api/v1.0/Track": {
+            "post": operation(
+                "optimizely_track",
+                "Optimizely Tracking API: one TrackEvent",
+                "Field names in PascalCase or camelCase.",
+                parameters=[epi_auth, ip_header],
+                requestBody={
+                    "required": True,
+                    "content": {"application/json": {"schema": track_event}},
+                },
+                responses={"200": accepted, "400": ERROR, "401": ERROR},
+            )
+        },
+        "/api/v1.0/TrackBulk": {
+            "post": operation(
+                "optimizely_track_bulk",
+                "Optimizely Tracking API: up to 100 TrackEvents",
+                "Each at most 256 KB; an event's RemoteAddress overrides the header IP.",
+                parameters=[epi_auth, ip_header],
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "array",
+                                "maxItems": MAX_BULK_EVENTS,
+                                "items": track_event,
+                            }
+                        }
+                    },
+                },
+                responses={"200": accepted, "400": ERROR, "401": ERROR},
+            )
+        },
+    }
+
+
+SPEC = DoorSpec(
+    key=DOOR, parse=inbox_parse, replay_requests=replay_requests, openapi_paths=openapi_paths
+)

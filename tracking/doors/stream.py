@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..channels import CHANNELS, channel_normalise
+from ..channels import ALIASES, CHANNELS, channel_normalise
 from ..errors import IngestError
 from ..messages import CURRENCY_RE, Message, contains_nul, email_normalize, text_value
 from .base import (
@@ -27,6 +27,7 @@ from .base import (
     replay_one_each,
     text_field,
 )
+from .schema import ERROR, OBJECT, STRING, object_schema, operation, query
 
 DOOR = "stream"
 VERSION = "1.2"
@@ -251,4 +252,94 @@ def inbox_parse(ctx: InboxContext) -> tuple[list[Message], list[Rejected]]:
     )
 
 
-SPEC = DoorSpec(key=DOOR, parse=inbox_parse, replay_requests=replay_one_each)
+def openapi_paths() -> dict:
+    message = object_schema(
+        {
+            "channel": {
+                "type": "string",
+                "example": "WEB",
+                "pattern": CHANNEL_RE.pattern,
+                "description": f"Upper case: one of {', '.join(CHANNELS)}, or the business's own "
+                "name. Other doors' words are accepted and stored as these names: "
+                + ", ".join(f"{word.upper()} as {name}" for word, name in ALIASES.items())
+                + ".",
+            },
+            "type": {
+                "type": "string",
+                "description": "One of these or a custom upper-case name.",
+                "example": "VIEW",
+                "enum": list(STANDARD_TYPES),
+            },
+            "browser_id": STRING,
+            "language": STRING,
+            "currency": STRING,
+            "page": STRING,
+            "pos": STRING,
+            "ext": OBJECT,
+            "email": STRING,
+            "firstname": STRING,
+            "lastname": STRING,
+            "identifiers": {
+                "type": "array",
+                "items": object_schema({"provider": STRING, "id": STRING}),
+            },
+        },
+        required=("type", "channel", "browser_id"),
+    )
+    ok = {
+        "description": "JSON, or JSONP (`callback(...);`) when `callback` is given.",
+        "content": {
+            "application/json": {
+                "schema": object_schema(
+                    {
+                        "ref": STRING,
+                        "status": {"type": "string", "example": "OK"},
+                        "version": {"type": "string", "example": VERSION},
+                        "client_key": STRING,
+                        "customer_ref": STRING,
+                        "session_ref": STRING,
+                    }
+                )
+            },
+            "application/javascript": {"schema": STRING},
+        },
+    }
+    client_key = query("client_key", "The workspace's client key.", required=True)
+    callback = query("callback", "A JavaScript function name: the answer is JSONP.")
+    message_param = query(
+        "message",
+        "The Stream message as JSON (or send it as the POST body).",
+        type="string",
+    )
+    event = operation(
+        "stream_event_create",
+        "Sitecore Stream API: one event",
+        "VIEW, IDENTITY (stitches the browser's guest to the known guest), FORCE_CLOSE "
+        "(closes the session), … Stored before the answer, which carries its refs.",
+        parameters=[client_key, message_param, callback],
+        responses={"200": ok, "400": ERROR, "401": ERROR},
+    )
+    return {
+        "/v1.2/browser/create.json": {
+            "get": operation(
+                "stream_browser_create",
+                "Sitecore Stream API: a new browser",
+                "Creates a browser ref and its visitor guest.",
+                parameters=[client_key, callback],
+                responses={"200": ok, "401": ERROR},
+            )
+        },
+        "/v1.2/event/create.json": {
+            "get": event,
+            "post": {
+                **event,
+                "operationId": "stream_event_create_post",
+                "requestBody": {"content": {"application/json": {"schema": message}}},
+            },
+        },
+    }
+
+
+SPEC = DoorSpec(
+    key=DOOR, parse=inbox_parse, replay_requests=replay_one_each, openapi_paths=openapi_paths
+)
