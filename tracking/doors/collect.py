@@ -42,10 +42,14 @@ JSON_FIELDS = {"context": dict, "extra": dict, "dims": dict, "items": list}
 CALLBACK = "_event_callback_data"
 TRANSPARENT_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NOT_FOUND = {"message": "404 not found"}
+METHOD_NOT_ALLOWED = {"message": "use GET or POST"}
 
 
-class NotFound(Exception):
+class NotFound(IngestError):
     """Unknown portal or property: answered 404 ``{"message": "404 not found"}``."""
+
+    def __init__(self) -> None:
+        super().__init__("not_found", NOT_FOUND["message"], status=404)
 
 
 def address_parse(params: Any) -> tuple[int, int, str, str]:
