@@ -3,18 +3,9 @@
 from __future__ import annotations
 
 import orjson
-from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
-from django.views.decorators.csrf import csrf_exempt
 
-from tracking.doors.http import (
-    body_read,
-    cors_allow,
-    error_response,
-    json_response,
-    post_only,
-    unavailable_response,
-)
+from tracking.doors.http import body_read, door_view, json_response
 from tracking.errors import IngestError
 
 from .flows import flow_definition_get
@@ -23,25 +14,18 @@ from .services import content_render, flow_call
 MAX_BODY = 64 * 1024
 
 
-@csrf_exempt
+@door_view("POST")
 def call_flows(request: HttpRequest) -> HttpResponse:
-    if (refusal := post_only(request)) is not None:
-        return refusal
     try:
-        try:
-            body = orjson.loads(body_read(request, limit=MAX_BODY))
-        except orjson.JSONDecodeError as error:
-            raise IngestError("invalid_json", f"the body is not JSON: {error}") from None
-        if not isinstance(body, dict):
-            raise IngestError("invalid_json", "the body must be a JSON object")
-        definition = flow_definition_get(
-            client_key=body.get("clientKey"), friendly_id=body.get("friendlyId")
-        )
-        decision = flow_call(definition=definition, body=body)
-    except IngestError as error:
-        return cors_allow(error_response(error), request)
-    except (OperationalError, InterfaceError):
-        return cors_allow(unavailable_response(), request)
+        body = orjson.loads(body_read(request, limit=MAX_BODY))
+    except orjson.JSONDecodeError as error:
+        raise IngestError("invalid_json", f"the body is not JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise IngestError("invalid_json", "the body must be a JSON object")
+    definition = flow_definition_get(
+        client_key=body.get("clientKey"), friendly_id=body.get("friendlyId")
+    )
+    decision = flow_call(definition=definition, body=body)
     variant = decision.variant
     answer = {
         "friendlyId": decision.experience.friendly_id,
@@ -52,4 +36,4 @@ def call_flows(request: HttpRequest) -> HttpResponse:
         "guestRef": str(decision.guest.ref) if decision.guest else None,
         "sessionRef": decision.session_ref,
     }
-    return cors_allow(json_response(answer), request)
+    return json_response(answer)

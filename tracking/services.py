@@ -23,7 +23,8 @@ from config.lib.db import (
     rows_copy,
 )
 
-from .doors import collect, optimizely, segment, stream
+from .doors import DOORS
+from .doors.base import InboxContext, Rejected
 from .errors import IngestError
 from .messages import Message, contains_nul, ip_anonymize
 from .models import (
@@ -41,20 +42,6 @@ from .pipeline import Batch, batch_run, hook, hooks
 from .selectors import sources_forget
 
 logger = logging.getLogger(__name__)
-
-# Each door's parser from a stored request to messages; a new door registers here.
-INBOX_PARSERS = {
-    Door.SEGMENT: segment.inbox_parse,
-    Door.OPTIMIZELY: optimizely.inbox_parse,
-    Door.STREAM: stream.inbox_parse,
-    Door.COLLECT: collect.inbox_parse,
-}
-REPLAY_REQUESTS = {
-    Door.SEGMENT: segment.replay_requests,
-    Door.OPTIMIZELY: optimizely.replay_requests,
-    Door.STREAM: stream.replay_requests,
-    Door.COLLECT: collect.replay_requests,
-}
 
 
 # --- Workspaces and sources -------------------------------------------------------------------
@@ -223,7 +210,7 @@ def failed_events_replay(*, failed: list[FailedEvent]) -> int:
         for (source_id, door), items in groups.items():
             InboxRequest.objects.bulk_create(
                 InboxRequest(source_id=source_id, door=door, body=body, meta=meta, received_at=now)
-                for body, meta in REPLAY_REQUESTS[door]([item.payload for item in items])
+                for body, meta in DOORS[door].replay_requests([item.payload for item in items])
             )
             FailedEvent.objects.filter(pk__in=[item.pk for item in items]).update(replayed_at=now)
         if groups:
@@ -242,7 +229,7 @@ def failed_event_replay_edited(*, failed: FailedEvent, payload: dict) -> InboxRe
     """
     now = timezone.now()
     with transaction.atomic():
-        [(body, meta)] = REPLAY_REQUESTS[failed.door]([payload])
+        [(body, meta)] = DOORS[failed.door].replay_requests([payload])
         inbox = InboxRequest.objects.create(
             source_id=failed.source_id, door=failed.door, body=body, meta=meta, received_at=now
         )
@@ -397,19 +384,21 @@ def _inbox_rows_store(rows: list[InboxRequest]) -> tuple[DrainStats, Stored]:
     for row in rows:
         source = row.source
         try:
-            parsed, rejected = INBOX_PARSERS[row.door](
-                body=bytes(row.body),
-                meta=row.meta,
-                inbox_id=row.pk,
-                workspace_id=source.workspace_id,
-                source_id=source.pk,
-                source_kind=source.kind,
-                ip=row.ip,
-                received_at=row.received_at,
-                max_future_skew=max_future_skew,
+            parsed, rejected = DOORS[row.door].parse(
+                InboxContext(
+                    body=bytes(row.body),
+                    meta=row.meta,
+                    inbox_id=row.pk,
+                    workspace_id=source.workspace_id,
+                    source_id=source.pk,
+                    source_kind=source.kind,
+                    ip=row.ip,
+                    received_at=row.received_at,
+                    max_future_skew=max_future_skew,
+                )
             )
         except IngestError as error:
-            parsed, rejected = [], [segment.Rejected(error=error, payload=None)]
+            parsed, rejected = [], [Rejected(error=error, payload=None)]
         messages.extend(parsed)
         failed.extend(
             FailedEvent(

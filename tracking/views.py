@@ -1,4 +1,8 @@
-"""The front doors' HTTP views: read, authenticate, check, store in the inbox, answer."""
+"""The front doors' HTTP views: read, authenticate, check, store in the inbox, answer.
+
+What every door answers alike (a preflight, a 405, a refusal in the door's format, a 503 while
+the database is away, the CORS headers) is ``doors.http.door_view``'s business.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +10,21 @@ import uuid
 
 import orjson
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from django.views.decorators.csrf import csrf_exempt
 
 from . import services
 from .doors import collect, optimizely, segment, stream
+from .doors.base import body_parse
 from .doors.http import (
     body_read,
     client_ip,
     cors_allow,
-    cors_preflight,
-    error_response,
+    door_error,
+    door_view,
     header_write_key,
     json_response,
-    post_only,
     rate_limit_check,
-    unavailable_response,
 )
 from .errors import IngestError
 from .messages import valid_ip
@@ -44,62 +45,49 @@ def _origin_check(request: HttpRequest, source: Source) -> None:
         )
 
 
-@csrf_exempt
+@door_view("POST")
 def segment_door(request: HttpRequest, route: str) -> HttpResponse:
     """``POST /v1/<route>``: one Segment-spec message, or a batch of them."""
-    if (refusal := post_only(request)) is not None:
-        return refusal
     received_at = timezone.now()
     route = segment.ROUTES[route]
     source = None
-    try:
-        key = header_write_key(request)
-        if key is not None:
-            source = source_get_by_write_key(key)
-            rate_limit_check(source)
-        body = body_read(request, limit=segment.body_limit(route))
-        payload = segment.body_parse(body)
-        if source is None:
-            body_key = payload.get("writeKey") if isinstance(payload, dict) else None
-            source = source_get_by_write_key(body_key if isinstance(body_key, str) else None)
-            rate_limit_check(source)
-        _origin_check(request, source)
-        segment.request_check(
-            payload,
-            route=route,
-            workspace_id=source.workspace_id,
-            source_id=source.pk,
-            door=segment.DOOR,
-            received_at=received_at,
-            max_future_skew=settings.FOOTPRINT["MAX_FUTURE_SKEW"],
-        )
-        services.inbox_accept(
-            source=source,
-            door=segment.DOOR,
-            body=body,
-            meta={"route": route},
-            ip=client_ip(request),
-            received_at=received_at,
-        )
-    except IngestError as error:
-        return cors_allow(error_response(error), request, allowed=error.status != 403)
-    except (OperationalError, InterfaceError):
-        return cors_allow(unavailable_response(), request)
-    return cors_allow(json_response({"success": True}), request)
+    key = header_write_key(request)
+    if key is not None:
+        source = source_get_by_write_key(key)
+        rate_limit_check(source)
+    body = body_read(request, limit=segment.body_limit(route))
+    payload = body_parse(body)
+    if source is None:
+        body_key = payload.get("writeKey") if isinstance(payload, dict) else None
+        source = source_get_by_write_key(body_key if isinstance(body_key, str) else None)
+        rate_limit_check(source)
+    _origin_check(request, source)
+    segment.request_check(
+        payload,
+        route=route,
+        workspace_id=source.workspace_id,
+        source_id=source.pk,
+        door=segment.DOOR,
+        received_at=received_at,
+        max_future_skew=settings.FOOTPRINT["MAX_FUTURE_SKEW"],
+    )
+    services.inbox_accept(
+        source=source,
+        door=segment.DOOR,
+        body=body,
+        meta={"route": route},
+        ip=client_ip(request),
+        received_at=received_at,
+    )
+    return json_response({"success": True})
 
 
-@csrf_exempt
+# Any method is served the document (this view never refused one); a preflight allows GET.
+@door_view("GET", any_method=True)
 def segment_settings(request: HttpRequest, write_key: str) -> HttpResponse:
     """``GET /v1/projects/<writeKey>/settings``: the document analytics.js loads at start-up."""
-    if request.method == "OPTIONS":
-        return cors_preflight(request, methods="GET, OPTIONS")
-    try:
-        source = source_get_by_write_key(write_key)
-        _origin_check(request, source)
-    except IngestError as error:
-        return cors_allow(error_response(error), request, allowed=error.status != 403)
-    except (OperationalError, InterfaceError):
-        return cors_allow(unavailable_response(), request)
+    source = source_get_by_write_key(write_key)
+    _origin_check(request, source)
     document = {
         "integrations": {
             "Segment.io": {
@@ -125,7 +113,7 @@ def segment_settings(request: HttpRequest, write_key: str) -> HttpResponse:
         "legacyVideoPluginsEnabled": False,
         "remotePlugins": [],
     }
-    return cors_allow(json_response(document), request)
+    return json_response(document)
 
 
 def _rejected(rejected: list, indexes: list[int]) -> list[dict]:
@@ -135,7 +123,7 @@ def _rejected(rejected: list, indexes: list[int]) -> list[dict]:
     ]
 
 
-@csrf_exempt
+@door_view("POST")
 def optimizely_door(request: HttpRequest, route: str) -> HttpResponse:
     """``POST /api/v1.0/Track`` (one TrackEvent) and ``/api/v1.0/TrackBulk`` (up to 100).
 
@@ -143,88 +131,62 @@ def optimizely_door(request: HttpRequest, route: str) -> HttpResponse:
     stored and the invalid ones listed in the answer (and kept as failed events). Errors are the
     JSON ``{"code", "message", "field"}`` of every door.
     """
-    if (refusal := post_only(request)) is not None:
-        return refusal
     received_at = timezone.now()
     route = optimizely.BULK if route.lower() == "trackbulk" else optimizely.SINGLE
-    try:
-        key = optimizely.key_from_header(request.META.get("HTTP_AUTHORIZATION", ""))
-        if key is None:
-            raise IngestError(
-                "invalid_key", "send the key as Authorization: epi-single <key>", status=401
-            )
-        source = source_get_by_write_key(key)
-        rate_limit_check(source)
-        _origin_check(request, source)
-        body = body_read(request, limit=optimizely.body_limit(route))
-        events = optimizely.events_of(segment.body_parse(body), route=route)
-        # The visitor's address: the header the site passes on, else the caller's.
-        ip = valid_ip(request.META.get(optimizely.IP_HEADER)) or client_ip(request)
-        messages, rejected, rejected_at = optimizely.events_parse(
-            events,
-            check_sizes=True,
-            fallback_prefix="check",
-            workspace_id=source.workspace_id,
-            source_id=source.pk,
-            channel="",
-            ip=ip,
-            received_at=received_at,
-            max_future_skew=settings.FOOTPRINT["MAX_FUTURE_SKEW"],
+    key = optimizely.key_from_header(request.META.get("HTTP_AUTHORIZATION", ""))
+    if key is None:
+        raise IngestError(
+            "invalid_key", "send the key as Authorization: epi-single <key>", status=401
         )
-        if route == optimizely.SINGLE and rejected:
-            raise rejected[0].error
-        if not messages:
-            return cors_allow(
-                json_response(
-                    {
-                        "code": "no_valid_events",
-                        "message": "no track event of the list is valid; nothing was stored",
-                        "rejected": _rejected(rejected, rejected_at),
-                    },
-                    status=400,
-                ),
-                request,
-            )
-        services.inbox_accept(
-            source=source,
-            door=optimizely.DOOR,
-            body=body,
-            meta={"route": route},
-            ip=ip,
-            received_at=received_at,
+    source = source_get_by_write_key(key)
+    rate_limit_check(source)
+    _origin_check(request, source)
+    body = body_read(request, limit=optimizely.body_limit(route))
+    events = optimizely.events_of(body_parse(body), route=route)
+    # The visitor's address: the header the site passes on, else the caller's.
+    ip = valid_ip(request.META.get(optimizely.IP_HEADER)) or client_ip(request)
+    messages, rejected, rejected_at = optimizely.events_parse(
+        events,
+        check_sizes=True,
+        fallback_prefix="check",
+        workspace_id=source.workspace_id,
+        source_id=source.pk,
+        channel="",
+        ip=ip,
+        received_at=received_at,
+        max_future_skew=settings.FOOTPRINT["MAX_FUTURE_SKEW"],
+    )
+    if route == optimizely.SINGLE and rejected:
+        raise rejected[0].error
+    if not messages:
+        return json_response(
+            {
+                "code": "no_valid_events",
+                "message": "no track event of the list is valid; nothing was stored",
+                "rejected": _rejected(rejected, rejected_at),
+            },
+            status=400,
         )
-    except IngestError as error:
-        return cors_allow(error_response(error), request, allowed=error.status != 403)
-    except (OperationalError, InterfaceError):
-        return cors_allow(unavailable_response(), request)
+    services.inbox_accept(
+        source=source,
+        door=optimizely.DOOR,
+        body=body,
+        meta={"route": route},
+        ip=ip,
+        received_at=received_at,
+    )
     answer: dict = {"accepted": len(messages)}
     if rejected:
         answer["rejected"] = _rejected(rejected, rejected_at)
-    return cors_allow(json_response(answer), request)
+    return json_response(answer)
 
 
-def _stream_answer(
-    request: HttpRequest, payload: dict, *, callback: str | None, status: int = 200
-) -> HttpResponse:
+def _stream_answer(payload: dict, *, callback: str | None, status: int = 200) -> HttpResponse:
     """JSON, or JSONP (``callback(...);``) for a script tag when a callback was named."""
     if callback:
         body = callback.encode() + b"(" + orjson.dumps(payload) + b");"
-        response = HttpResponse(body, status=status, content_type="application/javascript")
-    else:
-        response = json_response(payload, status=status)
-    return cors_allow(response, request)
-
-
-def _stream_error(request: HttpRequest, error: IngestError, callback: str | None) -> HttpResponse:
-    response = _stream_answer(
-        request,
-        {"status": "ERROR", "version": stream.VERSION, **error.as_dict()},
-        callback=callback,
-        status=error.status,
-    )
-    if error.retry_after is not None:
-        response["Retry-After"] = str(error.retry_after)
-    return response
+        return HttpResponse(body, status=status, content_type="application/javascript")
+    return json_response(payload, status=status)
 
 
 def _stream_callback(request: HttpRequest) -> str | None:
@@ -234,20 +196,28 @@ def _stream_callback(request: HttpRequest) -> str | None:
         return None
 
 
-@csrf_exempt
+def _stream_error(request: HttpRequest, error: IngestError) -> HttpResponse:
+    """The Stream API's error (JSONP too, unless the callback itself was refused)."""
+    response = cors_allow(
+        _stream_answer(
+            {"status": "ERROR", "version": stream.VERSION, **error.as_dict()},
+            callback=_stream_callback(request),
+            status=error.status,
+        ),
+        request,
+    )
+    if error.retry_after is not None:
+        response["Retry-After"] = str(error.retry_after)
+    return response
+
+
+# Any method is served as GET and POST are (these views never refused one).
+@door_view("GET", "POST", any_method=True, error=_stream_error)
 def stream_browser_create(request: HttpRequest) -> HttpResponse:
     """``GET /v1.2/browser/create.json?client_key=…``: a new browser ref and its visitor guest."""
-    if request.method == "OPTIONS":
-        return cors_preflight(request, methods="GET, POST, OPTIONS")
-    callback = _stream_callback(request)
-    try:
-        stream.callback_check(request.GET.get("callback"))
-        workspace = workspace_get_by_client_key(request.GET.get("client_key"))
-        ref, guest = services.browser_create(workspace=workspace)
-    except IngestError as error:
-        return _stream_error(request, error, callback)
-    except (OperationalError, InterfaceError):
-        return cors_allow(unavailable_response(), request)
+    callback = stream.callback_check(request.GET.get("callback"))
+    workspace = workspace_get_by_client_key(request.GET.get("client_key"))
+    ref, guest = services.browser_create(workspace=workspace)
     answer = {
         "ref": ref,
         "customer_ref": str(guest.ref),
@@ -255,10 +225,10 @@ def stream_browser_create(request: HttpRequest) -> HttpResponse:
         "version": stream.VERSION,
         "client_key": workspace.client_key,
     }
-    return _stream_answer(request, answer, callback=callback)
+    return _stream_answer(answer, callback=callback)
 
 
-@csrf_exempt
+@door_view("GET", "POST", any_method=True, error=_stream_error)
 def stream_event_create(request: HttpRequest) -> HttpResponse:
     """``GET|POST /v1.2/event/create.json?client_key=…&message=<json>``: one Stream event.
 
@@ -266,45 +236,37 @@ def stream_event_create(request: HttpRequest) -> HttpResponse:
     the request is written to the inbox and processed at once through the one pipeline (see
     ``services.inbox_accept_processed``).
     """
-    if request.method == "OPTIONS":
-        return cors_preflight(request, methods="GET, POST, OPTIONS")
     received_at = timezone.now()
-    callback = _stream_callback(request)
-    try:
-        stream.callback_check(request.GET.get("callback"))
-        raw = request.GET.get("message")
-        if raw is None and request.method == "POST":
-            raw = body_read(request, limit=stream.MAX_MESSAGE_BYTES)
-        message = stream.message_from(raw)
-        workspace = workspace_get_by_client_key(
-            request.GET.get("client_key") or message.get("client_key")
-        )
-        ip = client_ip(request)
-        stream.message_normalize(
-            message,
-            workspace_id=workspace.pk,
-            source_id=0,
-            ref="check",
-            ip=ip,
-            received_at=received_at,
-        )
-        source = services.workspace_source_get(
-            workspace=workspace, name=stream.SOURCE_NAME, kind=Source.Kind.WEB
-        )
-        rate_limit_check(source)
-        ref = str(uuid.uuid4())
-        event_ids = services.inbox_accept_processed(
-            source=source,
-            door=stream.DOOR,
-            body=orjson.dumps(message),
-            meta={"ref": ref},
-            ip=ip,
-            received_at=received_at,
-        )
-    except IngestError as error:
-        return _stream_error(request, error, callback)
-    except (OperationalError, InterfaceError):
-        return cors_allow(unavailable_response(), request)
+    callback = stream.callback_check(request.GET.get("callback"))
+    raw = request.GET.get("message")
+    if raw is None and request.method == "POST":
+        raw = body_read(request, limit=stream.MAX_MESSAGE_BYTES)
+    message = stream.message_from(raw)
+    workspace = workspace_get_by_client_key(
+        request.GET.get("client_key") or message.get("client_key")
+    )
+    ip = client_ip(request)
+    stream.message_normalize(
+        message,
+        workspace_id=workspace.pk,
+        source_id=0,
+        ref="check",
+        ip=ip,
+        received_at=received_at,
+    )
+    source = services.workspace_source_get(
+        workspace=workspace, name=stream.SOURCE_NAME, kind=Source.Kind.WEB
+    )
+    rate_limit_check(source)
+    ref = str(uuid.uuid4())
+    event_ids = services.inbox_accept_processed(
+        source=source,
+        door=stream.DOOR,
+        body=orjson.dumps(message),
+        meta={"ref": ref},
+        ip=ip,
+        received_at=received_at,
+    )
     refs = event_refs(event_ids[0] if event_ids else None)
     answer = {
         "ref": ref,
@@ -315,12 +277,10 @@ def stream_event_create(request: HttpRequest) -> HttpResponse:
         "customer_ref": refs["guest"],
         "session_ref": refs["session"],
     }
-    return _stream_answer(request, answer, callback=callback)
+    return _stream_answer(answer, callback=callback)
 
 
-def _collect_answer(
-    request: HttpRequest, answer: dict, *, resp_type: str, redirect_url: str
-) -> HttpResponse:
+def _collect_answer(answer: dict, *, resp_type: str, redirect_url: str) -> HttpResponse:
     if resp_type == "redirect":
         response = HttpResponse(status=302)
         response["Location"] = redirect_url
@@ -335,10 +295,16 @@ def _collect_answer(
     response["Cache-Control"] = "no-cache, no-store, must-revalidate, private"
     response["Pragma"] = "no-cache"
     response["Expires"] = "0"
-    return cors_allow(response, request)
+    return response
 
 
-@csrf_exempt
+def _collect_error(request: HttpRequest, error: IngestError) -> HttpResponse:
+    if isinstance(error, collect.NotFound):
+        return cors_allow(json_response(collect.NOT_FOUND, status=404), request)
+    return door_error(request, error)
+
+
+@door_view("GET", "POST", not_allowed=collect.METHOD_NOT_ALLOWED, error=_collect_error)
 def collect_door(request: HttpRequest) -> HttpResponse:
     """``GET|POST /collect?portal_id=&prop_id=&resp_type=&redirect_url=``: one event hit.
 
@@ -346,56 +312,43 @@ def collect_door(request: HttpRequest) -> HttpResponse:
     written to the inbox and processed at once through the one pipeline (see
     ``services.inbox_accept_processed``). Errors are JSON whatever ``resp_type`` asked for.
     """
-    if request.method == "OPTIONS":
-        return cors_preflight(request, methods="GET, POST, OPTIONS")
-    if request.method not in ("GET", "POST"):
-        return cors_allow(
-            json_response({"message": "use GET or POST"}, status=405, Allow="GET, POST"), request
-        )
     received_at = timezone.now()
-    try:
-        portal_id, prop_id, resp_type, redirect_url = collect.address_parse(request.GET)
-        source = source_get_by_portal(portal_id=portal_id, prop_id=prop_id)
-        if source is None:
-            raise collect.NotFound
-        rate_limit_check(source)
-        _origin_check(request, source)
-        body = body_read(request, limit=collect.MAX_BODY_BYTES) if request.method == "POST" else b""
-        hit = collect.hit_from(request.GET, body)
-        ip = client_ip(request)
-        collect.hit_normalize(
-            hit,
-            workspace_id=source.workspace_id,
-            source_id=source.pk,
-            channel="",
-            ref="check",
-            ip=ip,
-            received_at=received_at,
+    portal_id, prop_id, resp_type, redirect_url = collect.address_parse(request.GET)
+    source = source_get_by_portal(portal_id=portal_id, prop_id=prop_id)
+    if source is None:
+        raise collect.NotFound
+    rate_limit_check(source)
+    _origin_check(request, source)
+    body = body_read(request, limit=collect.MAX_BODY_BYTES) if request.method == "POST" else b""
+    hit = collect.hit_from(request.GET, body)
+    ip = client_ip(request)
+    collect.hit_normalize(
+        hit,
+        workspace_id=source.workspace_id,
+        source_id=source.pk,
+        channel="",
+        ref="check",
+        ip=ip,
+        received_at=received_at,
+    )
+    if resp_type == "redirect":
+        collect.redirect_check(
+            redirect_url, action=hit["ea"], allowed_hosts=source.allowed_redirect_hosts
         )
-        if resp_type == "redirect":
-            collect.redirect_check(
-                redirect_url, action=hit["ea"], allowed_hosts=source.allowed_redirect_hosts
-            )
-        ref = str(uuid.uuid4())
-        event_ids = services.inbox_accept_processed(
-            source=source,
-            door=collect.DOOR,
-            body=orjson.dumps(hit),
-            meta={"ref": ref},
-            ip=ip,
-            received_at=received_at,
-        )
-    except collect.NotFound:
-        return cors_allow(json_response(collect.NOT_FOUND, status=404), request)
-    except IngestError as error:
-        return cors_allow(error_response(error), request, allowed=error.status != 403)
-    except (OperationalError, InterfaceError):
-        return cors_allow(unavailable_response(), request)
+    ref = str(uuid.uuid4())
+    event_ids = services.inbox_accept_processed(
+        source=source,
+        door=collect.DOOR,
+        body=orjson.dumps(hit),
+        meta={"ref": ref},
+        ip=ip,
+        received_at=received_at,
+    )
     refs = event_refs(event_ids[0] if event_ids else None)
     answer = collect.answer_of(
         ref=ref, hit=hit, guest_ref=refs["guest"], session_ref=refs["session"]
     )
-    return _collect_answer(request, answer, resp_type=resp_type, redirect_url=redirect_url)
+    return _collect_answer(answer, resp_type=resp_type, redirect_url=redirect_url)
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

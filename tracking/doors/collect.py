@@ -20,15 +20,17 @@ import orjson
 
 from ..channels import channel_normalise, channel_of_source_kind
 from ..errors import IngestError
-from ..messages import (
-    MAX_ID_LENGTH,
-    MAX_NAME_LENGTH,
-    Message,
-    contains_nul,
-    reserved_properties,
-    text_value,
+from ..messages import MAX_NAME_LENGTH, Message, contains_nul, reserved_properties, text_value
+from .base import (
+    DoorSpec,
+    InboxContext,
+    Rejected,
+    body_parse,
+    one_message_parse,
+    replay_one_each,
+    text_field,
 )
-from .segment import Rejected, body_parse
+from .schema import ERROR, OBJECT, STRING, object_schema, operation, query
 
 DOOR = "collect"
 MAX_BODY_BYTES = 32 * 1024
@@ -40,10 +42,14 @@ JSON_FIELDS = {"context": dict, "extra": dict, "dims": dict, "items": list}
 CALLBACK = "_event_callback_data"
 TRANSPARENT_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NOT_FOUND = {"message": "404 not found"}
+METHOD_NOT_ALLOWED = {"message": "use GET or POST"}
 
 
-class NotFound(Exception):
+class NotFound(IngestError):
     """Unknown portal or property: answered 404 ``{"message": "404 not found"}``."""
+
+    def __init__(self) -> None:
+        super().__init__("not_found", NOT_FOUND["message"], status=404)
 
 
 def address_parse(params: Any) -> tuple[int, int, str, str]:
@@ -106,18 +112,6 @@ def redirect_check(url: str, *, action: str, allowed_hosts: list[str]) -> str:
     return url
 
 
-def _text(hit: dict, key: str, *, limit: int = MAX_ID_LENGTH) -> str:
-    value = hit.get(key)
-    if value is None or value == "":
-        return ""
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise IngestError("invalid_field", f"{key} must be a string", field=key)
-    text = str(value).strip()
-    if len(text) > limit:
-        raise IngestError("invalid_field", f"{key} is longer than {limit} characters", field=key)
-    return text
-
-
 def hit_normalize(
     hit: Any,
     *,
@@ -133,15 +127,15 @@ def hit_normalize(
         raise IngestError("invalid_body", "the hit must be a JSON object")
     if contains_nul(hit):
         raise IngestError("invalid_character", "strings must not contain U+0000")
-    action = _text(hit, "ea", limit=MAX_NAME_LENGTH)
+    action = text_field(hit, "ea", limit=MAX_NAME_LENGTH)
     if not action:
         raise IngestError("missing_ea", "ea (the event action) is required", field="ea")
-    category = _text(hit, "ec", limit=MAX_NAME_LENGTH)
+    category = text_field(hit, "ec", limit=MAX_NAME_LENGTH)
     if not category:
         raise IngestError("missing_ec", "ec (the event category) is required", field="ec")
-    session_id = _text(hit, "sid")
-    device_id = _text(hit, "aid")
-    user_id = _text(hit, "uid")
+    session_id = text_field(hit, "sid")
+    device_id = text_field(hit, "aid")
+    user_id = text_field(hit, "uid")
     if not user_id and not device_id:
         raise IngestError("missing_uid", "uid or aid is required", field="uid")
     for key, kind in JSON_FIELDS.items():
@@ -203,35 +197,95 @@ def answer_of(*, ref: str, hit: dict, guest_ref: str | None, session_ref: str | 
     }
 
 
-def inbox_parse(
-    *,
-    body: bytes,
-    meta: dict,
-    inbox_id: int,
-    workspace_id: int,
-    source_id: int,
-    source_kind: str,
-    ip: str | None,
-    received_at: Any,
-    max_future_skew: Any,
-) -> tuple[list[Message], list[Rejected]]:
+def inbox_parse(ctx: InboxContext) -> tuple[list[Message], list[Rejected]]:
     """Turn one stored hit into its message, or its rejection."""
-    hit = body_parse(body)
-    try:
-        message = hit_normalize(
+    return one_message_parse(
+        ctx,
+        lambda hit: hit_normalize(
             hit,
-            workspace_id=workspace_id,
-            source_id=source_id,
-            channel=channel_of_source_kind(source_kind),
-            ref=meta.get("ref") or f"fp-{inbox_id}",
-            ip=ip,
-            received_at=received_at,
-        )
-    except IngestError as error:
-        return [], [Rejected(error=error, payload=hit)]
-    return [message], []
+            workspace_id=ctx.workspace_id,
+            source_id=ctx.source_id,
+            channel=channel_of_source_kind(ctx.source_kind),
+            ref=ctx.ref,
+            ip=ctx.ip,
+            received_at=ctx.received_at,
+        ),
+    )
 
 
-def replay_requests(payloads: list[dict]) -> list[tuple[bytes, dict]]:
-    """Inbox bodies and metas that carry failed hits through this door again, one each."""
-    return [(orjson.dumps(payload), {"replay": True}) for payload in payloads]
+def openapi_paths() -> dict:
+    hit = object_schema(
+        {
+            "ea": {"type": "string", "description": "Event action; the event's name."},
+            "ec": {"type": "string", "description": "Event category."},
+            "sid": STRING,
+            "aid": STRING,
+            "uid": STRING,
+            "context": OBJECT,
+            "extra": OBJECT,
+            "dims": OBJECT,
+            "items": {"type": "array", "items": {}},
+        },
+        required=("ea", "ec"),
+    )
+    parameters = [
+        query("portal_id", "The workspace's portal id.", required=True, type="integer"),
+        query("prop_id", "The source's property id.", required=True, type="integer"),
+        query("resp_type", "The answer's form.", type="string", enum=list(RESP_TYPES)),
+        query("redirect_url", "For resp_type=redirect with ea=click; an allowed host only."),
+        *(
+            query(name, "An event field (JSON for context, extra, dims, items).")
+            for name in EVENT_FIELDS
+        ),
+    ]
+    responses = {
+        "200": {
+            "description": "The event's ids: `_event_callback_data({...});` (javascript), the "
+            "same object (json) or a 1x1 GIF (pixel).",
+            "content": {
+                "application/javascript": {"schema": STRING},
+                "application/json": {
+                    "schema": object_schema(
+                        {
+                            "type": STRING,
+                            "event_id": STRING,
+                            "session_id": STRING,
+                            "client_id": STRING,
+                            "sid": STRING,
+                            "uid": STRING,
+                            "aid": STRING,
+                        }
+                    )
+                },
+                "image/gif": {"schema": {"type": "string", "format": "binary"}},
+            },
+        },
+        "302": {"description": "resp_type=redirect: to redirect_url."},
+        "400": ERROR,
+        "404": {
+            "description": 'Unknown portal or property: `{"message": "404 not found"}`.',
+            "content": {"application/json": {"schema": object_schema({"message": STRING})}},
+        },
+    }
+    return {
+        "/collect": {
+            method: operation(
+                f"collect_{method}",
+                "Event Track API: one hit",
+                "Stored before the answer, which carries the event's, session's and guest's ids.",
+                parameters=parameters,
+                responses=responses,
+                **(
+                    {"requestBody": {"content": {"application/json": {"schema": hit}}}}
+                    if method == "post"
+                    else {}
+                ),
+            )
+            for method in ("get", "post")
+        },
+    }
+
+
+SPEC = DoorSpec(
+    key=DOOR, parse=inbox_parse, replay_requests=replay_one_each, openapi_paths=openapi_paths
+)

@@ -1,20 +1,25 @@
-"""HTTP plumbing shared by the front doors: bodies, client addresses, keys, CORS, answers."""
+"""HTTP plumbing shared by the front doors: bodies, client addresses, keys, CORS, answers, and
+``door_view``, the decorator every door view wears."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
 import logging
 import time
 import zlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from django.conf import settings
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
 
 from ..errors import IngestError
 
@@ -177,21 +182,6 @@ def cors_allow(
     return response
 
 
-def post_only(request: HttpRequest) -> HttpResponse | None:
-    """The answer to anything but a POST at a POST door (a CORS preflight, or a 405); None for
-    a POST."""
-    if request.method == "OPTIONS":
-        return cors_preflight(request, methods="POST, OPTIONS")
-    if request.method != "POST":
-        return cors_allow(
-            json_response(
-                {"code": "method_not_allowed", "message": "use POST"}, status=405, Allow="POST"
-            ),
-            request,
-        )
-    return None
-
-
 def cors_preflight(request: HttpRequest, *, methods: str) -> HttpResponse:
     """Answer a browser's preflight. The real request is checked against the source's origins."""
     response = HttpResponse(status=204)
@@ -201,3 +191,49 @@ def cors_preflight(request: HttpRequest, *, methods: str) -> HttpResponse:
     )
     response["Access-Control-Max-Age"] = CORS_MAX_AGE
     return cors_allow(response, request)
+
+
+def door_error(request: HttpRequest, error: IngestError) -> HttpResponse:
+    """A refusal in the JSON error format of the doors. The origin is withheld from a browser
+    when it is the origin that was refused."""
+    return cors_allow(error_response(error), request, allowed=error.status != 403)
+
+
+def door_view(
+    *methods: str,
+    not_allowed: dict | None = None,
+    any_method: bool = False,
+    error: Callable[[HttpRequest, IngestError], HttpResponse] = door_error,
+):
+    """The answers every door gives the same way, around a view that only handles its request.
+
+    A CORS preflight is answered for ``methods``; any other method is a 405 with ``Allow`` and
+    the body ``not_allowed`` (by default the JSON error ``method_not_allowed``), unless
+    ``any_method`` lets the view serve them all. An ``IngestError`` the view raises is rendered
+    by ``error``, the door's own error format (it sets its CORS headers itself); an unreachable
+    database is a 503 with ``Retry-After``. The view's answer gets the CORS headers. Door views
+    take no CSRF token: they are called by other sites' scripts and by servers.
+    """
+    allow = ", ".join(methods)
+    if not_allowed is None:
+        not_allowed = {"code": "method_not_allowed", "message": f"use {' or '.join(methods)}"}
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @csrf_exempt
+        @functools.wraps(view)
+        def door(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method == "OPTIONS":
+                return cors_preflight(request, methods=f"{allow}, OPTIONS")
+            if request.method not in methods and not any_method:
+                return cors_allow(json_response(not_allowed, status=405, Allow=allow), request)
+            try:
+                response = view(request, *args, **kwargs)
+            except IngestError as refusal:
+                return error(request, refusal)
+            except (OperationalError, InterfaceError):
+                return cors_allow(unavailable_response(), request)
+            return cors_allow(response, request)
+
+        return door
+
+    return decorator

@@ -28,7 +28,8 @@ from ..messages import (
     text_value,
     valid_ip,
 )
-from .segment import Rejected, body_parse
+from .base import DoorSpec, InboxContext, Rejected, body_parse
+from .schema import ERROR, OBJECT, STRING, object_schema, operation
 
 DOOR = "optimizely"
 SINGLE = "single"
@@ -233,32 +234,21 @@ def events_parse(
     return messages, rejected, rejected_at
 
 
-def inbox_parse(
-    *,
-    body: bytes,
-    meta: dict,
-    inbox_id: int,
-    workspace_id: int,
-    source_id: int,
-    source_kind: str,
-    ip: str | None,
-    received_at: Any,
-    max_future_skew: timedelta,
-) -> tuple[list[Message], list[Rejected]]:
+def inbox_parse(ctx: InboxContext) -> tuple[list[Message], list[Rejected]]:
     """Turn one stored request into messages and rejections."""
-    route = meta.get("route", BULK)
-    events = events_of(body_parse(body), route=route)
+    route = ctx.meta.get("route", BULK)
+    events = events_of(body_parse(ctx.body), route=route)
     messages, rejected, _ = events_parse(
         events,
         check_sizes=route == BULK,
         # Deterministic, so a re-run of the same inbox row deduplicates.
-        fallback_prefix=f"fp-{inbox_id}",
-        workspace_id=workspace_id,
-        source_id=source_id,
-        channel=channel_of_source_kind(source_kind),
-        ip=ip,
-        received_at=received_at,
-        max_future_skew=max_future_skew,
+        fallback_prefix=f"fp-{ctx.inbox_id}",
+        workspace_id=ctx.workspace_id,
+        source_id=ctx.source_id,
+        channel=channel_of_source_kind(ctx.source_kind),
+        ip=ctx.ip,
+        received_at=ctx.received_at,
+        max_future_skew=ctx.max_future_skew,
     )
     return messages, rejected
 
@@ -269,3 +259,92 @@ def replay_requests(payloads: list[dict]) -> list[tuple[bytes, dict]]:
         (orjson.dumps(payloads[start : start + MAX_BULK_EVENTS]), {"route": BULK, "replay": True})
         for start in range(0, len(payloads), MAX_BULK_EVENTS)
     ]
+
+
+def openapi_paths() -> dict:
+    track_event = object_schema(
+        {
+            "DeviceId": STRING,
+            "EventType": {"type": "string", "description": "Becomes the event's name."},
+            "Value": STRING,
+            "EventTime": {"type": "string", "format": "date-time"},
+            "Scope": STRING,
+            "TrackId": {
+                "type": "string",
+                "description": f"Trimmed to {TRACK_ID_LENGTH} characters; a repeat "
+                "from the same source and Scope within 72 hours is skipped.",
+            },
+            "SessionId": STRING,
+            "PageUri": STRING,
+            "PageTitle": STRING,
+            "RemoteAddress": {"type": "string", "description": "Overrides Epi-User-IP-Address."},
+            "CountryCode": STRING,
+            "User": object_schema({"Name": STRING, "Email": STRING, "Info": OBJECT}),
+            "Payload": OBJECT,
+        },
+        required=("DeviceId", "EventType", "Value"),
+    )
+    epi_auth = {
+        "name": "Authorization",
+        "in": "header",
+        "required": True,
+        "description": "`epi-single <write key>`",
+        "schema": STRING,
+    }
+    ip_header = {
+        "name": "Epi-User-IP-Address",
+        "in": "header",
+        "description": "The visitor's IP for the request's events.",
+        "schema": STRING,
+    }
+    accepted = {
+        "description": "Accepted; invalid events of a bulk request are listed in `rejected`.",
+        "content": {
+            "application/json": {
+                "schema": object_schema(
+                    {"accepted": {"type": "integer"}, "rejected": {"type": "array", "items": {}}}
+                )
+            }
+        },
+    }
+    return {
+        "/api/v1.0/Track": {
+            "post": operation(
+                "optimizely_track",
+                "Optimizely Tracking API: one TrackEvent",
+                "Field names in PascalCase or camelCase.",
+                parameters=[epi_auth, ip_header],
+                requestBody={
+                    "required": True,
+                    "content": {"application/json": {"schema": track_event}},
+                },
+                responses={"200": accepted, "400": ERROR, "401": ERROR},
+            )
+        },
+        "/api/v1.0/TrackBulk": {
+            "post": operation(
+                "optimizely_track_bulk",
+                "Optimizely Tracking API: up to 100 TrackEvents",
+                "Each at most 256 KB; an event's RemoteAddress overrides the header IP.",
+                parameters=[epi_auth, ip_header],
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "array",
+                                "maxItems": MAX_BULK_EVENTS,
+                                "items": track_event,
+                            }
+                        }
+                    },
+                },
+                responses={"200": accepted, "400": ERROR, "401": ERROR},
+            )
+        },
+    }
+
+
+SPEC = DoorSpec(
+    key=DOOR, parse=inbox_parse, replay_requests=replay_requests, openapi_paths=openapi_paths
+)

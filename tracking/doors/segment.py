@@ -8,8 +8,6 @@ messages with their reasons.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -29,6 +27,7 @@ from ..messages import (
     segment_message_normalize,
     too_deep,
 )
+from .base import DoorSpec, InboxContext, Rejected, body_parse
 
 DOOR = "segment"
 BATCH = "batch"
@@ -52,23 +51,8 @@ ROUTES = {
 }
 
 
-@dataclass(slots=True)
-class Rejected:
-    """A message refused by validation, kept with its reason."""
-
-    error: IngestError
-    payload: Any
-
-
 def body_limit(route: str) -> int:
     return MAX_BATCH_BYTES if route == BATCH else MAX_MESSAGE_BYTES
-
-
-def body_parse(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise IngestError("invalid_json", f"the body is not valid JSON: {exc}") from None
 
 
 def request_check(payload: Any, *, route: str, **normalize_kwargs: Any) -> None:
@@ -124,28 +108,18 @@ def _defaults_parse(payload: dict, *, received_at: Any) -> tuple[dict, dict | No
     return context or {}, integrations, sent_at
 
 
-def inbox_parse(
-    *,
-    body: bytes,
-    meta: dict,
-    inbox_id: int,
-    workspace_id: int,
-    source_id: int,
-    source_kind: str,
-    ip: str | None,
-    received_at: Any,
-    max_future_skew: timedelta,
-) -> tuple[list[Message], list[Rejected]]:
+def inbox_parse(ctx: InboxContext) -> tuple[list[Message], list[Rejected]]:
     """Turn one stored request into messages and rejections."""
-    route = meta.get("route", BATCH)
+    body = ctx.body
+    route = ctx.meta.get("route", BATCH)
     payload = body_parse(body)
     defaults = BatchDefaults(
-        received_at=received_at, ip=ip, channel=channel_of_source_kind(source_kind)
+        received_at=ctx.received_at, ip=ctx.ip, channel=channel_of_source_kind(ctx.source_kind)
     )
     if route == BATCH:
         items = payload.get("batch") or []
         defaults.context, defaults.integrations, defaults.sent_at = _defaults_parse(
-            payload, received_at=received_at
+            payload, received_at=ctx.received_at
         )
         forced_type = None
         # Sizes are checked one by one only when the whole body could hide an oversize one.
@@ -180,14 +154,14 @@ def inbox_parse(
             messages.append(
                 segment_message_normalize(
                     raw,
-                    workspace_id=workspace_id,
-                    source_id=source_id,
+                    workspace_id=ctx.workspace_id,
+                    source_id=ctx.source_id,
                     door=DOOR,
                     defaults=defaults,
                     forced_type=forced_type,
                     # Deterministic, so a re-run of the same inbox row deduplicates.
-                    fallback_message_id=f"fp-{inbox_id}-{index}",
-                    max_future_skew=max_future_skew,
+                    fallback_message_id=f"fp-{ctx.inbox_id}-{index}",
+                    max_future_skew=ctx.max_future_skew,
                 )
             )
         except IngestError as error:
@@ -198,3 +172,6 @@ def inbox_parse(
 def replay_requests(payloads: list[dict]) -> list[tuple[bytes, dict]]:
     """Inbox bodies and metas that carry failed messages through this door again: one batch."""
     return [(orjson.dumps({"batch": payloads}), {"route": "batch", "replay": True})]
+
+
+SPEC = DoorSpec(key=DOOR, parse=inbox_parse, replay_requests=replay_requests)

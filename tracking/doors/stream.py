@@ -13,22 +13,21 @@ kept in the inbox row, so a re-run stores the same event once).
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from typing import Any
 
-import orjson
-
-from ..channels import CHANNELS, channel_normalise
+from ..channels import ALIASES, CHANNELS, channel_normalise
 from ..errors import IngestError
-from ..messages import (
-    CURRENCY_RE,
-    MAX_ID_LENGTH,
-    Message,
-    contains_nul,
-    email_normalize,
-    text_value,
+from ..messages import CURRENCY_RE, Message, contains_nul, email_normalize, text_value
+from .base import (
+    DoorSpec,
+    InboxContext,
+    Rejected,
+    body_parse,
+    one_message_parse,
+    replay_one_each,
+    text_field,
 )
-from .segment import Rejected, body_parse
+from .schema import ERROR, OBJECT, STRING, object_schema, operation, query
 
 DOOR = "stream"
 VERSION = "1.2"
@@ -109,20 +108,6 @@ def message_from(raw: str | bytes | None) -> dict:
     return message
 
 
-def _text(raw: dict, key: str, *, required: bool = False, limit: int = MAX_ID_LENGTH) -> str:
-    value = raw.get(key)
-    if value is None or value == "":
-        if required:
-            raise IngestError(f"missing_{key}", f"{key} is required", field=key)
-        return ""
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise IngestError("invalid_field", f"{key} must be a string", field=key)
-    text = str(value).strip()
-    if len(text) > limit:
-        raise IngestError("invalid_field", f"{key} is longer than {limit} characters", field=key)
-    return text
-
-
 def _identifiers(raw: dict) -> list[tuple[str, str]]:
     value = raw.get("identifiers")
     if value is None:
@@ -171,7 +156,7 @@ def message_normalize(
         raise IngestError("invalid_message", "message must be a JSON object", field="message")
     if contains_nul(raw):
         raise IngestError("invalid_character", "strings must not contain U+0000")
-    event_type = _text(raw, "type", required=True, limit=50)
+    event_type = text_field(raw, "type", required=True, limit=50)
     if not TYPE_RE.match(event_type):
         raise IngestError(
             "invalid_type",
@@ -179,7 +164,7 @@ def message_normalize(
             f"(A-Z, 0-9, _), not {event_type[:50]!r}",
             field="type",
         )
-    channel = _text(raw, "channel", required=True, limit=32)
+    channel = text_field(raw, "channel", required=True, limit=32)
     if not CHANNEL_RE.match(channel):
         raise IngestError(
             "invalid_channel",
@@ -187,11 +172,11 @@ def message_normalize(
             field="channel",
         )
     channel = channel_normalise(channel)
-    browser_id = _text(raw, "browser_id", required=True)
-    point_of_sale = _text(raw, "pos")
-    language = _text(raw, "language", limit=16)
-    page = _text(raw, "page", limit=2048)
-    currency = _text(raw, "currency", limit=3)
+    browser_id = text_field(raw, "browser_id", required=True)
+    point_of_sale = text_field(raw, "pos")
+    language = text_field(raw, "language", limit=16)
+    page = text_field(raw, "page", limit=2048)
+    currency = text_field(raw, "currency", limit=3)
     if currency and not CURRENCY_RE.match(currency):
         raise IngestError(
             "invalid_currency", "currency must be a three-letter ISO 4217 code", field="currency"
@@ -252,34 +237,109 @@ def message_normalize(
     )
 
 
-def inbox_parse(
-    *,
-    body: bytes,
-    meta: dict,
-    inbox_id: int,
-    workspace_id: int,
-    source_id: int,
-    source_kind: str,
-    ip: str | None,
-    received_at: Any,
-    max_future_skew: timedelta,
-) -> tuple[list[Message], list[Rejected]]:
+def inbox_parse(ctx: InboxContext) -> tuple[list[Message], list[Rejected]]:
     """Turn one stored request (one Stream message) into its message, or its rejection."""
-    raw = body_parse(body)
-    try:
-        message = message_normalize(
+    return one_message_parse(
+        ctx,
+        lambda raw: message_normalize(
             raw,
-            workspace_id=workspace_id,
-            source_id=source_id,
-            ref=meta.get("ref") or f"fp-{inbox_id}",
-            ip=ip,
-            received_at=received_at,
-        )
-    except IngestError as error:
-        return [], [Rejected(error=error, payload=raw)]
-    return [message], []
+            workspace_id=ctx.workspace_id,
+            source_id=ctx.source_id,
+            ref=ctx.ref,
+            ip=ctx.ip,
+            received_at=ctx.received_at,
+        ),
+    )
 
 
-def replay_requests(payloads: list[dict]) -> list[tuple[bytes, dict]]:
-    """Inbox bodies and metas that carry failed messages through this door again, one each."""
-    return [(orjson.dumps(payload), {"replay": True}) for payload in payloads]
+def openapi_paths() -> dict:
+    message = object_schema(
+        {
+            "channel": {
+                "type": "string",
+                "example": "WEB",
+                "pattern": CHANNEL_RE.pattern,
+                "description": f"Upper case: one of {', '.join(CHANNELS)}, or the business's own "
+                "name. Other doors' words are accepted and stored as these names: "
+                + ", ".join(f"{word.upper()} as {name}" for word, name in ALIASES.items())
+                + ".",
+            },
+            "type": {
+                "type": "string",
+                "description": "One of these or a custom upper-case name.",
+                "example": "VIEW",
+                "enum": list(STANDARD_TYPES),
+            },
+            "browser_id": STRING,
+            "language": STRING,
+            "currency": STRING,
+            "page": STRING,
+            "pos": STRING,
+            "ext": OBJECT,
+            "email": STRING,
+            "firstname": STRING,
+            "lastname": STRING,
+            "identifiers": {
+                "type": "array",
+                "items": object_schema({"provider": STRING, "id": STRING}),
+            },
+        },
+        required=("type", "channel", "browser_id"),
+    )
+    ok = {
+        "description": "JSON, or JSONP (`callback(...);`) when `callback` is given.",
+        "content": {
+            "application/json": {
+                "schema": object_schema(
+                    {
+                        "ref": STRING,
+                        "status": {"type": "string", "example": "OK"},
+                        "version": {"type": "string", "example": VERSION},
+                        "client_key": STRING,
+                        "customer_ref": STRING,
+                        "session_ref": STRING,
+                    }
+                )
+            },
+            "application/javascript": {"schema": STRING},
+        },
+    }
+    client_key = query("client_key", "The workspace's client key.", required=True)
+    callback = query("callback", "A JavaScript function name: the answer is JSONP.")
+    message_param = query(
+        "message",
+        "The Stream message as JSON (or send it as the POST body).",
+        type="string",
+    )
+    event = operation(
+        "stream_event_create",
+        "Sitecore Stream API: one event",
+        "VIEW, IDENTITY (stitches the browser's guest to the known guest), FORCE_CLOSE "
+        "(closes the session), … Stored before the answer, which carries its refs.",
+        parameters=[client_key, message_param, callback],
+        responses={"200": ok, "400": ERROR, "401": ERROR},
+    )
+    return {
+        "/v1.2/browser/create.json": {
+            "get": operation(
+                "stream_browser_create",
+                "Sitecore Stream API: a new browser",
+                "Creates a browser ref and its visitor guest.",
+                parameters=[client_key, callback],
+                responses={"200": ok, "401": ERROR},
+            )
+        },
+        "/v1.2/event/create.json": {
+            "get": event,
+            "post": {
+                **event,
+                "operationId": "stream_event_create_post",
+                "requestBody": {"content": {"application/json": {"schema": message}}},
+            },
+        },
+    }
+
+
+SPEC = DoorSpec(
+    key=DOOR, parse=inbox_parse, replay_requests=replay_one_each, openapi_paths=openapi_paths
+)
