@@ -83,8 +83,17 @@ def basic_auth(write_key: str) -> str:
     return "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
 
 
+def track(**fields) -> dict:
+    """A track message as an SDK sends it (user-1, "Played"); ``fields`` add or replace keys."""
+    return {"type": "track", "userId": "user-1", "event": "Played", **fields}
+
+
 class Door:
-    """Sends requests to the /v1 door the way an SDK does and runs what they queue."""
+    """Sends requests to the /v1 door the way an SDK does and runs what they queue.
+
+    The ``door`` fixture is one for the ``source`` fixture; ``Door(client, capture, source)``
+    sends for any other source.
+    """
 
     def __init__(self, client, capture, source):
         self.client = client

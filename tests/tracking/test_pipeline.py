@@ -6,15 +6,11 @@ import orjson
 import pytest
 from django.utils import timezone
 
-from tests.conftest import T0, drain_concurrently
+from tests.conftest import T0, drain_concurrently, track
 from tracking import services
 from tracking.models import DedupKey, Event, FailedEvent, InboxRequest
 
 from ..factories import SourceFactory
-
-
-def track(**fields):
-    return {"type": "track", "userId": "user-1", "event": "Played", **fields}
 
 
 @pytest.mark.django_db
