@@ -18,16 +18,23 @@ import pytest
 from django.contrib import admin
 from django.contrib.auth.models import Group, Permission
 from django.urls import URLPattern
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from config import api_urls
-from experiences.models import Experience, Variant
+from experiences.models import Experience
 from profiles.models import Guest, Identity, Segment
 from profiles.segments import segment_recompute
 from profiles.services import guest_erase
 from tests.conftest import Door
-from tests.factories import SourceFactory, UserFactory, WorkspaceFactory
+from tests.factories import (
+    ExperienceFactory,
+    SegmentFactory,
+    SourceFactory,
+    TokenFactory,
+    UserFactory,
+    VariantFactory,
+    WorkspaceFactory,
+)
 from tracking import services
 from tracking.admin_base import WorkspaceScopedAdmin
 from tracking.models import Event, FailedEvent, InboxRequest, Source, Workspace
@@ -75,22 +82,22 @@ def tenant_build(client, capture, tag: str) -> Tenant:
         guest=Identity.objects.get(workspace=workspace, value=f"{tag}-gone").guest,
         erased_by="privacy",
     )
-    segment = Segment.objects.create(
+    segment = SegmentFactory(
         workspace=workspace,
         slug=f"{tag}-pro",
         name=f"{tag} pro",
         rule={"trait": {"key": "plan", "op": "eq", "value": "pro"}},
     )
     segment_recompute(segment)
-    experience = Experience.objects.create(
+    experience = ExperienceFactory(
         workspace=workspace,
         friendly_id=f"{tag}_popup",
         name=f"{tag} popup",
         status=Experience.Status.LIVE,
     )
     experience.target_segments.add(segment)
-    Variant.objects.create(experience=experience, name=f"{tag} A", is_control=True)
-    Variant.objects.create(experience=experience, name=f"{tag} B")
+    VariantFactory(experience=experience, name=f"{tag} A", is_control=True)
+    VariantFactory(experience=experience, name=f"{tag} B")
     with capture(execute=True):
         decision = client.post(
             "/v2/callFlows",
@@ -248,7 +255,7 @@ def test_every_api_endpoint_is_in_the_isolation_matrix():
 def token_client(user=None) -> APIClient:
     client = APIClient()
     if user is not None:
-        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {TokenFactory(user=user).key}")
     return client
 
 

@@ -9,10 +9,9 @@ import json
 
 import pytest
 from django.db import connection
-from rest_framework.authtoken.models import Token
 
 from tests.conftest import basic_auth, track
-from tests.factories import SourceFactory, UserFactory
+from tests.factories import SourceFactory, TokenFactory, UserFactory
 from tests.live import TcpProxy, WsgiServer
 from tracking import views
 from tracking.models import Event, InboxRequest
@@ -54,7 +53,7 @@ def source():
 @pytest.fixture
 def token(source):
     user = UserFactory(workspaces=[source.workspace])
-    return Token.objects.create(user=user).key
+    return TokenFactory(user=user).key
 
 
 def post_track(server, source, message_id):
