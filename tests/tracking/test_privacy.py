@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from profiles.models import Session
+from tests.conftest import Door
 from tracking import tasks
 from tracking.messages import ip_anonymize
 from tracking.models import DedupKey, Event, FailedEvent, InboxRequest
@@ -138,7 +139,7 @@ def history(door, clock):
     fill(door, clock, days_ago=2, tag="new")
 
     forever = SourceFactory()
-    door_forever = type(door)(door.client, door.capture, forever)
+    door_forever = Door(door.client, door.capture, forever)
     fill(door_forever, clock, days_ago=400, tag="ancient")
     # A pending row is never purged, however old: it has not been processed yet.
     InboxRequestFactory(source=door.source, received_at=NOW - timedelta(days=90))
