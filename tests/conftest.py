@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from experiences.flows import flow_definitions_forget
-from tests.factories import SourceFactory
+from tests.factories import SourceFactory, TokenFactory, UserFactory
 
 # CI replays the same generated inputs on every run (HYPOTHESIS_PROFILE=ci), so that a red
 # build always means a change broke something; local runs keep drawing new inputs, and what
@@ -83,8 +83,17 @@ def basic_auth(write_key: str) -> str:
     return "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
 
 
+def track(**fields) -> dict:
+    """A track message as an SDK sends it (user-1, "Played"); ``fields`` add or replace keys."""
+    return {"type": "track", "userId": "user-1", "event": "Played", **fields}
+
+
 class Door:
-    """Sends requests to the /v1 door the way an SDK does and runs what they queue."""
+    """Sends requests to the /v1 door the way an SDK does and runs what they queue.
+
+    The ``door`` fixture is one for the ``source`` fixture; ``Door(client, capture, source)``
+    sends for any other source.
+    """
 
     def __init__(self, client, capture, source):
         self.client = client
@@ -117,14 +126,11 @@ def door(client, django_capture_on_commit_callbacks, source):
 @pytest.fixture
 def api(source):
     """A REST client logged in with a token as a member of the source's workspace."""
-    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
-
-    from tests.factories import UserFactory
 
     user = UserFactory(workspaces=[source.workspace])
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {TokenFactory(user=user).key}")
     client.user = user
     return client
 

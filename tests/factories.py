@@ -1,11 +1,28 @@
-"""factory_boy factories; workspaces and sources go through the services that number them."""
+"""factory_boy factories; workspaces and sources go through the services that number them.
+
+Each factory makes one valid row whose related rows share one workspace: an event's guest
+belongs to its source's workspace, a flow execution's variant to its experience. Times default
+to ``timezone.now()`` read when the row is made, so the ``clock`` fixture sets them too.
+
+For many rows at once, build them and insert them in one statement:
+``Guest.objects.bulk_create(GuestFactory.build_batch(1000, workspace=workspace))``.
+"""
 
 import factory
+import orjson
 from django.contrib.auth import get_user_model
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
 
-from experiences.models import Experience, Variant
+from experiences.models import Assignment, Experience, FlowExecution, Variant
+from profiles.models import Guest, Identity, Segment, SegmentMembership, Session
 from tracking import services
-from tracking.models import Source, Workspace
+from tracking.models import Event, FailedEvent, InboxRequest, Source, Workspace
+
+
+def now():
+    # Looked up on each call, not bound once, so that a patched clock is honoured.
+    return timezone.now()
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -23,6 +40,15 @@ class UserFactory(factory.django.DjangoModelFactory):
             self.workspaces.add(*extracted)
         if create:
             self.save()
+
+
+class TokenFactory(factory.django.DjangoModelFactory):
+    """A read API token; its ``key`` goes in ``Authorization: Token <key>``."""
+
+    class Meta:
+        model = Token
+
+    user = factory.SubFactory(UserFactory)
 
 
 class WorkspaceFactory(factory.django.DjangoModelFactory):
@@ -49,6 +75,100 @@ class SourceFactory(factory.django.DjangoModelFactory):
         return services.source_create(workspace=workspace, name=name, kind=kind, **options)
 
 
+class InboxRequestFactory(factory.django.DjangoModelFactory):
+    """A pending /v1/batch request as the door leaves it; ``batch`` gives its messages."""
+
+    class Meta:
+        model = InboxRequest
+
+    class Params:
+        batch = ()
+
+    source = factory.SubFactory(SourceFactory)
+    body = factory.LazyAttribute(lambda row: orjson.dumps({"batch": list(row.batch)}))
+    meta = factory.Dict({"route": "batch"})
+    received_at = factory.LazyFunction(now)
+
+
+class GuestFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Guest
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    first_seen = factory.LazyFunction(now)
+    last_seen = factory.SelfAttribute("first_seen")
+
+
+class IdentityFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Identity
+
+    guest = factory.SubFactory(GuestFactory)
+    workspace = factory.SelfAttribute("guest.workspace")
+    kind = Identity.Kind.USER_ID
+    value = factory.Sequence(lambda n: f"user-{n}")
+
+
+class SessionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Session
+
+    guest = factory.SubFactory(GuestFactory)
+    workspace = factory.SelfAttribute("guest.workspace")
+    started_at = factory.LazyFunction(now)
+    ended_at = factory.SelfAttribute("started_at")
+
+
+class EventFactory(factory.django.DjangoModelFactory):
+    """A stored track event of a guest of the source's workspace."""
+
+    class Meta:
+        model = Event
+
+    source = factory.SubFactory(SourceFactory)
+    workspace = factory.SelfAttribute("source.workspace")
+    guest = factory.SubFactory(GuestFactory, workspace=factory.SelfAttribute("..workspace"))
+    type = "track"
+    name = "Played"
+    message_id = factory.Sequence(lambda n: f"m{n}")
+    timestamp = factory.LazyFunction(now)
+    received_at = factory.SelfAttribute("timestamp")
+
+
+class FailedEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = FailedEvent
+
+    source = factory.SubFactory(SourceFactory)
+    workspace = factory.SelfAttribute("source.workspace")
+    code = "missing_field"
+    reason = "event is required"
+    field = "event"
+    payload = factory.Dict({"type": "track", "userId": "user-1"})
+    received_at = factory.LazyFunction(now)
+
+
+class SegmentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Segment
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    slug = factory.Sequence(lambda n: f"segment-{n}")
+    name = factory.Sequence(lambda n: f"Segment {n}")
+    rule = factory.Dict({"all": []})
+
+
+class SegmentMembershipFactory(factory.django.DjangoModelFactory):
+    """An open stay (``exited_at`` empty) of a guest of the segment's workspace."""
+
+    class Meta:
+        model = SegmentMembership
+
+    segment = factory.SubFactory(SegmentFactory)
+    guest = factory.SubFactory(GuestFactory, workspace=factory.SelfAttribute("..segment.workspace"))
+    entered_at = factory.LazyFunction(now)
+
+
 class ExperienceFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Experience
@@ -64,3 +184,25 @@ class VariantFactory(factory.django.DjangoModelFactory):
 
     experience = factory.SubFactory(ExperienceFactory)
     name = factory.Sequence(lambda n: f"Variant {n}")
+
+
+class AssignmentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Assignment
+
+    experience = factory.SubFactory(ExperienceFactory)
+    variant = factory.SubFactory(VariantFactory, experience=factory.SelfAttribute("..experience"))
+    guest = factory.SubFactory(
+        GuestFactory, workspace=factory.SelfAttribute("..experience.workspace")
+    )
+
+
+class FlowExecutionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = FlowExecution
+
+    experience = factory.SubFactory(ExperienceFactory)
+    variant = factory.SubFactory(VariantFactory, experience=factory.SelfAttribute("..experience"))
+    guest = factory.SubFactory(
+        GuestFactory, workspace=factory.SelfAttribute("..experience.workspace")
+    )

@@ -3,8 +3,9 @@
 import orjson
 import pytest
 
-from profiles.models import Guest, Segment, SegmentMembership
+from profiles.models import Guest, SegmentMembership
 from profiles.segments import segment_recompute
+from tests.factories import SegmentFactory
 from tracking.models import Door, Event
 
 pytestmark = pytest.mark.django_db
@@ -101,7 +102,7 @@ def test_the_same_person_through_all_four_doors_is_one_customer(
     assert {item["channel"] for item in timeline} == {"WEB"}
 
     # Segment rules see every door's event names alike.
-    segment = Segment.objects.create(
+    segment = SegmentFactory(
         workspace=workspace,
         slug="all-doors",
         name="Bought after a basket and an identity",

@@ -9,9 +9,8 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
-from rest_framework.authtoken.models import Token
 
-from tests.factories import SourceFactory, UserFactory
+from tests.factories import SourceFactory, TokenFactory, UserFactory
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", WSGIHandler())
 
@@ -34,7 +33,7 @@ def token():
     source = SourceFactory()
     user = UserFactory(workspaces=[source.workspace])
     user.user_permissions.add(*user.user_permissions.model.objects.filter(codename="delete_guest"))
-    return Token.objects.create(user=user).key
+    return TokenFactory(user=user).key
 
 
 def test_the_schema_describes_the_read_api():

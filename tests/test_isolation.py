@@ -14,21 +14,27 @@ import logging
 import re
 from dataclasses import dataclass
 
-import orjson
 import pytest
 from django.contrib import admin
 from django.contrib.auth.models import Group, Permission
 from django.urls import URLPattern
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from config import api_urls
-from experiences.models import Experience, Variant
+from experiences.models import Experience
 from profiles.models import Guest, Identity, Segment
 from profiles.segments import segment_recompute
 from profiles.services import guest_erase
-from tests.conftest import basic_auth
-from tests.factories import SourceFactory, UserFactory, WorkspaceFactory
+from tests.conftest import Door
+from tests.factories import (
+    ExperienceFactory,
+    SegmentFactory,
+    SourceFactory,
+    TokenFactory,
+    UserFactory,
+    VariantFactory,
+    WorkspaceFactory,
+)
 from tracking import services
 from tracking.admin_base import WorkspaceScopedAdmin
 from tracking.models import Event, FailedEvent, InboxRequest, Source, Workspace
@@ -44,26 +50,17 @@ class Tenant:
     tag: str
     workspace: Workspace
     source: Source
+    door: Door
     guest: Guest
     event: Event
     segment: Segment
     experience: Experience
 
 
-def send(client, capture, source, route, payload, **headers):
-    headers.setdefault("HTTP_AUTHORIZATION", basic_auth(source.write_key))
-    with capture(execute=True):
-        return client.post(
-            f"/v1/{route}",
-            payload if isinstance(payload, bytes) else orjson.dumps(payload),
-            content_type="application/json",
-            **headers,
-        )
-
-
 def tenant_build(client, capture, tag: str) -> Tenant:
     source = SourceFactory(workspace=WorkspaceFactory(name=f"{tag} workspace"), name=f"{tag} web")
     workspace = source.workspace
+    door = Door(client, capture, source)
     for route, payload in [
         ("page", {"anonymousId": f"{tag}-anon", "name": f"{tag} home"}),
         ("track", {"userId": f"{tag}-user", "event": f"{tag} order", "properties": {"revenue": 5}}),
@@ -80,27 +77,27 @@ def tenant_build(client, capture, tag: str) -> Tenant:
         ("batch", {"batch": [{"type": "track", "userId": f"{tag}-user"}]}),
         ("identify", {"userId": f"{tag}-gone", "traits": {"email": f"gone@{tag}.test"}}),
     ]:
-        assert send(client, capture, source, route, payload).status_code == 200
+        assert door.post(route, payload).status_code == 200
     guest_erase(
         guest=Identity.objects.get(workspace=workspace, value=f"{tag}-gone").guest,
         erased_by="privacy",
     )
-    segment = Segment.objects.create(
+    segment = SegmentFactory(
         workspace=workspace,
         slug=f"{tag}-pro",
         name=f"{tag} pro",
         rule={"trait": {"key": "plan", "op": "eq", "value": "pro"}},
     )
     segment_recompute(segment)
-    experience = Experience.objects.create(
+    experience = ExperienceFactory(
         workspace=workspace,
         friendly_id=f"{tag}_popup",
         name=f"{tag} popup",
         status=Experience.Status.LIVE,
     )
     experience.target_segments.add(segment)
-    Variant.objects.create(experience=experience, name=f"{tag} A", is_control=True)
-    Variant.objects.create(experience=experience, name=f"{tag} B")
+    VariantFactory(experience=experience, name=f"{tag} A", is_control=True)
+    VariantFactory(experience=experience, name=f"{tag} B")
     with capture(execute=True):
         decision = client.post(
             "/v2/callFlows",
@@ -119,6 +116,7 @@ def tenant_build(client, capture, tag: str) -> Tenant:
         tag=tag,
         workspace=workspace,
         source=source,
+        door=door,
         guest=guest,
         event=Event.objects.filter(workspace=workspace, type="track").first(),
         segment=segment,
@@ -257,7 +255,7 @@ def test_every_api_endpoint_is_in_the_isolation_matrix():
 def token_client(user=None) -> APIClient:
     client = APIClient()
     if user is not None:
-        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {TokenFactory(user=user).key}")
     return client
 
 
@@ -444,15 +442,10 @@ def test_a_foreign_workspace_cannot_be_chosen_in_an_admin_form(world, client):
 # --- Write keys -------------------------------------------------------------------------------
 
 
-def test_a_write_key_writes_only_to_its_own_source(
-    world, client, django_capture_on_commit_callbacks
-):
+def test_a_write_key_writes_only_to_its_own_source(world):
     a, b = world[A], world[B]
     before = Event.objects.filter(workspace=b.workspace).count()
-    response = send(
-        client,
-        django_capture_on_commit_callbacks,
-        a.source,
+    response = a.door.post(
         "track",
         # Whatever the body claims, the key in the header decides where the event goes.
         {
@@ -471,30 +464,16 @@ def test_a_write_key_writes_only_to_its_own_source(
     assert not Identity.objects.filter(workspace=b.workspace, value="claims-b").exists()
 
 
-def test_rotating_a_key_invalidates_the_old_one(world, client, django_capture_on_commit_callbacks):
-    source = world[A].source
-    old = source.write_key
-    services.source_rotate_write_key(source=source)
+def test_rotating_a_key_invalidates_the_old_one(world, client):
+    door = world[A].door
+    old = door.source.write_key
+    services.source_rotate_write_key(source=door.source)
     message = {"userId": "u", "event": "After rotation"}
 
-    refused = send(
-        client,
-        django_capture_on_commit_callbacks,
-        source,
-        "track",
-        message,
-        HTTP_AUTHORIZATION=basic_auth(old),
-    )
-    in_body = send(
-        client,
-        django_capture_on_commit_callbacks,
-        source,
-        "track",
-        {**message, "writeKey": old},
-        HTTP_AUTHORIZATION="",
-    )
+    refused = door.post("track", message, key=old)
+    in_body = door.post("track", {**message, "writeKey": old}, HTTP_AUTHORIZATION="")
     settings_document = client.get(f"/v1/projects/{old}/settings")
-    accepted = send(client, django_capture_on_commit_callbacks, source, "track", message)
+    accepted = door.post("track", message)
 
     assert refused.status_code == in_body.status_code == settings_document.status_code == 401
     assert refused.json()["code"] == "invalid_write_key"
@@ -502,10 +481,8 @@ def test_rotating_a_key_invalidates_the_old_one(world, client, django_capture_on
     assert Event.objects.filter(name="After rotation").count() == 1
 
 
-def test_write_keys_are_stored_hashed_and_never_logged(
-    world, client, django_capture_on_commit_callbacks, caplog
-):
-    source = world[A].source
+def test_write_keys_are_stored_hashed_and_never_logged(world, client, caplog):
+    source, door = world[A].source, world[A].door
     assert source.write_key_digest != source.write_key
     assert len(source.write_key_digest) == 64
     source.allowed_origins = ["https://shop.example"]
@@ -513,21 +490,10 @@ def test_write_keys_are_stored_hashed_and_never_logged(
     key = source.write_key
 
     with caplog.at_level(logging.DEBUG):
-        capture = django_capture_on_commit_callbacks
-        send(client, capture, source, "track", {"userId": "u", "event": "E"})
+        door.post("track", {"userId": "u", "event": "E"})
         # analytics.js: the key in the body, a message that fails in the worker.
-        send(
-            client,
-            capture,
-            source,
-            "t",
-            {"writeKey": key, "userId": "u", "event": "E2"},
-            HTTP_AUTHORIZATION="",
-        )
-        send(
-            client,
-            capture,
-            source,
+        door.post("t", {"writeKey": key, "userId": "u", "event": "E2"}, HTTP_AUTHORIZATION="")
+        door.post(
             "batch",
             {"writeKey": key, "batch": [{"type": "track", "userId": "u"}]},
             HTTP_AUTHORIZATION="",
@@ -535,7 +501,7 @@ def test_write_keys_are_stored_hashed_and_never_logged(
         # 4xx answers are logged with their path, and this path holds the key.
         forbidden = client.get(f"/v1/projects/{key}/settings", HTTP_ORIGIN="https://evil.example")
         client.get(f"/v1/projects/{key}x/settings")
-        send(client, capture, source, "track", b"{not json")
+        door.post("track", b"{not json")
 
     assert forbidden.status_code == 403
     assert any("/v1/projects/[redacted]/settings" in r.getMessage() for r in caplog.records)

@@ -5,8 +5,9 @@ from rest_framework.test import APIClient
 
 from experiences.flows import flow_definitions_forget
 from experiences.models import Assignment, Experience, FlowExecution, Variant
-from profiles.models import Identity, Segment, SegmentMembership, Session
+from profiles.models import Identity, SegmentMembership, Session
 from profiles.segments import segment_recompute
+from tests.factories import ExperienceFactory, SegmentFactory, VariantFactory
 from tracking.models import Event
 
 pytestmark = pytest.mark.django_db
@@ -64,16 +65,14 @@ def shape(value):
 
 @pytest.fixture
 def experience(source):
-    experience = Experience.objects.create(
+    experience = ExperienceFactory(
         workspace=source.workspace,
         friendly_id="running_shoes_popup_02",
         name="Running shoes pop-up",
         status=Experience.Status.LIVE,
     )
-    Variant.objects.create(
-        experience=experience, name="A", is_control=True, content={"title": "Hello"}
-    )
-    Variant.objects.create(
+    VariantFactory(experience=experience, name="A", is_control=True, content={"title": "Hello"})
+    VariantFactory(
         experience=experience, name="B", content={"title": "Hi {{firstName}}, {{traits.plan}}"}
     )
     return experience
@@ -150,7 +149,7 @@ def test_paused_and_unallocated_record_nothing(source, experience):
 def test_targeting_and_exclusion(door, source, experience):
     door.post("identify", {"userId": "vip", "traits": {"email": "vip@x.io", "vip": True}})
     door.post("identify", {"userId": "plain", "traits": {"email": "plain@x.io"}})
-    vips = Segment.objects.create(
+    vips = SegmentFactory(
         workspace=source.workspace,
         slug="vip",
         name="VIP",

@@ -12,8 +12,13 @@ from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
 
 from experiences.models import Assignment, Experience, FlowExecution, Variant
-from profiles.models import Segment
-from tests.factories import ExperienceFactory, UserFactory, VariantFactory, WorkspaceFactory
+from tests.factories import (
+    ExperienceFactory,
+    SegmentFactory,
+    UserFactory,
+    VariantFactory,
+    WorkspaceFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -211,7 +216,7 @@ def test_a_new_live_experience_with_variants_is_created_in_one_save(admin_client
 
 
 def test_segments_of_another_workspace_are_refused(admin_client, source, live):
-    theirs = Segment.objects.create(
+    theirs = SegmentFactory(
         workspace=WorkspaceFactory(), slug="theirs", name="Theirs", rule={"all": []}
     )
 

@@ -6,8 +6,7 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from experiences.models import Experience, Variant
-from profiles.models import Segment
-from tests.factories import SourceFactory, UserFactory
+from tests.factories import SegmentFactory, SourceFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +29,7 @@ def call(source, **body):
 
 
 def test_create_then_read_back(api, source):
-    Segment.objects.create(workspace=source.workspace, slug="vip", name="VIP", rule={"all": []})
+    SegmentFactory(workspace=source.workspace, slug="vip", name="VIP", rule={"all": []})
     created = api.post("/api/experiences/", {**NEW, "targetSegments": ["vip"]}, format="json")
 
     assert created.status_code == 201, created.content
@@ -146,7 +145,7 @@ def test_friendly_id_is_unique_per_workspace_and_cannot_change(api, source):
 
 def test_segments_and_workspaces_of_others_are_out_of_reach(api, source):
     other = SourceFactory().workspace
-    Segment.objects.create(workspace=other, slug="theirs", name="Theirs", rule={"all": []})
+    SegmentFactory(workspace=other, slug="theirs", name="Theirs", rule={"all": []})
 
     foreign_segment = api.post(
         "/api/experiences/", {**NEW, "targetSegments": ["theirs"]}, format="json"

@@ -8,8 +8,9 @@ import pytest
 from django.utils import timezone
 from scipy import stats
 
-from experiences.models import Experience, FlowExecution, Variant
+from experiences.models import Experience, FlowExecution
 from profiles.models import Guest
+from tests.factories import ExperienceFactory, VariantFactory
 from tracking.models import Event
 
 pytestmark = pytest.mark.django_db
@@ -59,7 +60,7 @@ def exposed_guests(experience, variant, source, *, count, converted, start):
 
 @pytest.fixture
 def experience(source):
-    experience = Experience.objects.create(
+    experience = ExperienceFactory(
         workspace=source.workspace,
         friendly_id="hero",
         name="Hero",
@@ -73,8 +74,8 @@ def experience(source):
 
 def test_results_per_variant(api, source, experience):
     start = timezone.now() - timedelta(days=20)
-    control = Variant.objects.create(experience=experience, name="A", is_control=True)
-    variant = Variant.objects.create(experience=experience, name="B")
+    control = VariantFactory(experience=experience, name="A", is_control=True)
+    variant = VariantFactory(experience=experience, name="B")
     exposed_guests(experience, control, source, count=1000, converted=100, start=start)
     exposed_guests(experience, variant, source, count=1000, converted=130, start=start)
 
@@ -107,8 +108,8 @@ def camel_case_keys(value, path="") -> list[str]:
 
 def test_results_speak_camel_case_and_match_their_schema(api, source, experience):
     start = timezone.now() - timedelta(days=20)
-    control = Variant.objects.create(experience=experience, name="A", is_control=True)
-    variant = Variant.objects.create(experience=experience, name="B")
+    control = VariantFactory(experience=experience, name="A", is_control=True)
+    variant = VariantFactory(experience=experience, name="B")
     exposed_guests(experience, control, source, count=10, converted=1, start=start)
     exposed_guests(experience, variant, source, count=10, converted=2, start=start)
 
@@ -123,8 +124,8 @@ def test_results_speak_camel_case_and_match_their_schema(api, source, experience
 
 def test_a_skewed_split_raises_the_sample_ratio_warning(api, source, experience):
     start = timezone.now() - timedelta(days=20)
-    control = Variant.objects.create(experience=experience, name="A", is_control=True)
-    variant = Variant.objects.create(experience=experience, name="B")
+    control = VariantFactory(experience=experience, name="A", is_control=True)
+    variant = VariantFactory(experience=experience, name="B")
     exposed_guests(experience, control, source, count=1100, converted=0, start=start)
     exposed_guests(experience, variant, source, count=900, converted=0, start=start)
 
@@ -137,8 +138,8 @@ def test_a_skewed_split_raises_the_sample_ratio_warning(api, source, experience)
 
 def test_admin_shows_results_chart_and_actions(admin_client, source, experience):
     start = timezone.now() - timedelta(days=20)
-    control = Variant.objects.create(experience=experience, name="A", is_control=True)
-    variant = Variant.objects.create(experience=experience, name="B")
+    control = VariantFactory(experience=experience, name="A", is_control=True)
+    variant = VariantFactory(experience=experience, name="B")
     exposed_guests(experience, control, source, count=1100, converted=110, start=start)
     exposed_guests(experience, variant, source, count=900, converted=120, start=start)
 

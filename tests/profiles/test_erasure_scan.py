@@ -6,11 +6,11 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection
 
-from experiences.models import Experience, Variant
-from profiles.models import Guest, Identity, Segment
+from experiences.models import Experience
+from profiles.models import Guest, Identity
 from profiles.segments import segment_recompute
 from profiles.services import guest_erase
-from tests.factories import UserFactory
+from tests.factories import ExperienceFactory, SegmentFactory, UserFactory, VariantFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -71,17 +71,17 @@ def zelda(door, client, django_capture_on_commit_callbacks):
     )
     door.post("batch", {"batch": [{"type": "track", "userId": s["user id"]}]})  # fails
     workspace = door.source.workspace
-    segment = Segment.objects.create(
+    segment = SegmentFactory(
         workspace=workspace,
         slug="platinum",
         name="Platinum",
         rule={"trait": {"key": "plan", "op": "neq", "value": "free"}},
     )
     segment_recompute(segment)
-    experience = Experience.objects.create(
+    experience = ExperienceFactory(
         workspace=workspace, friendly_id="banner", name="Banner", status=Experience.Status.LIVE
     )
-    Variant.objects.create(experience=experience, name="A", is_control=True)
+    VariantFactory(experience=experience, name="A", is_control=True)
     with django_capture_on_commit_callbacks(execute=True):
         answer = client.post(
             "/v2/callFlows",

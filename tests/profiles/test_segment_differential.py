@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from profiles.models import Guest, Segment, SegmentMembership, Session
 from profiles.rules import COUNT_OPS, FIELDS, GUEST_TYPES, VALUE_OPS, rule_validate
 from profiles.segment_sql import members_query
-from tests.factories import SourceFactory
+from tests.factories import SegmentFactory, SourceFactory
 from tests.profiles.segment_reference import RefEvent, RefGuest, RefSession, reference_members
 from tracking.models import Event, Source
 
@@ -421,8 +421,8 @@ def two_workspaces(db):
     pairs = []
     for _ in range(2):
         source = SourceFactory()
-        segment = Segment.objects.create(
-            workspace_id=source.workspace_id, slug=SEGMENT_SLUG, name="VIPs", rule=SEGMENT_RULE
+        segment = SegmentFactory(
+            workspace=source.workspace, slug=SEGMENT_SLUG, name="VIPs", rule=SEGMENT_RULE
         )
         pairs.append((source, segment))
     return pairs

@@ -6,6 +6,7 @@ from django.utils import timezone
 from profiles.models import Guest, Segment
 from profiles.segment_sql import members_query
 from profiles.segments import segment_recompute
+from tests.factories import SegmentFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -59,8 +60,8 @@ def test_each_condition_kind_selects_the_right_guests(door):
         m({"not": {"any": [{"field": {"name": "guest_type", "op": "eq", "value": "customer"}}]}})
         == []
     )
-    seg = Segment.objects.create(
-        workspace_id=ws,
+    seg = SegmentFactory(
+        workspace=door.source.workspace,
         slug="pro",
         name="Pro",
         rule={"trait": {"key": "plan", "op": "eq", "value": "pro"}},
@@ -90,8 +91,8 @@ def test_a_run_for_some_guests_selects_what_a_full_run_does_among_them(door, rul
         door.post("identify", {"userId": user, "traits": {"plan": plan}})
     door.post("track", {"userId": "a", "event": "Order Completed", "properties": {"revenue": 150}})
     ws = door.source.workspace_id
-    Segment.objects.create(
-        workspace_id=ws,
+    SegmentFactory(
+        workspace=door.source.workspace,
         slug="pro",
         name="Pro",
         rule={"trait": {"key": "plan", "op": "eq", "value": "pro"}},

@@ -14,6 +14,7 @@ from django.utils import timezone
 from profiles import segments as segment_services
 from profiles.models import Guest, Identity, Segment, SegmentMembership, SegmentRun
 from profiles.segments import segment_recompute
+from tests.factories import GuestFactory, SegmentFactory, SourceFactory, TokenFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -44,9 +45,7 @@ def current(segment) -> set[str]:
 
 @pytest.fixture
 def segment(source):
-    return Segment.objects.create(
-        workspace=source.workspace, slug="buyers", name="Buyers", rule=BUYERS
-    )
+    return SegmentFactory(workspace=source.workspace, slug="buyers", name="Buyers", rule=BUYERS)
 
 
 class TestApi:
@@ -102,14 +101,11 @@ class TestApi:
         assert response.json()["rule"]["path"] == "segment.slug"
 
     def test_other_workspace_cannot_see_it(self, segment):
-        from rest_framework.authtoken.models import Token
         from rest_framework.test import APIClient
-
-        from tests.factories import SourceFactory, UserFactory
 
         outsider = UserFactory(workspaces=[SourceFactory().workspace])
         client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=outsider).key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {TokenFactory(user=outsider).key}")
         assert client.get("/api/segments/").json()["results"] == []
         assert client.get("/api/segments/buyers/").status_code == 404
         assert client.get("/api/segments/buyers/export.csv").status_code == 404
@@ -117,7 +113,7 @@ class TestApi:
 
 class TestMembership:
     def test_history_across_enter_exit_and_reenter(self, door, source):
-        pro = Segment.objects.create(workspace=source.workspace, slug="pro", name="Pro", rule=PRO)
+        pro = SegmentFactory(workspace=source.workspace, slug="pro", name="Pro", rule=PRO)
         identify(door, "ada", plan="pro")  # each identify queues an incremental run
         identify(door, "ada", plan="free")
         identify(door, "ada", plan="pro")
@@ -176,11 +172,7 @@ class TestMembership:
 
     def test_one_evaluation_takes_the_same_queries_for_5_or_60_guests(self, source, segment):
         def guests(n):
-            now = timezone.now()
-            Guest.objects.bulk_create(
-                Guest(workspace=source.workspace, first_seen=now, last_seen=now, ref=uuid.uuid4())
-                for _ in range(n)
-            )
+            Guest.objects.bulk_create(GuestFactory.build_batch(n, workspace=source.workspace))
 
         segment.rule = {
             "any": [BUYERS, {"field": {"name": "guest_type", "op": "eq", "value": "visitor"}}]
@@ -212,9 +204,7 @@ def big_segment(source, n: int) -> Segment:
         ],
         batch_size=2000,
     )
-    segment = Segment.objects.create(
-        workspace=source.workspace, slug=f"big-{n}", name="Big", rule=PRO
-    )
+    segment = SegmentFactory(workspace=source.workspace, slug=f"big-{n}", name="Big", rule=PRO)
     SegmentMembership.objects.bulk_create(
         [SegmentMembership(segment=segment, guest=g, entered_at=now) for g in guests],
         batch_size=2000,
@@ -360,13 +350,13 @@ class TestAdmin:
 
 
 def test_memberships_follow_a_merge(door, source):
-    vip = Segment.objects.create(
+    vip = SegmentFactory(
         workspace=source.workspace,
         slug="vip",
         name="VIP",
         rule={"trait": {"key": "vip", "op": "eq", "value": True}},
     )
-    visitors = Segment.objects.create(
+    visitors = SegmentFactory(
         workspace=source.workspace,
         slug="visitors",
         name="Visitors",

@@ -21,7 +21,7 @@ from django.conf import settings as django_settings
 from django.db import connection
 
 from config.celery import app as celery_app
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, track
 from tracking import tasks
 from tracking.models import Event, InboxRequest
 
@@ -34,19 +34,6 @@ pytestmark = [
 # Nothing listens on port 1: publishing there fails at once with "connection refused".
 DEAD_BROKER_URL = "redis://127.0.0.1:1/0"
 WAIT_SECONDS = 30
-
-
-def track(message_id: str) -> dict:
-    return {"type": "track", "userId": "u1", "event": "Viewed", "messageId": message_id}
-
-
-def post_batch(client, source, messages: list[dict]):
-    return client.post(
-        "/v1/batch",
-        {"batch": messages},
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {source.write_key}",
-    )
 
 
 def worker_database_url() -> str:
@@ -199,15 +186,13 @@ def worker(transactional_db, redis_db, tmp_path):
         print(f"--- celery worker output ---\n{worker.output()}")
 
 
-def test_batches_go_through_redis_to_a_worker_and_each_event_is_stored_once(
-    client, source, web, worker
-):
+def test_batches_go_through_redis_to_a_worker_and_each_event_is_stored_once(door, web, worker):
     # m0 repeats inside the first request, m4 across the two.
-    first = [track(f"m{i}") for i in range(5)] + [track("m0")]
-    second = [track("m4"), track("m5")]
+    first = [track(messageId=f"m{i}") for i in range(5)] + [track(messageId="m0")]
+    second = [track(messageId="m4"), track(messageId="m5")]
 
     for batch in (first, second):
-        response = post_batch(client, source, batch)
+        response = door.post("batch", {"batch": batch})
         assert response.status_code == 200, response.content
 
     # However the two enqueues coalesced, the worker's drains claim each request once.
@@ -218,15 +203,13 @@ def test_batches_go_through_redis_to_a_worker_and_each_event_is_stored_once(
     assert list(InboxRequest.objects.values_list("status", flat=True)) == ["done", "done"]
 
 
-def test_a_dead_broker_leaves_the_request_pending_for_the_sweep(
-    client, source, web, worker, caplog
-):
+def test_a_dead_broker_leaves_the_request_pending_for_the_sweep(door, web, worker, caplog):
     with (
         celery_publishing_to(DEAD_BROKER_URL),
         caplog.at_level(logging.WARNING, logger="tracking.tasks"),
     ):
         started = time.monotonic()
-        response = post_batch(client, source, [track("m1"), track("m2")])
+        response = door.post("batch", {"batch": [track(messageId="m1"), track(messageId="m2")]})
         answered_in = time.monotonic() - started
 
     assert response.status_code == 200, response.content

@@ -5,14 +5,13 @@ The database is taken away by cutting a TCP proxy between a real WSGI server thr
 shared PostgreSQL, so the server itself is never touched.
 """
 
-import base64
 import json
 
 import pytest
 from django.db import connection
-from rest_framework.authtoken.models import Token
 
-from tests.factories import SourceFactory, UserFactory
+from tests.conftest import basic_auth, track
+from tests.factories import SourceFactory, TokenFactory, UserFactory
 from tests.live import TcpProxy, WsgiServer
 from tracking import views
 from tracking.models import Event, InboxRequest
@@ -54,17 +53,16 @@ def source():
 @pytest.fixture
 def token(source):
     user = UserFactory(workspaces=[source.workspace])
-    return Token.objects.create(user=user).key
+    return TokenFactory(user=user).key
 
 
-def track(server, source, message_id):
-    body = json.dumps({"userId": "u1", "event": "Played", "messageId": message_id}).encode()
-    key = base64.b64encode(f"{source.write_key}:".encode()).decode()
+def post_track(server, source, message_id):
+    """A track call over a socket to the live server (the test client would bypass the proxy)."""
     return server.request(
         "POST",
         "/v1/track",
-        body,
-        **{"Content-Type": "application/json", "Authorization": f"Basic {key}"},
+        json.dumps(track(messageId=message_id)).encode(),
+        **{"Content-Type": "application/json", "Authorization": basic_auth(source.write_key)},
     )
 
 
@@ -79,15 +77,15 @@ def assert_unavailable(answer):
 
 
 def test_database_down_is_503_and_recovers_by_itself(server, proxy, source, token):
-    assert track(server, source, "before-1").status == 200
+    assert post_track(server, source, "before-1").status == 200
     opened = proxy.opened
-    assert track(server, source, "before-2").status == 200
+    assert post_track(server, source, "before-2").status == 200
     assert read(server, token, "/api/events/").status == 200
     assert proxy.opened == opened, "the server thread should reuse its persistent connection"
 
     proxy.cut()
-    assert_unavailable(track(server, source, "during-1"))
-    assert_unavailable(track(server, source, "during-2"))
+    assert_unavailable(post_track(server, source, "during-1"))
+    assert_unavailable(post_track(server, source, "during-2"))
     assert_unavailable(read(server, token, "/api/events/"))
     assert_unavailable(read(server, token, "/api/guests/"))
     assert_unavailable(read(server, token, "/api/segments/"))
@@ -95,7 +93,7 @@ def test_database_down_is_503_and_recovers_by_itself(server, proxy, source, toke
     assert proxy.refused >= 1, "the server should have tried to reconnect"
 
     proxy.restore()
-    assert track(server, source, "after-1").status == 200
+    assert post_track(server, source, "after-1").status == 200
     events = read(server, token, "/api/events/")
     assert events.status == 200
 
@@ -108,7 +106,7 @@ def test_database_down_is_503_and_recovers_by_itself(server, proxy, source, toke
 def test_connection_lost_mid_request_is_503_and_nothing_is_stored(
     server, proxy, source, monkeypatch
 ):
-    assert track(server, source, "first").status == 200
+    assert post_track(server, source, "first").status == 200
     accept = views.services.inbox_accept
 
     def cut_then_accept(**kwargs):
@@ -117,11 +115,11 @@ def test_connection_lost_mid_request_is_503_and_nothing_is_stored(
         return accept(**kwargs)
 
     monkeypatch.setattr(views.services, "inbox_accept", cut_then_accept)
-    assert_unavailable(track(server, source, "lost"))
+    assert_unavailable(post_track(server, source, "lost"))
     monkeypatch.setattr(views.services, "inbox_accept", accept)
 
     proxy.restore()
-    assert track(server, source, "next").status == 200
+    assert post_track(server, source, "next").status == 200
     assert set(Event.objects.values_list("message_id", flat=True)) == {"first", "next"}
     assert InboxRequest.objects.count() == 2
 

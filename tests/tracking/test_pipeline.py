@@ -2,19 +2,13 @@
 
 from datetime import UTC, datetime, timedelta
 
-import orjson
 import pytest
-from django.utils import timezone
 
-from tests.conftest import T0, drain_concurrently
+from tests.conftest import T0, drain_concurrently, track
 from tracking import services
 from tracking.models import DedupKey, Event, FailedEvent, InboxRequest
 
-from ..factories import SourceFactory
-
-
-def track(**fields):
-    return {"type": "track", "userId": "user-1", "event": "Played", **fields}
+from ..factories import InboxRequestFactory, SourceFactory
 
 
 @pytest.mark.django_db
@@ -175,19 +169,12 @@ class TestFailures:
 def test_two_workers_store_every_event_exactly_once(source):
     """Two workers drain one inbox at once on PostgreSQL, with overlapping messageIds."""
     rows = [
-        InboxRequest(
+        InboxRequestFactory.build(
             source=source,
-            body=(
-                b'{"batch": ['
-                + b",".join(
-                    b'{"type":"track","event":"E","userId":"u%d","messageId":"m%d"}'
-                    % (i % 40, (r * 10 + i) % 700)
-                    for i in range(25)
-                )
-                + b"]}"
-            ),
-            meta={"route": "batch"},
-            received_at=timezone.now(),
+            batch=[
+                track(event="E", userId=f"u{i % 40}", messageId=f"m{(r * 10 + i) % 700}")
+                for i in range(25)
+            ],
         )
         for r in range(200)
     ]
@@ -217,23 +204,17 @@ def test_one_drain_with_threads_stores_every_event_exactly_once(source, monkeypa
 
     monkeypatch.setattr(services, "_drain_loop", noted)
     rows = [
-        InboxRequest(
+        InboxRequestFactory.build(
             source=source,
-            body=orjson.dumps(
+            batch=[
                 {
-                    "batch": [
-                        {
-                            "type": "track",
-                            "event": "E",
-                            "anonymousId": f"v{(r + i) % 60}",
-                            "messageId": f"m{(r * 7 + i) % 900}",
-                        }
-                        for i in range(40)
-                    ]
+                    "type": "track",
+                    "event": "E",
+                    "anonymousId": f"v{(r + i) % 60}",
+                    "messageId": f"m{(r * 7 + i) % 900}",
                 }
-            ),
-            meta={"route": "batch"},
-            received_at=timezone.now(),
+                for i in range(40)
+            ],
         )
         for r in range(150)
     ]

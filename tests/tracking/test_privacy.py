@@ -9,11 +9,12 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from profiles.models import Session
+from tests.conftest import Door
 from tracking import tasks
 from tracking.messages import ip_anonymize
 from tracking.models import DedupKey, Event, FailedEvent, InboxRequest
 
-from ..factories import SourceFactory
+from ..factories import InboxRequestFactory, SourceFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -138,12 +139,10 @@ def history(door, clock):
     fill(door, clock, days_ago=2, tag="new")
 
     forever = SourceFactory()
-    door_forever = type(door)(door.client, door.capture, forever)
+    door_forever = Door(door.client, door.capture, forever)
     fill(door_forever, clock, days_ago=400, tag="ancient")
     # A pending row is never purged, however old: it has not been processed yet.
-    InboxRequest.objects.create(
-        source=door.source, body=b"{}", meta={}, received_at=NOW - timedelta(days=90)
-    )
+    InboxRequestFactory(source=door.source, received_at=NOW - timedelta(days=90))
     return door.source.workspace
 
 

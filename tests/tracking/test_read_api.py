@@ -1,10 +1,9 @@
 """The read API: who may read what, filters, pagination, guests, the schema and its docs."""
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from tests.factories import SourceFactory, UserFactory
+from tests.factories import SourceFactory, TokenFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -12,7 +11,7 @@ pytestmark = pytest.mark.django_db
 def api_client(user=None, *, token=None) -> APIClient:
     client = APIClient()
     if user is not None:
-        token = Token.objects.create(user=user).key
+        token = TokenFactory(user=user).key
     if token is not None:
         client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     return client

@@ -20,10 +20,9 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from tests.conftest import REQUIRE_SERVICES
-from tests.factories import UserFactory
+from tests.factories import TokenFactory, UserFactory
 from tracking import services
 from tracking.models import FailedEvent, InboxRequest
 
@@ -135,7 +134,7 @@ class ReadApi:
 @pytest.fixture
 def read_api(footprint, source) -> ReadApi:
     member = UserFactory(workspaces=[source.workspace])
-    return ReadApi(footprint, Token.objects.create(user=member).key)
+    return ReadApi(footprint, TokenFactory(user=member).key)
 
 
 def parse_time(value: str) -> datetime:

@@ -7,18 +7,15 @@ import orjson
 import pytest
 
 from profiles.models import Guest
+from tests.conftest import track
 from tracking import services
 from tracking.models import Event, FailedEvent, InboxRequest
 
 pytestmark = pytest.mark.django_db
 
 
-def track(**fields):
-    return {"type": "track", "userId": "user-1", "event": "Signed Up", **fields}
-
-
 def test_track_is_stored_and_answered_with_success(door):
-    response = door.post("track", track(properties={"plan": "pro"}))
+    response = door.post("track", track(event="Signed Up", properties={"plan": "pro"}))
 
     assert response.status_code == 200
     assert response.json() == {"success": True}
