@@ -99,13 +99,22 @@ def _named_sessions_assign(messages: list[Message]) -> None:
         message.session_id = ids[(message.workspace_id, message.client_session_id)]
 
 
+def _shifted(moment: datetime, by: timedelta) -> datetime:
+    """``moment + by``, stopping at the ends of the calendar (an event may carry year 1)."""
+    try:
+        return moment + by
+    except OverflowError:
+        edge = datetime.min if by < timedelta(0) else datetime.max
+        return edge.replace(tzinfo=moment.tzinfo)
+
+
 def _derived_sessions_assign(messages: list[Message], timeouts: dict[int, timedelta]) -> None:
     groups: dict[tuple[int, str], list[Message]] = defaultdict(list)
     for message in messages:
         groups[(message.guest_id, message.channel)].append(message)
     widest = max(timeouts[m.workspace_id] for m in messages)
-    low = min(m.timestamp for m in messages) - widest
-    high = max(m.timestamp for m in messages) + widest
+    low = _shifted(min(m.timestamp for m in messages), -widest)
+    high = _shifted(max(m.timestamp for m in messages), widest)
     candidates: dict[tuple[int, str], list[Session]] = defaultdict(list)
     for session in Session.objects.filter(
         guest_id__in={guest_id for guest_id, _ in groups},
@@ -154,8 +163,8 @@ def sessions_reconcile(
     for session in Session.objects.filter(
         guest_id__in=guest_ids,
         client_session_id="",
-        ended_at__gte=since - widest,
-        started_at__lte=until + widest,
+        ended_at__gte=_shifted(since, -widest),
+        started_at__lte=_shifted(until, widest),
     ).order_by("started_at", "pk"):
         by_key[(session.guest_id, session.channel)].append(session)
     absorbed: dict[int, Session] = {}

@@ -248,3 +248,14 @@ def test_a_nul_in_the_path_or_query_is_a_400_naming_where(api, path, named):
     assert answer.status_code == 400
     assert answer.json()["code"] == "invalid_character"
     assert named in answer.json()["message"]
+
+
+@pytest.mark.parametrize("route", ["track", "identify", "page"])
+@pytest.mark.parametrize("timestamp", ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"])
+def test_a_timestamp_at_the_ends_of_the_calendar_is_stored(door, route, timestamp):
+    """Sessions look a timeout either side of an event; at year 1 or 9999 that arithmetic left
+    the calendar and the accepted request failed in processing."""
+    body = {"userId": "u", "anonymousId": "a", "event": "E", "name": "P", "timestamp": timestamp}
+    response = door.post(route, body)
+    assert response.status_code == 200, response.content
+    assert_processed()
