@@ -74,14 +74,14 @@ def hook(name: str) -> Callable:
 
 def ips_anonymize(batch: Batch) -> None:
     """Zero the host part of addresses where the workspace asks for it, before anything else."""
-    from .services import messages_ip_anonymize
+    from .store import messages_ip_anonymize
 
     messages_ip_anonymize(messages=batch.messages)
 
 
 def duplicates_drop(batch: Batch) -> None:
     """Keep the messages whose messageId is new in their workspace (claims the dedup keys)."""
-    from .services import dedup_claim
+    from .store import dedup_claim
 
     fresh = dedup_claim(messages=batch.messages, dedup_windows=batch.dedup_windows)
     batch.duplicates += len(batch.messages) - len(fresh)
@@ -90,6 +90,6 @@ def duplicates_drop(batch: Batch) -> None:
 
 def events_insert(batch: Batch) -> None:
     """Store one event per message (their guests and sessions are set by now)."""
-    from .services import events_insert as insert
+    from .store import events_insert as insert
 
     batch.event_ids = insert(batch.messages)

@@ -234,9 +234,9 @@ FOOTPRINT = {
     "GUEST_FOR_IDENTITY": "profiles.identity.guest_get_or_create",
     # What retention deletes, in order: each names its querysets per workspace and cutoff.
     "RETENTION": [
-        "tracking.services.retention_events",
+        "tracking.retention.retention_events",
         "profiles.services.retention_sessions",
-        "tracking.services.retention_requests",
+        "tracking.retention.retention_requests",
     ],
     # How long a web process reuses the source a write key belongs to.
     "SOURCE_CACHE_SECONDS": env.float("FOOTPRINT_SOURCE_CACHE_SECONDS", default=5.0),

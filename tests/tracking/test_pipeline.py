@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.conftest import T0, drain_concurrently, track
-from tracking import services
+from tracking import drain, services
 from tracking.models import DedupKey, Event, FailedEvent, InboxRequest
 
 from ..factories import InboxRequestFactory, SourceFactory
@@ -142,7 +142,7 @@ class TestFailures:
                 raise RuntimeError("cannot store this one")
             return real_store(messages=messages, **kwargs)
 
-        monkeypatch.setattr(services, "events_store", store)
+        monkeypatch.setattr(drain, "events_store", store)
         stats = services.inbox_drain()
 
         assert sorted(Event.objects.values_list("message_id", flat=True)) == ["good-1", "good-2"]
@@ -196,13 +196,13 @@ def test_one_drain_with_threads_stores_every_event_exactly_once(source, monkeypa
     import threading
 
     names = set()
-    loop = services._drain_loop
+    loop = drain._drain_loop
 
     def noted(*args):
         names.add(threading.current_thread().name)
         return loop(*args)
 
-    monkeypatch.setattr(services, "_drain_loop", noted)
+    monkeypatch.setattr(drain, "_drain_loop", noted)
     rows = [
         InboxRequestFactory.build(
             source=source,
