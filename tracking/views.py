@@ -181,6 +181,21 @@ def optimizely_door(request: HttpRequest, route: str) -> HttpResponse:
     return json_response(answer)
 
 
+def _store_at_once(*, source: Source, door: str, payload: dict, ip, received_at):
+    """Accept one checked message and process it now, for doors whose answer carries the
+    stored refs: the request's new ref, and the event's, session's and guest's."""
+    ref = str(uuid.uuid4())
+    event_ids = services.inbox_accept_processed(
+        source=source,
+        door=door,
+        body=orjson.dumps(payload),
+        meta={"ref": ref},
+        ip=ip,
+        received_at=received_at,
+    )
+    return ref, event_refs(event_ids[0] if event_ids else None)
+
+
 def _stream_answer(payload: dict, *, callback: str | None, status: int = 200) -> HttpResponse:
     """JSON, or JSONP (``callback(...);``) for a script tag when a callback was named."""
     if callback:
@@ -258,16 +273,9 @@ def stream_event_create(request: HttpRequest) -> HttpResponse:
         workspace=workspace, name=stream.SOURCE_NAME, kind=Source.Kind.WEB
     )
     rate_limit_check(source)
-    ref = str(uuid.uuid4())
-    event_ids = services.inbox_accept_processed(
-        source=source,
-        door=stream.DOOR,
-        body=orjson.dumps(message),
-        meta={"ref": ref},
-        ip=ip,
-        received_at=received_at,
+    ref, refs = _store_at_once(
+        source=source, door=stream.DOOR, payload=message, ip=ip, received_at=received_at
     )
-    refs = event_refs(event_ids[0] if event_ids else None)
     answer = {
         "ref": ref,
         "status": "OK",
@@ -335,16 +343,9 @@ def collect_door(request: HttpRequest) -> HttpResponse:
         collect.redirect_check(
             redirect_url, action=hit["ea"], allowed_hosts=source.allowed_redirect_hosts
         )
-    ref = str(uuid.uuid4())
-    event_ids = services.inbox_accept_processed(
-        source=source,
-        door=collect.DOOR,
-        body=orjson.dumps(hit),
-        meta={"ref": ref},
-        ip=ip,
-        received_at=received_at,
+    ref, refs = _store_at_once(
+        source=source, door=collect.DOOR, payload=hit, ip=ip, received_at=received_at
     )
-    refs = event_refs(event_ids[0] if event_ids else None)
     answer = collect.answer_of(
         ref=ref, hit=hit, guest_ref=refs["guest"], session_ref=refs["session"]
     )
