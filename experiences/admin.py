@@ -113,6 +113,14 @@ class ExperienceAdmin(WorkspaceScopedAdmin):
     inlines = [VariantInline]
     readonly_fields = ["ref", "results_table", "tracking_events"]
     actions = ["launch", "pause", "complete"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Once made, an experience keeps its id (TRACKING events and segment rules name it) and
+        # its workspace: the page shows them as text, as the service would refuse a change.
+        if obj is None:
+            return self.readonly_fields
+        return ["workspace", "friendly_id", *self.readonly_fields]
+
     fieldsets = [
         (None, {"fields": ["workspace", "friendly_id", "name", "kind", "status", "ref"]}),
         ("Audience", {"fields": ["traffic_allocation", "target_segments", "exclusion_segments"]}),
