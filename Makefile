@@ -23,11 +23,16 @@ run: $(STAMP)
 	$(BIN)/python manage.py setup_local --port $(PORT)
 	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
-# The Node SDK's test (tests/tracking/test_sdks.py) needs its node_modules; without npm it skips.
+# The JavaScript SDKs' tests (tests/tracking/test_sdks.py, test_browser_sdks.py) need the
+# packages pinned in tests/sdks/node/package-lock.json; installed again when the lock changes.
+# Without npm they skip (in CI, FOOTPRINT_REQUIRE_SERVICES=1 makes them fail instead).
+NODE_STAMP := $(NODE_SDK)/node_modules/.footprint-installed
 node-sdk:
-	@if [ ! -d $(NODE_SDK)/node_modules ] && command -v npm >/dev/null 2>&1; then \
-		npm ci --prefix $(NODE_SDK) --no-audit --no-fund \
-			|| echo "npm ci failed: the Node SDK test will be skipped"; \
+	@if command -v npm >/dev/null 2>&1; then \
+		if [ ! -f $(NODE_STAMP) ] || [ $(NODE_SDK)/package-lock.json -nt $(NODE_STAMP) ]; then \
+			npm ci --prefix $(NODE_SDK) --no-audit --no-fund && touch $(NODE_STAMP) \
+				|| echo "npm ci failed: the JavaScript SDK tests will be skipped"; \
+		fi; \
 	fi
 
 test: $(STAMP) node-sdk

@@ -26,6 +26,7 @@ urlpatterns = [
     path("v2/callFlows", call_flows, name="call-flows"),
     path("v1.2/browser/create.json", doors.stream_browser_create, name="stream-browser-create"),
     path("v1.2/event/create.json", doors.stream_event_create, name="stream-event-create"),
+    re_path(r"^v1\.2/events/?$", doors.stream_events, name="stream-events"),
     path("collect", doors.collect_door, name="collect-door"),
     re_path(
         r"^api/v1\.0/(?P<route>(?i:Track|TrackBulk))/?$",

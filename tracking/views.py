@@ -245,23 +245,11 @@ def stream_browser_create(request: HttpRequest) -> HttpResponse:
     return _stream_answer(answer, callback=callback)
 
 
-@door_view("GET", "POST", any_method=True, error=_stream_error, name="stream_event")
-def stream_event_create(request: HttpRequest) -> HttpResponse:
-    """``GET|POST /v1.2/event/create.json?client_key=…&message=<json>``: one Stream event.
-
-    The event is stored before the answer, which carries its ref and its guest's and session's:
-    the request is written to the inbox and processed at once through the one pipeline (see
-    ``services.inbox_accept_processed``).
-    """
+def _stream_store(request: HttpRequest, message: dict, *, client_key: object) -> dict:
+    """Check one Stream message, store it through the inbox and the pipeline at once, and
+    return the answer with its refs (the event's, its browser's, guest's and session's)."""
     received_at = timezone.now()
-    callback = stream.callback_check(request.GET.get("callback"))
-    raw = request.GET.get("message")
-    if raw is None and request.method == "POST":
-        raw = body_read(request, limit=stream.MAX_MESSAGE_BYTES)
-    message = stream.message_from(raw)
-    workspace = workspace_get_by_client_key(
-        request.GET.get("client_key") or message.get("client_key")
-    )
+    workspace = workspace_get_by_client_key(client_key)
     ip = client_ip(request)
     stream.message_normalize(
         message,
@@ -278,7 +266,7 @@ def stream_event_create(request: HttpRequest) -> HttpResponse:
     ref, refs = _store_at_once(
         source=source, door=stream.DOOR, payload=message, ip=ip, received_at=received_at
     )
-    answer = {
+    return {
         "ref": ref,
         "status": "OK",
         "version": stream.VERSION,
@@ -287,7 +275,38 @@ def stream_event_create(request: HttpRequest) -> HttpResponse:
         "customer_ref": refs["guest"],
         "session_ref": refs["session"],
     }
+
+
+@door_view("GET", "POST", any_method=True, error=_stream_error, name="stream_event")
+def stream_event_create(request: HttpRequest) -> HttpResponse:
+    """``GET|POST /v1.2/event/create.json?client_key=…&message=<json>``: one Stream event.
+
+    The event is stored before the answer, which carries its ref and its guest's and session's:
+    the request is written to the inbox and processed at once through the one pipeline (see
+    ``services.inbox_accept_processed``).
+    """
+    callback = stream.callback_check(request.GET.get("callback"))
+    raw = request.GET.get("message")
+    if raw is None and request.method == "POST":
+        raw = body_read(request, limit=stream.MAX_MESSAGE_BYTES)
+    message = stream.message_from(raw)
+    answer = _stream_store(
+        request, message, client_key=request.GET.get("client_key") or message.get("client_key")
+    )
     return _stream_answer(answer, callback=callback)
+
+
+@door_view("POST", error=_stream_error, name="stream_events")
+def stream_events(request: HttpRequest) -> HttpResponse:
+    """``POST /v1.2/events``: one Stream event as a JSON body, ``client_key`` inside it.
+
+    What Sitecore's Engage SDK sends ``pageView``, ``identity`` and ``event`` to (from a browser,
+    preflighted for its ``Content-Type`` and ``X-Library-Version`` headers, and from a server
+    with ``initServer``). The same message, checks and pipeline as ``event/create.json``.
+    """
+    message = stream.message_from(body_read(request, limit=stream.MAX_MESSAGE_BYTES))
+    client_key = message.get("client_key") or request.GET.get("client_key")
+    return json_response(_stream_store(request, message, client_key=client_key))
 
 
 def _collect_answer(answer: dict, *, resp_type: str, redirect_url: str) -> HttpResponse:

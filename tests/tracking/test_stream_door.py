@@ -195,6 +195,121 @@ class TestEventCreate:
         assert not Event.objects.exists()
 
 
+class TestEvents:
+    """``POST /v1.2/events``: the JSON body form Sitecore's Engage SDK sends."""
+
+    ORIGIN = "http://localhost:3000"
+
+    def post(self, sitecore, body, **headers):
+        with sitecore.capture(execute=True):
+            return sitecore.client.post(
+                "/v1.2/events",
+                body if isinstance(body, bytes) else orjson.dumps(body),
+                content_type="application/json",
+                HTTP_ORIGIN=self.ORIGIN,
+                HTTP_X_LIBRARY_VERSION="1.4.3",
+                **headers,
+            )
+
+    def test_the_sdk_preflight_is_allowed(self, sitecore):
+        response = sitecore.client.options(
+            "/v1.2/events",
+            HTTP_ORIGIN=self.ORIGIN,
+            HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+            HTTP_ACCESS_CONTROL_REQUEST_HEADERS="content-type,x-library-version",
+        )
+
+        assert response.status_code == 204
+        assert response["Access-Control-Allow-Origin"] == self.ORIGIN
+        assert "POST" in response["Access-Control-Allow-Methods"]
+        allowed = {h.strip() for h in response["Access-Control-Allow-Headers"].split(",")}
+        assert {"content-type", "x-library-version"} <= allowed
+
+    def test_a_view_with_the_client_key_inside_is_stored_like_event_create(self, sitecore):
+        browser = sitecore.new_browser()
+        message = {
+            **view(browser, ext={"loyalty_tier": "gold"}),
+            "client_key": sitecore.workspace.client_key,
+        }
+
+        response = self.post(sitecore, message)
+
+        assert response.status_code == 200, response.content
+        assert response["Access-Control-Allow-Origin"] == self.ORIGIN
+        answer = response.json()
+        stored = Event.objects.get()
+        assert answer["ref"] == stored.message_id
+        assert answer["status"] == "OK"
+        assert answer["version"] == "1.2"
+        assert answer["client_key"] == sitecore.workspace.client_key
+        assert answer["customer_ref"] == str(stored.guest.ref)
+        assert (stored.door, stored.type, stored.channel) == (Door.STREAM, "VIEW", "WEB")
+        assert stored.properties["loyalty_tier"] == "gold"
+        assert stored.properties["pointOfSale"] == "myretailsite/ireland"
+        assert "client_key" not in stored.properties
+        assert stored.payload == message
+        assert stored.guest.identities.get().value == browser
+        assert InboxRequest.objects.get().status == InboxRequest.Status.DONE
+
+    def test_identity_stitches_the_browser_to_the_email(self, sitecore):
+        browser = sitecore.new_browser()
+        key = sitecore.workspace.client_key
+        self.post(sitecore, {**view(browser), "client_key": key})
+
+        response = self.post(
+            sitecore,
+            {
+                **view(browser, type="IDENTITY"),
+                "client_key": key,
+                "email": "ada@example.com",
+                "firstname": "Ada",
+                "identifiers": [{"provider": "email", "id": "ada@example.com"}],
+            },
+        )
+
+        assert response.status_code == 200, response.content
+        [guest] = Guest.objects.filter(merged_into__isnull=True)
+        assert (guest.email, guest.first_name) == ("ada@example.com", "Ada")
+        assert set(Event.objects.values_list("guest_id", flat=True)) == {guest.pk}
+
+    @pytest.mark.parametrize(
+        ("body", "status", "code", "field"),
+        [
+            (b"{nope", 400, "invalid_json", None),
+            (b"", 400, "missing_message", "message"),
+            (b"[1, 2]", 400, "invalid_message", "message"),
+            (
+                {"type": "VIEW", "channel": "WEB", "browser_id": "b"},
+                401,
+                "missing_client_key",
+                None,
+            ),
+            ({"client_key": "nope", "type": "VIEW"}, 401, "invalid_client_key", "client_key"),
+            ({"type": "view", "channel": "WEB", "browser_id": "b"}, 400, "invalid_type", "type"),
+        ],
+    )
+    def test_refusals_are_the_stream_error_shape(self, sitecore, body, status, code, field):
+        if isinstance(body, dict) and "client_key" not in body and status == 400:
+            body = {**body, "client_key": sitecore.workspace.client_key}
+
+        response = self.post(sitecore, body)
+
+        assert response.status_code == status, response.content
+        answer = response.json()
+        assert answer["status"] == "ERROR"
+        assert answer["code"] == code
+        if field:
+            assert answer["field"] == field
+        assert response["Access-Control-Allow-Origin"] == self.ORIGIN
+        assert not Event.objects.exists()
+
+    def test_only_post(self, sitecore):
+        response = sitecore.client.get("/v1.2/events")
+
+        assert response.status_code == 405
+        assert response["Allow"] == "POST"
+
+
 def test_identity_stitches_the_browser_guest_to_the_known_guest(sitecore, door):
     door.post("identify", {"userId": "u-7", "traits": {"email": "grace@navy.example"}})
     known = Guest.objects.get()

@@ -1,4 +1,5 @@
-"""Sitecore's Stream API door (``/v1.2/browser/create.json``, ``/v1.2/event/create.json``).
+"""Sitecore's Stream API door (``/v1.2/browser/create.json``, ``/v1.2/event/create.json`` and
+``/v1.2/events``, the JSON body form Sitecore's Engage SDK sends).
 
 A Stream message becomes an event whose type and name are the Sitecore type (VIEW, IDENTITY,
 ADD, …, or a custom upper-case name), so segment rules name Sitecore events as they name any
@@ -319,7 +320,27 @@ def openapi_paths() -> dict:
         parameters=[client_key, message_param, callback],
         responses={"200": ok, "400": ERROR, "401": ERROR},
     )
+    events_body = object_schema(
+        {**message["properties"], "client_key": STRING},
+        required=("client_key", "type", "channel", "browser_id"),
+    )
     return {
+        "/v1.2/events": {
+            "post": operation(
+                "stream_events",
+                "Sitecore Stream API: one event as a JSON body",
+                "What Sitecore's Engage SDK sends (`pageView`, `identity`, `event`, from a "
+                "browser or with `initServer`): the message of `event/create.json` with the "
+                "workspace's `client_key` inside it. Stored before the answer, which carries "
+                "its refs.",
+                parameters=[],
+                requestBody={
+                    "required": True,
+                    "content": {"application/json": {"schema": events_body}},
+                },
+                responses={"200": ok, "400": ERROR, "401": ERROR},
+            )
+        },
         "/v1.2/browser/create.json": {
             "get": operation(
                 "stream_browser_create",

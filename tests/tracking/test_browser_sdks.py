@@ -1,0 +1,374 @@
+"""The vendors' browser SDKs, unmodified, in headless Chromium on another site's page.
+
+Each SDK is the npm package pinned in tests/sdks/node (package-lock.json), loaded by a page
+that a small HTTP server of the test serves on a port of its own: another origin than
+Footprint's, so every call is a real cross-origin request with its preflight. The page is
+configured the way the vendor documents a custom endpoint. Chromium is Debian's; any request
+to a host other than this machine's loopback is refused and reported, so a test fails when an
+SDK reaches for its vendor's CDN or API. What the SDK sent is then read back through the read
+API and checked field by field, and the page's console must hold no error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import mimetypes
+import os
+import shutil
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import REQUIRE_SERVICES
+from tests.factories import ExperienceFactory, VariantFactory
+from tests.tracking.test_sdks import ReadApi, assert_all_processed
+from tracking import services
+from tracking.doors import stream
+from tracking.models import Source
+
+NODE_DIR = Path(__file__).resolve().parent.parent / "sdks" / "node"
+MODULES = NODE_DIR / "node_modules"
+CHROMIUM = os.environ.get("FOOTPRINT_CHROMIUM") or shutil.which("chromium")
+# Debian's Chromium, headless, without the background traffic a desktop browser makes.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--disable-domain-reliability",
+    "--disable-sync",
+    "--metrics-recording-only",
+    "--no-first-run",
+    "--no-default-browser-check",
+]
+LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def needs(*packages: str) -> None:
+    """Skip (fail in CI) unless Chromium, Playwright and the SDK packages are installed."""
+    problems = []
+    if not CHROMIUM:
+        problems.append("Chromium (apt-get install chromium, or set FOOTPRINT_CHROMIUM)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        problems.append("the playwright Python package (make install)")
+    for package in packages:
+        if not (MODULES / package / "package.json").is_file():
+            problems.append(f"{package} in tests/sdks/node/node_modules (make node-sdk)")
+    if problems:
+        message = "needs " + ", ".join(problems)
+        if REQUIRE_SERVICES:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def package_version(package: str) -> str:
+    return json.loads((MODULES / package / "package.json").read_text())["version"]
+
+
+# --- The other site: its pages and the SDK files from node_modules ----------------------------
+
+
+class Site:
+    """A web site on its own port: pages set by the test, and ``/node_modules/...``."""
+
+    def __init__(self):
+        self.pages: dict[str, str] = {}
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                path = urlsplit(self.path).path
+                if path in site.pages:
+                    self.answer(200, site.pages[path].encode(), "text/html; charset=utf-8")
+                    return
+                if path.startswith("/node_modules/"):
+                    file = (MODULES / path.removeprefix("/node_modules/")).resolve()
+                    if file.is_relative_to(MODULES.resolve()) and file.is_file():
+                        kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+                        if file.suffix in (".js", ".mjs", ".cjs"):
+                            kind = "text/javascript"
+                        self.answer(200, file.read_bytes(), kind)
+                        return
+                self.answer(404, b"not found", "text/plain")
+
+            def answer(self, status, body, kind):
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def page(self, path: str, html: str) -> str:
+        self.pages[path] = html
+        return f"{self.origin}{path}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def site():
+    served = Site()
+    yield served
+    served.close()
+
+
+@contextlib.contextmanager
+def chromium():
+    """Debian's Chromium through Playwright. Playwright's loop runs on this thread while the
+    browser is open, so the database is touched only before or after (Django refuses it
+    there)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield Visit(browser)
+        finally:
+            browser.close()
+
+
+class Visit:
+    """One page in a fresh browser context, watched: console errors, page errors, failed
+    requests, and every request to a host off this machine (refused)."""
+
+    def __init__(self, browser):
+        self.context = browser.new_context()
+        self.page = self.context.new_page()
+        self.console: list[str] = []
+        self.failed: list[str] = []
+        self.outside: list[str] = []
+        self.requests: list[tuple[str, str]] = []
+        self.page.on(
+            "console",
+            lambda message: self.console.append(message.text) if message.type == "error" else None,
+        )
+        self.page.on("pageerror", lambda error: self.console.append(f"page error: {error}"))
+        self.page.on(
+            "requestfailed",
+            lambda request: self.failed.append(f"{request.url}: {request.failure}"),
+        )
+        self.page.on("request", lambda request: self.requests.append((request.method, request.url)))
+        self.context.route("**/*", self._route)
+
+    def _route(self, route):
+        host = urlsplit(route.request.url).hostname
+        if host in LOOPBACK:
+            route.continue_()
+        else:
+            self.outside.append(route.request.url)
+            route.abort()
+
+    def open(self, url: str):
+        self.page.goto(url, wait_until="load")
+        return self.page
+
+    def assert_clean(self):
+        """No CORS or other console error, no failed request, nothing sent off the machine."""
+        assert self.outside == []
+        assert self.console == []
+        assert self.failed == []
+
+
+@pytest.fixture
+def footprint(live_server) -> str:
+    return f"http://127.0.0.1:{live_server.thread.port}"
+
+
+def read_api_for(footprint: str, workspace) -> ReadApi:
+    from tests.factories import TokenFactory, UserFactory
+
+    member = UserFactory(workspaces=[workspace])
+    return ReadApi(footprint, TokenFactory(user=member).key)
+
+
+# --- Sitecore Engage ----------------------------------------------------------------------------
+
+
+ENGAGE_PAGE = """<!doctype html>
+<html lang="en"><head><title>Shoes</title></head><body>
+<script type="module">
+import { init } from '/node_modules/@sitecore/engage/esm/src/index.mjs'
+
+window.run = async ({ clientKey, targetURL, email, friendlyId }) => {
+  const engage = await init({ clientKey, targetURL, pointOfSale: 'shop/ie', cookieExpiryDays: 365 })
+  const view = await engage.pageView({ channel: 'WEB', currency: 'EUR' }, { tier: 'gold' })
+  const identity = await engage.identity({
+    channel: 'WEB', currency: 'EUR', email, firstName: 'Ada', lastName: 'Lovelace',
+    identifiers: [{ id: email, provider: 'email' }],
+  })
+  const custom = await engage.event(
+    'QUIZ_ANSWERED', { channel: 'WEB', currency: 'EUR', question: 'size' }, { answer: '42' })
+  const decision = await engage.personalize({ channel: 'WEB', currency: 'EUR', friendlyId }, 5000)
+  const browserId = engage.getBrowserId()
+  return { browserId, version: engage.version, view, identity, custom, decision }
+}
+</script></body></html>
+"""
+
+
+@pytest.fixture
+def hero_banner(source):
+    experience = ExperienceFactory(
+        workspace=source.workspace,
+        friendly_id="hero_banner",
+        status="live",
+        traffic_allocation=100,
+    )
+    VariantFactory(
+        experience=experience, name="personal", weight=100, content={"title": "Hi {{firstName}}"}
+    )
+    return experience
+
+
+def stream_source(workspace) -> Source:
+    return services.workspace_source_get(
+        workspace=workspace, name=stream.SOURCE_NAME, kind=Source.Kind.WEB
+    )
+
+
+def test_sitecore_engage_in_the_browser(footprint, site, source, hero_banner):
+    needs("@sitecore/engage")
+    workspace = source.workspace
+    email = "ada@example.com"
+    config = {
+        "clientKey": workspace.client_key,
+        "targetURL": footprint,
+        "email": email,
+        "friendlyId": hero_banner.friendly_id,
+    }
+    url = site.page("/shop/shoes", ENGAGE_PAGE)
+    read_api = read_api_for(footprint, workspace)
+
+    with chromium() as browser:
+        result = browser.open(url).evaluate("config => window.run(config)", config)
+
+    browser.assert_clean()
+    assert result["version"] == package_version("@sitecore/engage")
+    browser_id = result["browserId"]
+    assert browser_id
+    for answer in ("view", "identity", "custom"):
+        assert result[answer]["status"] == "OK", result
+        assert result[answer]["client_key"] == workspace.client_key
+    posted = [url for method, url in browser.requests if method == "POST"]
+    assert posted.count(f"{footprint}/v1.2/events") == 3
+    # The decision is for the guest the browser was stitched to: IDENTITY gave the first name.
+    assert result["decision"]["decision"] == "EXPOSED"
+    assert result["decision"]["content"] == {"title": "Hi Ada"}
+
+    assert_all_processed(stream_source(workspace))
+    events = read_api.get("/api/events/", source=stream_source(workspace).prop_id)["results"]
+    by_type = {event["type"]: event for event in events}
+    assert sorted(by_type) == ["IDENTITY", "QUIZ_ANSWERED", "VIEW"]
+    assert {event["door"] for event in events} == {"stream"}
+    [tracking] = read_api.get(
+        "/api/events/", type="TRACKING", flowFriendlyId=hero_banner.friendly_id
+    )["results"]
+    execution = tracking["arbitraryData"]["flowExecution"]
+    assert execution["ref"] == result["decision"]["flowExecutionRef"]
+    assert tracking["browserRef"] == browser_id
+    view_event = by_type["VIEW"]
+    assert view_event["messageId"] == result["view"]["ref"]
+    assert view_event["properties"]["tier"] == "gold"
+    assert view_event["properties"]["pointOfSale"] == "shop/ie"
+    assert view_event["context"]["page"] == {"url": "shoes"}
+    assert view_event["context"]["locale"] == "EN"
+    assert view_event["payload"]["browser_id"] == browser_id
+    assert view_event["currency"] == "EUR"
+    assert by_type["QUIZ_ANSWERED"]["properties"]["question"] == "size"
+    assert by_type["QUIZ_ANSWERED"]["properties"]["answer"] == "42"
+    assert by_type["IDENTITY"]["traits"]["firstName"] == "Ada"
+
+    # One guest: the browser's, stitched to the email by IDENTITY.
+    [guest] = read_api.get("/api/guests/", identifier=email)["results"]
+    assert (guest["email"], guest["firstName"], guest["lastName"]) == (email, "Ada", "Lovelace")
+    assert {"provider": "browser", "id": browser_id} in guest["identifiers"]
+    assert {event["guestRef"] for event in events} == {execution["guestRef"]} == {guest["ref"]}
+    assert result["decision"]["guestRef"] == guest["ref"]
+
+
+def test_sitecore_engage_init_server_from_node(footprint, source, hero_banner):
+    """``initServer``, as a Next.js or Node server uses it: the server keeps the browser id
+    cookie, sends the page's events and asks for the decision."""
+    needs("@sitecore/engage")
+    if shutil.which("node") is None:
+        message = "needs Node.js 20+ (`node` on PATH) to run @sitecore/engage's initServer"
+        if REQUIRE_SERVICES:
+            pytest.fail(message)
+        pytest.skip(message)
+    workspace = source.workspace
+    email = "grace@example.com"
+
+    result = subprocess.run(
+        [
+            shutil.which("node"),
+            "engage-server.mjs",
+            footprint,
+            workspace.client_key,
+            email,
+            hero_banner.friendly_id,
+        ],
+        cwd=NODE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["version"] == package_version("@sitecore/engage")
+    first, second = report["visits"]
+    # The first visit was given the browser id cookie, the second sent it back.
+    cookie_name, browser_id = report["cookie"].split("=", 1)
+    assert cookie_name == f"bid_{workspace.client_key}"
+    assert second["setCookie"].startswith(report["cookie"])
+    for visit in (first, second):
+        assert visit["status"] == 200, visit
+        for answer in ("view", "custom"):
+            assert visit[answer]["status"] == "OK", visit
+            assert visit[answer]["browser_ref"] == browser_id
+    assert second["identity"]["status"] == "OK"
+    assert first["decision"]["content"] == {"title": "Hi "}
+    assert second["decision"]["content"] == {"title": "Hi Grace"}
+
+    stream_events = stream_source(workspace)
+    assert_all_processed(stream_events)
+    read_api = read_api_for(footprint, workspace)
+    events = read_api.get("/api/events/", source=stream_events.prop_id)["results"]
+    assert sorted(event["type"] for event in events) == [
+        "IDENTITY",
+        "SERVER_RENDER",
+        "SERVER_RENDER",
+        "VIEW",
+        "VIEW",
+    ]
+    views = [event for event in events if event["type"] == "VIEW"]
+    assert sorted(event["context"]["page"]["url"] for event in views) == ["/account", "/shoes"]
+    assert {event["properties"]["rendered"] for event in views} == {"server"}
+    assert {event["payload"]["browser_id"] for event in events} == {browser_id}
+    [guest] = read_api.get("/api/guests/", identifier=email)["results"]
+    assert (guest["firstName"], guest["lastName"]) == ("Grace", "Hopper")
+    assert {"provider": "browser", "id": browser_id} in guest["identifiers"]
+    assert {event["guestRef"] for event in events} == {guest["ref"]}
+    assert {first["decision"]["guestRef"], second["decision"]["guestRef"]} == {guest["ref"]}
