@@ -25,17 +25,19 @@ Importing the same file again stores nothing twice, whatever the dedup window:
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 
 import orjson
 from django.conf import settings
-from django.db import transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
-from config.lib.db import on_postgres
+from config.lib.db import on_postgres, texts_present
 
 from .doors import segment
 from .drain import failed_payload
@@ -43,6 +45,8 @@ from .errors import IngestError
 from .messages import MAX_BATCH_BYTES, Message
 from .models import Door, Event, FailedEvent, Source
 from .store import events_store
+
+logger = logging.getLogger(__name__)
 
 # Lines per transaction: as many messages as a worker's claim of 50 full batches.
 IMPORT_BATCH = 5000
@@ -119,24 +123,70 @@ def ndjson_import(
     lines: Iterable[bytes],
     file_name: str,
     batch_size: int = IMPORT_BATCH,
+    threads: int | None = None,
     on_batch: Callable[[ImportStats], None] | None = None,
 ) -> ImportStats:
-    """Import one file's lines into ``source``; ``on_batch`` hears after each transaction."""
+    """Import one file's lines into ``source``; ``on_batch`` hears after each transaction.
+
+    This thread reads and parses; on PostgreSQL ``threads`` (``FOOTPRINT_DRAIN_THREADS``, as
+    for a worker) store batches side by side, each in its own transaction on its own
+    connection, so that parsing, Python's share of the pipeline and PostgreSQL's work overlap
+    as in a worker process. Guests are locked by the pipeline as between workers, and a batch
+    that meets a deadlock is run again (it is idempotent, like every batch).
+    """
     started = time.perf_counter()
+    threads = threads or settings.FOOTPRINT["DRAIN_THREADS"]
+    if threads > 1 and (not on_postgres() or connection.in_atomic_block):
+        threads = 1  # only this thread sees the caller's transaction (tests)
+    context = _Context(source=source, file_name=file_name[:255])
     total = ImportStats()
     keys = LineKeys()
-    context = _Context(source=source, file_name=file_name[:255])
-    chunk: list[tuple[int, bytes]] = []
-    for number, line in enumerate(lines, start=1):
-        chunk.append((number, line))
-        if len(chunk) >= batch_size:
-            total.add(_batch_import(context, chunk, keys, on_batch))
-            chunk = []
-    if chunk:
-        total.add(_batch_import(context, chunk, keys, on_batch))
+
+    def finished(stats: ImportStats) -> None:
+        total.add(stats)
+        if on_batch is not None:
+            on_batch(stats)
+
+    def parsed_batches():
+        chunk: list[tuple[int, bytes]] = []
+        for number, line in enumerate(lines, start=1):
+            chunk.append((number, line))
+            if len(chunk) >= batch_size:
+                yield _chunk_parse(context, chunk, keys)
+                chunk = []
+        if chunk:
+            yield _chunk_parse(context, chunk, keys)
+
+    if threads == 1:
+        for parsed in parsed_batches():
+            finished(_chunk_store(context, parsed))
+    else:
+        _store_in_threads(context, parsed_batches(), threads, finished)
     # Reading and inflating the file count too.
     total.seconds = time.perf_counter() - started
     return total
+
+
+def _store_in_threads(context, batches, threads: int, finished) -> None:
+    """Store parsed batches on ``threads`` threads; this one keeps parsing ahead of them."""
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="import") as pool:
+        pending: set[Future] = set()
+        try:
+            for parsed in batches:
+                # A batch or so waits per thread: memory stays a few batches deep.
+                while len(pending) >= threads * 2:
+                    ready, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in ready:
+                        finished(future.result())
+                pending.add(pool.submit(_chunk_store_in_thread, context, parsed))
+        except BaseException:
+            # Reading stopped: what is being stored still counts (or fails on its own).
+            for future in pending:
+                if not future.cancel() and future.exception() is None:
+                    finished(future.result())
+            raise
+        for future in as_completed(pending):
+            finished(future.result())
 
 
 @dataclass
@@ -145,12 +195,14 @@ class _Context:
     file_name: str
 
 
-def _batch_import(
-    context: _Context,
-    chunk: list[tuple[int, bytes]],
-    keys: LineKeys,
-    on_batch: Callable[[ImportStats], None] | None,
-) -> ImportStats:
+@dataclass
+class _Parsed:
+    stats: ImportStats
+    messages: list[Message]
+    failed: list[FailedEvent]
+
+
+def _chunk_parse(context: _Context, chunk: list[tuple[int, bytes]], keys: LineKeys) -> _Parsed:
     started = time.perf_counter()
     source = context.source
     stats = ImportStats(lines=len(chunk))
@@ -211,6 +263,38 @@ def _batch_import(
                     import_key=key or keys.key(line),
                 )
             )
+    stats.seconds = time.perf_counter() - started
+    return _Parsed(stats=stats, messages=messages, failed=failed)
+
+
+# Times a batch that met a deadlock with another is run again before the import stops.
+DEADLOCK_RETRIES = 3
+
+
+def _chunk_store_in_thread(context: _Context, parsed: _Parsed) -> ImportStats:
+    try:
+        for attempt in range(DEADLOCK_RETRIES + 1):
+            try:
+                return _chunk_store(context, parsed)
+            except OperationalError as error:
+                if attempt == DEADLOCK_RETRIES or not _is_deadlock(error):
+                    raise
+                logger.info("an import batch met a deadlock; running it again")
+        raise AssertionError("unreachable")
+    finally:
+        connection.close()  # this thread's own connection; a new one costs little per batch
+
+
+def _is_deadlock(error: OperationalError) -> bool:
+    return getattr(error.__cause__, "sqlstate", None) in ("40P01", "40001")
+
+
+def _chunk_store(context: _Context, parsed: _Parsed) -> ImportStats:
+    started = time.perf_counter()
+    source = context.source
+    messages = parsed.messages
+    stats = ImportStats()
+    stats.add(parsed.stats)
     with transaction.atomic():
         known = _message_ids_stored(
             workspace_id=source.workspace_id, message_ids={m.message_id for m in messages}
@@ -225,25 +309,20 @@ def _batch_import(
         stats.stored = len(stored.event_ids)
         stats.duplicates = stored.duplicates
         stats.suppressed = stored.suppressed
-        stats.failed_known = stats.failed - _failed_record(source.workspace_id, failed)
-    stats.seconds = time.perf_counter() - started
-    if on_batch is not None:
-        on_batch(stats)
+        stats.failed_known = stats.failed - _failed_record(source.workspace_id, parsed.failed)
+    stats.seconds += time.perf_counter() - started
     return stats
 
 
 def _message_ids_stored(*, workspace_id: int, message_ids: set[str]) -> set[str]:
-    """Which of ``message_ids`` are stored as events of the workspace (its message index)."""
-    ids = list(message_ids)
-    step = 5000 if on_postgres() else 500
-    found: set[str] = set()
-    for start in range(0, len(ids), step):
-        found.update(
-            Event.objects.filter(
-                workspace_id=workspace_id, message_id__in=ids[start : start + step]
-            ).values_list("message_id", flat=True)
-        )
-    return found
+    """Which of ``message_ids`` are stored as events of the workspace (by its message index)."""
+    return texts_present(
+        Event._meta.db_table,
+        "message_id",
+        message_ids,
+        where="workspace_id = %s",
+        params=[workspace_id],
+    )
 
 
 def _failed_record(workspace_id: int, failed: list[FailedEvent]) -> int:

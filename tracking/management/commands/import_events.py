@@ -45,11 +45,21 @@ class Command(BaseCommand):
             default=IMPORT_BATCH,
             help=f"lines per transaction (default {IMPORT_BATCH:,})",
         )
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            help="batches stored side by side on PostgreSQL (default FOOTPRINT_DRAIN_THREADS)",
+        )
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    def handle(self, *args, files, source, workspace, write_key, batch_size, quiet, **options):
+    def handle(
+        self, *args, files, source, workspace, write_key, batch_size, threads, quiet, **options
+    ):
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
+        if threads is not None and threads < 1:
+            raise CommandError("--threads must be at least 1")
         if files.count("-") > 1:
             raise CommandError("standard input (-) can be read only once")
         target = self._source(source, workspace, write_key)
@@ -60,7 +70,7 @@ class Command(BaseCommand):
                 raise CommandError(f"{name}: not readable")
         total = ImportStats()
         for name in files:
-            stats = self._import(target, name, batch_size=batch_size, quiet=quiet)
+            stats = self._import(target, name, batch_size=batch_size, threads=threads, quiet=quiet)
             self._summary(f"{'standard input' if name == '-' else name}", target, stats)
             total.add(stats)
         if len(files) > 1:
@@ -100,7 +110,9 @@ class Command(BaseCommand):
             raise CommandError(f"source {matches[0]} is inactive; activate it first")
         return matches[0]
 
-    def _import(self, source: Source, name: str, *, batch_size: int, quiet: bool) -> ImportStats:
+    def _import(
+        self, source: Source, name: str, *, batch_size: int, threads: int | None, quiet: bool
+    ) -> ImportStats:
         raw = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
         try:
             buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)
@@ -121,8 +133,8 @@ class Command(BaseCommand):
                         bar.update(min(raw.tell(), size) - bar.n)
                     else:
                         bar.update(1)
-                    bar.set_postfix(lines=f"{done.lines + stats.lines:,}", refresh=False)
                     done.add(stats)
+                    bar.set_postfix(lines=f"{done.lines:,}", stored=f"{done.stored:,}")
 
                 done = ImportStats()
                 try:
@@ -131,6 +143,7 @@ class Command(BaseCommand):
                         lines=stream,
                         file_name=name if name != "-" else "stdin",
                         batch_size=batch_size,
+                        threads=threads,
                         on_batch=on_batch,
                     )
                 except (OSError, EOFError, zlib.error) as error:
@@ -148,11 +161,11 @@ class Command(BaseCommand):
         rate = stats.lines / stats.seconds if stats.seconds else 0.0
         skipped = stats.already_stored + stats.duplicates
         lines = [
-            f"{label} into {source}: {stats.lines:,} line(s) in {stats.seconds:.1f} s "
+            f"{label} into {source}: {stats.lines:,} line(s) in {stats.seconds:.2f} s "
             f"({rate:,.0f} lines/s)",
             f"  stored      {stats.stored:,} event(s)",
-            f"  duplicates  {skipped:,} skipped ({stats.already_stored:,} already stored, "
-            f"{stats.duplicates:,} repeated in the same run)",
+            f"  duplicates  {skipped:,} skipped (messageId already stored: "
+            f"{stats.already_stored:,}, repeated within a batch: {stats.duplicates:,})",
         ]
         if stats.suppressed:
             lines.append(f"  erased      {stats.suppressed:,} dropped (erased guests' identifiers)")
