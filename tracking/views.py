@@ -83,28 +83,41 @@ def segment_door(request: HttpRequest, route: str) -> HttpResponse:
     return json_response({"success": True})
 
 
+def _analytics_integration(write_key: str, request: HttpRequest) -> dict:
+    """The settings an analytics.js-based SDK's own integration reads: where to send (this
+    host's ``/v1``), and marked *unbundled* so that neither SDK takes the other's entry for a
+    device-mode destination to load from its vendor's CDN."""
+    return {
+        "apiKey": write_key,
+        "apiHost": f"{request.get_host()}/v1",
+        "protocol": request.scheme,
+        "bundlingStatus": "unbundled",
+        "versionSettings": {"componentTypes": []},
+        "unbundledIntegrations": [],
+        "addBundledMetadata": False,
+        "maybeBundledConfigIds": {},
+    }
+
+
 # Any method is served the document (this view never refused one); a preflight allows GET.
-@door_view("GET", any_method=True, name="segment_settings")
+@door_view("GET", any_method=True)
 def segment_settings(request: HttpRequest, write_key: str) -> HttpResponse:
-    """``GET /v1/projects/<writeKey>/settings``: the document analytics.js loads at start-up."""
+    """``GET /v1/projects/<writeKey>/settings``: the document analytics.js loads at start-up.
+
+    One document for both SDKs built on analytics.js: Segment's ``@segment/analytics-next``
+    sends through its ``Segment.io`` integration and Customer.io's
+    ``@customerio/cdp-analytics-browser`` through ``Customer.io Data Pipelines`` (it applies a
+    page's own settings only to integrations the document names), both pointed here. No other
+    integration, remote plugin or middleware is named, so neither loads code from a CDN, and
+    the metrics sample rate is 0, so neither reports metrics anywhere.
+    """
     source = source_get_by_write_key(write_key)
     _origin_check(request, source)
+    integration = _analytics_integration(write_key, request)
     document = {
         "integrations": {
-            "Segment.io": {
-                "apiKey": write_key,
-                "apiHost": f"{request.get_host()}/v1",
-                "protocol": request.scheme,
-                "unbundledIntegrations": [],
-                "addBundledMetadata": True,
-                "maybeBundledConfigIds": {},
-                "versionSettings": {"version": "4.4.7", "componentTypes": ["browser"]},
-            }
-        },
-        "plan": {
-            "track": {"__default": {"enabled": True, "integrations": {}}},
-            "identify": {"__default": {"enabled": True}},
-            "group": {"__default": {"enabled": True}},
+            "Segment.io": integration,
+            "Customer.io Data Pipelines": dict(integration),
         },
         "edgeFunction": {},
         "analyticsNextEnabled": True,
@@ -113,6 +126,41 @@ def segment_settings(request: HttpRequest, write_key: str) -> HttpResponse:
         "metrics": {"sampleRate": 0.0},
         "legacyVideoPluginsEnabled": False,
         "remotePlugins": [],
+    }
+    return json_response(document)
+
+
+@door_view("GET", "HEAD")
+def rudderstack_source_config(request: HttpRequest) -> HttpResponse:
+    """``GET /sourceConfig/?writeKey=…`` (or the key as Basic auth): the source configuration
+    RudderStack's JavaScript SDK (``@rudderstack/analytics-js`` 3.x) loads before it sends.
+
+    The source is enabled with no device-mode destination, so the SDK loads nothing from
+    RudderStack's CDN and sends every event to its ``dataPlaneUrl`` (this host's ``/v1``);
+    error and metrics reporting are off, so it sends nothing elsewhere.
+    """
+    key = header_write_key(request) or request.GET.get("writeKey")
+    source = source_get_by_write_key(key)
+    _origin_check(request, source)
+    document = {
+        "isHosted": False,
+        "source": {
+            "id": str(source.prop_id),
+            "name": source.name,
+            "writeKey": key,
+            "workspaceId": str(source.workspace.portal_id),
+            "enabled": source.is_active,
+            "deleted": False,
+            "config": {
+                "statsCollection": {
+                    "errors": {"enabled": False},
+                    "metrics": {"enabled": False},
+                }
+            },
+            "destinations": [],
+            "createdAt": source.created_at.isoformat(),
+            "updatedAt": source.created_at.isoformat(),
+        },
     }
     return json_response(document)
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import logging
 import re
 
-# analytics.js puts the write key in the settings document's path; Django logs the path of
-# every 4xx/5xx answer (django.request) and runserver logs every request line (django.server).
-WRITE_KEY_IN_PATH = re.compile(r"(/v1/projects/)[^/\s\"?]+")
+# analytics.js puts the write key in the paths of its settings document and of the library
+# itself, RudderStack's SDK in the source configuration's query string. Django logs the path
+# of every 4xx/5xx answer (django.request) and runserver logs every request line with its
+# query string (django.server).
+WRITE_KEY_IN_PATH = re.compile(
+    r"(/v1/projects/|/analytics\.js/v1/|[?&]writeKey=)[^/\s\"?&]+", re.IGNORECASE
+)
 
 
 class WriteKeyRedactFilter(logging.Filter):

@@ -78,10 +78,12 @@ def package_version(package: str) -> str:
 
 
 class Site:
-    """A web site on its own port: pages set by the test, and ``/node_modules/...``."""
+    """A web site on its own port: pages set by the test, ``/node_modules/...`` and its own
+    built scripts under ``/assets/``."""
 
-    def __init__(self):
+    def __init__(self, assets: Path):
         self.pages: dict[str, str] = {}
+        self.assets = assets
         site = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -90,9 +92,11 @@ class Site:
                 if path in site.pages:
                     self.answer(200, site.pages[path].encode(), "text/html; charset=utf-8")
                     return
-                if path.startswith("/node_modules/"):
-                    file = (MODULES / path.removeprefix("/node_modules/")).resolve()
-                    if file.is_relative_to(MODULES.resolve()) and file.is_file():
+                for prefix, root in (("/node_modules/", MODULES), ("/assets/", site.assets)):
+                    if not path.startswith(prefix):
+                        continue
+                    file = (root / path.removeprefix(prefix)).resolve()
+                    if file.is_relative_to(root.resolve()) and file.is_file():
                         kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
                         if file.suffix in (".js", ".mjs", ".cjs"):
                             kind = "text/javascript"
@@ -125,8 +129,8 @@ class Site:
 
 
 @pytest.fixture
-def site():
-    served = Site()
+def site(tmp_path):
+    served = Site(tmp_path)
     yield served
     served.close()
 
@@ -372,3 +376,150 @@ def test_sitecore_engage_init_server_from_node(footprint, source, hero_banner):
     assert {"provider": "browser", "id": browser_id} in guest["identifiers"]
     assert {event["guestRef"] for event in events} == {guest["ref"]}
     assert {first["decision"]["guestRef"], second["decision"]["guestRef"]} == {guest["ref"]}
+
+
+def bundle(site: Site, name: str, source: str) -> str:
+    """Build a page's script from npm packages as a site's build does (esbuild, with the
+    lazily loaded parts split into chunks served beside it); its URL on the site."""
+    (site.assets / f"{name}.entry.js").write_text(source)
+    result = subprocess.run(
+        [
+            str(MODULES / ".bin" / "esbuild"),
+            f"{name}.entry.js",
+            "--bundle",
+            "--splitting",
+            "--format=esm",
+            "--platform=browser",
+            f"--outdir={name}",
+            '--define:process.env.NODE_ENV="production"',
+            "--log-level=error",
+        ],
+        cwd=site.assets,
+        env={**os.environ, "NODE_PATH": str(MODULES)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return f"/assets/{name}/{name}.entry.js"
+
+
+# --- The analytics.js family: Segment's analytics-next and Customer.io's fork ------------------
+
+# The npm package, bundled into the site's own script (its chunks load from the site).
+ANALYTICS_NEXT_PAGE = """<!doctype html>
+<html lang="en"><head><title>Pricing</title></head><body>
+<script type="module">
+import { AnalyticsBrowser } from '{bundle}'
+
+window.run = async ({ writeKey, cdnURL, integration, apiHost, protocol, calls }) => {
+  const [analytics] = await AnalyticsBrowser.load(
+    { writeKey, cdnURL },
+    { integrations: { [integration]: { apiHost, protocol } } },
+  )
+  for (const [method, args] of calls) {
+    await analytics[method](...args)
+  }
+  return { anonymousId: analytics.user().anonymousId() }
+}
+</script></body></html>
+"""
+
+
+def browser_calls(tag: str) -> tuple[list, dict]:
+    """identify, track, page and group as a page makes them, and what each must store."""
+    email = f"{tag}@example.com"
+    user = f"{tag}-user"
+    calls = [
+        ["identify", [user, {"email": email, "firstName": "Ada", "plan": "pro"}]],
+        ["track", ["Order Completed", {"orderId": "o-1", "revenue": 19.99, "currency": "EUR"}]],
+        ["page", ["Docs", "Pricing", {"plan": "pro"}]],
+        ["group", [f"{tag}-acme", {"name": "Acme", "seats": 42}]],
+    ]
+    expected = {
+        "identify": {"traits": {"email": email, "firstName": "Ada", "plan": "pro"}},
+        "track": {
+            "event": "Order Completed",
+            "properties": {"orderId": "o-1", "revenue": 19.99, "currency": "EUR"},
+        },
+        "page": {"name": "Pricing", "properties": {"plan": "pro", "category": "Docs"}},
+        "group": {"groupId": f"{tag}-acme", "traits": {"name": "Acme", "seats": 42}},
+    }
+    return calls, {"email": email, "user": user, "by_type": expected}
+
+
+def assert_browser_read_back(read_api, source, expected, *, anonymous_id, library):
+    """Each call is one stored event with the fields given; one guest holds them all."""
+    assert_all_processed(source)
+    events = read_api.get("/api/events/", source=source.prop_id, page_size=50)["results"]
+    assert sorted(event["type"] for event in events) == sorted(expected["by_type"])
+    for event in events:
+        want = expected["by_type"][event["type"]]
+        for key, value in want.items():
+            if isinstance(value, dict):
+                assert {k: event[key].get(k) for k in value} == value, (event["type"], key)
+            else:
+                assert event[key] == value, (event["type"], key)
+        assert event["userId"] == expected["user"], event["type"]
+        assert event["anonymousId"] == anonymous_id, event["type"]
+        assert event["door"] == "segment"
+        assert event["channel"] == "WEB"
+        assert event["context"]["library"]["name"] == library["name"]
+        # "npm:next-<version>" from both: the npm build of analytics-next or of its fork.
+        assert event["context"]["library"]["version"] == f"npm:next-{library['version']}"
+        assert event["context"]["page"]["path"] == "/shop/pricing"
+    [guest] = read_api.get("/api/guests/", identifier=expected["email"])["results"]
+    assert guest["firstName"] == "Ada"
+    assert guest["traits"]["plan"] == "pro"
+    assert {"provider": "user_id", "id": expected["user"]} in guest["identifiers"]
+    assert {"provider": "anonymous_id", "id": anonymous_id} in guest["identifiers"]
+    assert {event["guestRef"] for event in events} == {guest["ref"]}
+    return events
+
+
+@pytest.mark.parametrize(
+    ("package", "integration", "library"),
+    [
+        pytest.param(
+            "@customerio/cdp-analytics-browser",
+            "Customer.io Data Pipelines",
+            "analytics.js",
+            id="customerio",
+        ),
+        pytest.param("@segment/analytics-next", "Segment.io", "analytics.js", id="segment"),
+    ],
+)
+def test_analytics_js_sdk_from_npm(footprint, site, source, package, integration, library):
+    needs(package, "esbuild")
+    calls, expected = browser_calls(integration.split(".")[0].lower())
+    script = bundle(site, "analytics", f"export {{ AnalyticsBrowser }} from '{package}'\n")
+    url = site.page("/shop/pricing", ANALYTICS_NEXT_PAGE.replace("{bundle}", script))
+    read_api = read_api_for(footprint, source.workspace)
+    config = {
+        "writeKey": source.write_key,
+        "cdnURL": footprint,
+        "integration": integration,
+        "apiHost": f"127.0.0.1:{urlsplit(footprint).port}/v1",
+        "protocol": "http",
+        "calls": calls,
+    }
+
+    with chromium() as browser:
+        result = browser.open(url).evaluate("config => window.run(config)", config)
+
+    browser.assert_clean()
+    sent = [u for method, u in browser.requests if method == "POST"]
+    assert len(sent) == len(calls)
+    assert all(u.startswith(f"{footprint}/v1/") for u in sent), sent
+    assert f"{footprint}/v1/projects/{source.write_key}/settings" in [
+        u for _, u in browser.requests
+    ]
+    events = assert_browser_read_back(
+        read_api,
+        source,
+        expected,
+        anonymous_id=result["anonymousId"],
+        library={"name": library, "version": package_version(package)},
+    )
+    assert events

@@ -2,6 +2,7 @@
 
 import pytest
 
+from tests.conftest import basic_auth
 from tests.factories import SourceFactory
 from tracking.models import InboxRequest
 
@@ -81,3 +82,91 @@ def test_settings_document_refuses_other_origins(client, locked):
         f"/v1/projects/{locked.write_key}/settings", HTTP_ORIGIN="https://evil.example"
     )
     assert response.status_code == 403
+
+
+def test_settings_document_serves_segment_and_customer_io_alike(client, source, settings):
+    """Both analytics.js-based SDKs send here, and neither finds a device-mode destination,
+    remote plugin or middleware to load from a CDN, nor metrics to report."""
+    settings.ALLOWED_HOSTS = ["cdp.example"]
+    response = client.get(
+        f"/v1/projects/{source.write_key}/settings",
+        HTTP_HOST="cdp.example",
+        HTTP_ORIGIN="https://shop.example",
+    )
+
+    assert response.status_code == 200
+    assert response["Access-Control-Allow-Origin"] == "https://shop.example"
+    document = response.json()
+    integrations = document["integrations"]
+    assert sorted(integrations) == ["Customer.io Data Pipelines", "Segment.io"]
+    for name, integration in integrations.items():
+        assert integration["apiKey"] == source.write_key, name
+        assert integration["apiHost"] == "cdp.example/v1", name
+        assert integration["protocol"] == "http", name
+        # analytics-next and Customer.io's fork load an integration as device-mode code unless
+        # it is unbundled and names no browser component.
+        assert integration["bundlingStatus"] == "unbundled", name
+        assert "browser" not in integration["versionSettings"]["componentTypes"], name
+    assert document["remotePlugins"] == []
+    assert not any(document["enabledMiddleware"].values())
+    assert document["middlewareSettings"] == {}
+    assert document["metrics"]["sampleRate"] == 0
+    assert document["legacyVideoPluginsEnabled"] is False
+
+
+class TestRudderStackSourceConfig:
+    def get(self, client, path="/sourceConfig/", **extra):
+        return client.get(path, {"p": "npm", "v": "3.34.1", "build": "modern"}, **extra)
+
+    @pytest.mark.parametrize("path", ["/sourceConfig/", "/sourceConfig"])
+    def test_by_basic_auth_with_or_without_the_slash(self, client, source, path):
+        response = self.get(
+            client, path, HTTP_AUTHORIZATION=basic_auth(source.write_key), HTTP_ORIGIN=SHOP
+        )
+
+        assert response.status_code == 200, response.content
+        assert response["Access-Control-Allow-Origin"] == SHOP
+        config = response.json()["source"]
+        assert config["id"] == str(source.prop_id)
+        assert config["name"] == source.name
+        assert config["workspaceId"] == str(source.workspace.portal_id)
+        assert config["enabled"] is True
+        assert config["destinations"] == []
+        assert config["config"]["statsCollection"] == {
+            "errors": {"enabled": False},
+            "metrics": {"enabled": False},
+        }
+
+    def test_by_write_key_parameter(self, client, source):
+        response = client.get("/sourceConfig/", {"writeKey": source.write_key})
+
+        assert response.status_code == 200
+        assert response.json()["source"]["id"] == str(source.prop_id)
+
+    def test_preflight_allows_the_authorization_header(self, client):
+        response = client.options(
+            "/sourceConfig/",
+            HTTP_ORIGIN=SHOP,
+            HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET",
+            HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization",
+        )
+
+        assert response.status_code == 204
+        assert response["Access-Control-Allow-Origin"] == SHOP
+        assert "GET" in response["Access-Control-Allow-Methods"]
+        assert response["Access-Control-Allow-Headers"] == "authorization"
+
+    @pytest.mark.parametrize("key", [None, "nope"])
+    def test_unknown_or_missing_key_is_a_401(self, client, key):
+        response = client.get("/sourceConfig/", {"writeKey": key} if key else {})
+
+        assert response.status_code == 401
+        assert response.json()["code"] == "invalid_write_key"
+
+    def test_other_origins_are_refused(self, client, locked):
+        response = client.get(
+            "/sourceConfig/", {"writeKey": locked.write_key}, HTTP_ORIGIN="https://evil.example"
+        )
+
+        assert response.status_code == 403
+        assert "Access-Control-Allow-Origin" not in response
