@@ -23,6 +23,16 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
     re_path(rf"^v1/(?P<route>{SEGMENT_ROUTES})/?$", doors.segment_door, name="segment-door"),
     path("v1/projects/<str:write_key>/settings", doors.segment_settings, name="segment-settings"),
+    path(
+        "analytics.js/v1/<str:write_key>/analytics.min.js",
+        doors.analytics_js,
+        name="analytics-js",
+    ),
+    re_path(
+        r"^analytics-next/bundles/(?P<name>[\w-]+(\.[\w-]+)*\.js)$",
+        doors.analytics_js_chunk,
+        name="analytics-js-chunk",
+    ),
     re_path(r"^sourceConfig/?$", doors.rudderstack_source_config, name="rudderstack-config"),
     path("v2/callFlows", call_flows, name="call-flows"),
     path("v1.2/browser/create.json", doors.stream_browser_create, name="stream-browser-create"),

@@ -13,8 +13,15 @@ STATIC_ROOT_DIR = ROOT / "config" / "static"
 def manifest_destinations():
     manifest = json.loads((ROOT / "vendor" / "manifest.json").read_text())
     for package, entry in manifest.items():
-        for destination in entry["files"].values():
-            yield package, Path(destination)
+        for source, destination in entry["files"].items():
+            if "*" in source:
+                # A folder of every file the pattern matched (see vendor/refresh.py).
+                files = sorted((ROOT / destination).glob("*"))
+                assert files, f"{package}: nothing in {destination}; run `make vendor`"
+                for file in files:
+                    yield package, file.relative_to(ROOT)
+            else:
+                yield package, Path(destination)
 
 
 @pytest.mark.parametrize(("package", "destination"), list(manifest_destinations()))

@@ -20,6 +20,7 @@ from .admin_base import (
 )
 from .channels import CHOICES as CHANNEL_CHOICES
 from .doors import stream
+from .library import install_snippet
 from .messages import MESSAGE_TYPES
 from .models import Door, Event, FailedEvent, InboxRequest, Source, Workspace
 from .selectors import sources_forget, workspaces_visible
@@ -92,11 +93,13 @@ class SourceAdmin(WorkspaceScopedAdmin):
         source = self.get_object(request, object_id)
         if source is not None:
             host = request.get_host()
+            base = f"{request.scheme}://{host}"
             extra_context = {
                 **(extra_context or {}),
                 "install": {
                     "host": host,
-                    "base": f"{request.scheme}://{host}",
+                    "base": base,
+                    "snippet": install_snippet(base=base, write_key="WRITE_KEY"),
                 },
             }
         return super().change_view(request, object_id, form_url, extra_context)

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from . import services
+from . import library, services
 from .doors import collect, optimizely, segment, stream
 from .doors.base import body_parse
 from .doors.http import (
@@ -421,6 +421,47 @@ def collect_door(request: HttpRequest) -> HttpResponse:
         ref=ref, hit=hit, guest_ref=refs["guest"], session_ref=refs["session"]
     )
     return _collect_answer(answer, resp_type=resp_type, redirect_url=redirect_url)
+
+
+def _library_error(request: HttpRequest, error: IngestError) -> HttpResponse:
+    """A script tag gets a 404 and a comment saying why (never the JSON of the doors)."""
+    response = HttpResponse(
+        f"/* {error.message} */\n".encode(),
+        status=404,
+        content_type="text/javascript; charset=utf-8",
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _library_answer(request: HttpRequest, name: str, cache_control: str) -> HttpResponse:
+    script = library.library_files().get(name)
+    if script is None:
+        raise IngestError("not_found", "no such file: run `make vendor`", status=404)
+    if request.META.get("HTTP_IF_NONE_MATCH") == script.etag:
+        response = HttpResponse(status=304)
+    else:
+        response = HttpResponse(script.body, content_type="text/javascript; charset=utf-8")
+    response["ETag"] = script.etag
+    response["Cache-Control"] = cache_control
+    # Public code: any page may load it, with or without ``crossorigin``.
+    response["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+@door_view("GET", "HEAD", error=_library_error, name="analytics_js")
+def analytics_js(request: HttpRequest, write_key: str) -> HttpResponse:
+    """``GET /analytics.js/v1/<writeKey>/analytics.min.js``: Segment's browser library (the
+    vendored analytics-next standalone build) from Footprint itself, for a source's key."""
+    source_get_by_write_key(write_key)
+    return _library_answer(request, "", library.LIBRARY_CACHE_CONTROL)
+
+
+@door_view("GET", "HEAD", error=_library_error, name="analytics_js_chunk")
+def analytics_js_chunk(request: HttpRequest, name: str) -> HttpResponse:
+    """``GET /analytics-next/bundles/<name>``: a chunk the library loads lazily (named by its
+    content hash, so cached for good)."""
+    return _library_answer(request, name, library.CHUNK_CACHE_CONTROL)
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -27,11 +28,12 @@ import pytest
 from tests.conftest import REQUIRE_SERVICES
 from tests.factories import ExperienceFactory, VariantFactory
 from tests.tracking.test_sdks import ReadApi, assert_all_processed
-from tracking import services
+from tracking import library, services
 from tracking.doors import stream
 from tracking.models import Source
 
-NODE_DIR = Path(__file__).resolve().parent.parent / "sdks" / "node"
+ROOT = Path(__file__).resolve().parent.parent.parent
+NODE_DIR = ROOT / "tests" / "sdks" / "node"
 MODULES = NODE_DIR / "node_modules"
 CHROMIUM = os.environ.get("FOOTPRINT_CHROMIUM") or shutil.which("chromium")
 # Debian's Chromium, headless, without the background traffic a desktop browser makes.
@@ -163,6 +165,7 @@ class Visit:
         self.failed: list[str] = []
         self.outside: list[str] = []
         self.requests: list[tuple[str, str]] = []
+        self.responses: list[tuple[str, str, int]] = []
         self.page.on(
             "console",
             lambda message: self.console.append(message.text) if message.type == "error" else None,
@@ -173,6 +176,12 @@ class Visit:
             lambda request: self.failed.append(f"{request.url}: {request.failure}"),
         )
         self.page.on("request", lambda request: self.requests.append((request.method, request.url)))
+        self.page.on(
+            "response",
+            lambda response: self.responses.append(
+                (response.request.method, response.url, response.status)
+            ),
+        )
         self.context.route("**/*", self._route)
 
     def _route(self, route):
@@ -186,6 +195,20 @@ class Visit:
     def open(self, url: str):
         self.page.goto(url, wait_until="load")
         return self.page
+
+    def wait_for_posts(self, prefix: str, count: int, *, seconds: float = 15) -> list:
+        """Wait until ``count`` POSTs to URLs starting with ``prefix`` have been answered (for
+        SDKs that queue calls and send them later); their (url, status)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            answered = [
+                (url, status)
+                for method, url, status in self.responses
+                if method == "POST" and url.startswith(prefix)
+            ]
+            if len(answered) >= count or time.monotonic() > deadline:
+                return answered
+            self.page.wait_for_timeout(100)
 
     def assert_clean(self):
         """No CORS or other console error, no failed request, nothing sent off the machine."""
@@ -449,12 +472,26 @@ def browser_calls(tag: str) -> tuple[list, dict]:
     return calls, {"email": email, "user": user, "by_type": expected}
 
 
-def assert_browser_read_back(read_api, source, expected, *, anonymous_id, library):
-    """Each call is one stored event with the fields given; one guest holds them all."""
+def assert_browser_read_back(
+    read_api, source, expected, *, anonymous_id, library, snippet_page=False
+):
+    """Each call is one stored event with the fields given; one guest holds them all.
+
+    ``snippet_page``: the snippet's own ``analytics.page()`` (no name) was sent too, side by
+    side with identify, so it may or may not carry the user id.
+    """
     assert_all_processed(source)
     events = read_api.get("/api/events/", source=source.prop_id, page_size=50)["results"]
-    assert sorted(event["type"] for event in events) == sorted(expected["by_type"])
-    for event in events:
+    calls = events
+    if snippet_page:
+        [first] = [e for e in events if e["type"] == "page" and e["name"] is None]
+        assert first["anonymousId"] == anonymous_id
+        assert first["properties"]["path"] == "/shop/pricing"
+        assert first["properties"]["title"] == "Pricing"
+        assert first["context"]["library"] == library
+        calls = [e for e in events if e is not first]
+    assert sorted(event["type"] for event in calls) == sorted(expected["by_type"])
+    for event in calls:
         want = expected["by_type"][event["type"]]
         for key, value in want.items():
             if isinstance(value, dict):
@@ -465,9 +502,7 @@ def assert_browser_read_back(read_api, source, expected, *, anonymous_id, librar
         assert event["anonymousId"] == anonymous_id, event["type"]
         assert event["door"] == "segment"
         assert event["channel"] == "WEB"
-        assert event["context"]["library"]["name"] == library["name"]
-        # "npm:next-<version>" from both: the npm build of analytics-next or of its fork.
-        assert event["context"]["library"]["version"] == f"npm:next-{library['version']}"
+        assert event["context"]["library"] == library
         assert event["context"]["page"]["path"] == "/shop/pricing"
     [guest] = read_api.get("/api/guests/", identifier=expected["email"])["results"]
     assert guest["firstName"] == "Ada"
@@ -520,6 +555,127 @@ def test_analytics_js_sdk_from_npm(footprint, site, source, package, integration
         source,
         expected,
         anonymous_id=result["anonymousId"],
-        library={"name": library, "version": package_version(package)},
+        # "npm:next-<version>" from both: the npm build of analytics-next or of its fork.
+        library={"name": library, "version": f"npm:next-{package_version(package)}"},
     )
     assert events
+
+
+# --- RudderStack ----------------------------------------------------------------------------------
+
+RUDDERSTACK_PAGE = """<!doctype html>
+<html lang="en"><head><title>Pricing</title></head><body>
+<script type="module">
+import { RudderAnalytics } from '{bundle}'
+
+window.run = async ({ writeKey, dataPlaneUrl, configUrl, calls }) => {
+  const rudderanalytics = new RudderAnalytics()
+  await new Promise((resolve, reject) => {
+    setTimeout(() => reject(new Error('ready() did not fire')), 10000)
+    rudderanalytics.ready(resolve)
+    rudderanalytics.load(writeKey, dataPlaneUrl, { configUrl, logLevel: 'ERROR' })
+  })
+  for (const [method, args] of calls) {
+    await new Promise((resolve) => rudderanalytics[method](...args, resolve))
+  }
+  return { anonymousId: rudderanalytics.getAnonymousId() }
+}
+</script></body></html>
+"""
+
+
+# The SDK sends its queued calls side by side, and SQLite takes one writer at a time.
+@pytest.mark.postgres
+def test_rudderstack_sdk_from_npm(footprint, site, source):
+    """``@rudderstack/analytics-js``'s bundled build (the one that needs no CDN for its
+    plugins) with ``configUrl`` and ``dataPlaneUrl`` both Footprint."""
+    package = "@rudderstack/analytics-js"
+    needs(package, "esbuild")
+    calls, expected = browser_calls("rudderstack")
+    script = bundle(site, "rudderstack", f"export {{ RudderAnalytics }} from '{package}/bundled'\n")
+    url = site.page("/shop/pricing", RUDDERSTACK_PAGE.replace("{bundle}", script))
+    read_api = read_api_for(footprint, source.workspace)
+    config = {
+        "writeKey": source.write_key,
+        "dataPlaneUrl": footprint,
+        "configUrl": footprint,
+        "calls": calls,
+    }
+
+    with chromium() as browser:
+        result = browser.open(url).evaluate("config => window.run(config)", config)
+        delivered = browser.wait_for_posts(f"{footprint}/v1/", len(calls))
+
+    browser.assert_clean()
+    assert [status for _, status in delivered] == [200] * len(calls), delivered
+    config_gets = [u for method, u in browser.requests if urlsplit(u).path == "/sourceConfig/"]
+    assert len(config_gets) == 1 and "writeKey=" in config_gets[0]
+    events = assert_browser_read_back(
+        read_api,
+        source,
+        expected,
+        anonymous_id=result["anonymousId"],
+        library={
+            "name": "RudderLabs JavaScript SDK",
+            "version": package_version(package),
+            "variant": "bundled",
+        },
+    )
+    assert events
+
+
+# --- First-party analytics.js: the snippet names only Footprint -------------------------------
+
+SNIPPET_PAGE = """<!doctype html>
+<html lang="en"><head><title>Pricing</title>
+{snippet}
+</head><body>
+<script>
+window.run = ({ calls }) => new Promise((resolve) => analytics.ready(async () => {
+  for (const [method, args] of calls) {
+    await window.analytics[method](...args)
+  }
+  resolve({ anonymousId: window.analytics.user().anonymousId() })
+}))
+</script></body></html>
+"""
+
+
+# The snippet's page call and the page's first calls go side by side (see RudderStack's).
+@pytest.mark.postgres
+def test_first_party_analytics_js_from_the_install_snippet(footprint, site, source):
+    """The source page's snippet: the library, its chunks and its settings all come from
+    Footprint, and so does nothing else; the calls (with the snippet's own page call) land."""
+    needs()
+    calls, expected = browser_calls("snippet")
+    snippet = library.install_snippet(base=footprint, write_key=source.write_key)
+    url = site.page("/shop/pricing", SNIPPET_PAGE.replace("{snippet}", snippet))
+    read_api = read_api_for(footprint, source.workspace)
+
+    with chromium() as browser:
+        result = browser.open(url).evaluate("config => window.run(config)", {"calls": calls})
+        # The snippet's analytics.page() is sent too.
+        delivered = browser.wait_for_posts(f"{footprint}/v1/", len(calls) + 1)
+
+    browser.assert_clean()
+    assert [status for _, status in delivered] == [200] * (len(calls) + 1), delivered
+    fetched = [u for method, u in browser.requests if method == "GET"]
+    assert fetched[0] == url
+    assert all(u.startswith(footprint) for u in fetched[1:]), fetched
+    paths = {urlsplit(u).path for u in fetched[1:]}
+    assert f"/analytics.js/v1/{source.write_key}/analytics.min.js" in paths
+    assert f"/v1/projects/{source.write_key}/settings" in paths
+    chunks = [p for p in paths if p.startswith("/analytics-next/bundles/")]
+    assert any("/ajs-destination." in p for p in chunks), paths
+
+    version = json.loads((ROOT / "vendor" / "package-lock.json").read_text())["packages"][
+        "node_modules/@segment/analytics-next"
+    ]["version"]
+    assert_browser_read_back(
+        read_api,
+        source,
+        expected,
+        anonymous_id=result["anonymousId"],
+        library={"name": "analytics.js", "version": f"next-{version}"},
+        snippet_page=True,
+    )

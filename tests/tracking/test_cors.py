@@ -170,3 +170,53 @@ class TestRudderStackSourceConfig:
 
         assert response.status_code == 403
         assert "Access-Control-Allow-Origin" not in response
+
+
+class TestFirstPartyAnalyticsJs:
+    def test_the_library_is_served_for_a_known_key_with_long_caching(self, client, source):
+        response = client.get(f"/analytics.js/v1/{source.write_key}/analytics.min.js")
+
+        assert response.status_code == 200
+        assert response["Content-Type"].startswith("text/javascript")
+        assert "max-age=86400" in response["Cache-Control"]
+        assert b"analytics-next/bundles/" in response.content
+        again = client.get(
+            f"/analytics.js/v1/{source.write_key}/analytics.min.js",
+            HTTP_IF_NONE_MATCH=response["ETag"],
+        )
+        assert again.status_code == 304
+
+    def test_an_unknown_key_is_a_404_script(self, client):
+        response = client.get("/analytics.js/v1/nope/analytics.min.js")
+
+        assert response.status_code == 404
+        assert response["Content-Type"].startswith("text/javascript")
+        assert response.content.startswith(b"/*")
+
+    def test_its_chunks_are_cached_for_good(self, client):
+        from tracking.library import library_files
+
+        chunks = [name for name in library_files() if name]
+        assert any(name.startswith("ajs-destination.") for name in chunks)
+        response = client.get(f"/analytics-next/bundles/{chunks[0]}")
+
+        assert response.status_code == 200
+        assert response["Cache-Control"] == "public, max-age=31536000, immutable"
+        assert client.get("/analytics-next/bundles/nope.js").status_code == 404
+        assert client.get("/analytics-next/bundles/..%2Fstandalone.js").status_code == 404
+
+    def test_the_source_page_install_snippet_loads_it_from_here(self, admin_client, source):
+        html = admin_client.get(f"/admin/tracking/source/{source.pk}/change/").content.decode()
+
+        assert "/analytics.js/v1/&quot;+key+&quot;/analytics.min.js" in html
+        assert "analytics._cdn=&quot;http://testserver&quot;" in html
+        assert "cdn.segment.com" not in html
+
+
+def test_the_readme_shows_the_install_snippet_as_served():
+    from pathlib import Path
+
+    from tracking.library import install_snippet
+
+    readme = (Path(__file__).resolve().parent.parent.parent / "README.md").read_text()
+    assert install_snippet(base="https://footprint.example.com", write_key="WRITE_KEY") in readme
