@@ -5,25 +5,34 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-from django.db import connection
+import orjson
+from django.db import connection, transaction
 from django.db.models import JSONField
 from django.utils import timezone
 
 from config.lib.db import (
     COPY_FROM_ROWS,
+    counts_upsert,
     ids_reserve,
     keys_upsert_returning,
     on_postgres,
     row_values,
     rows_copy,
+    sql_greatest,
+    sql_json_list_merge,
+    sql_least,
 )
 
 from .messages import Message, ip_anonymize
 from .models import (
+    CatalogueEvent,
+    CatalogueKey,
     DedupKey,
     Event,
+    EventRollup,
+    FailedEventRollup,
     Workspace,
 )
 from .pipeline import Batch, batch_run
@@ -146,3 +155,264 @@ def dedup_keys_purge(*, now: datetime | None = None) -> int:
     """Forget dedup keys whose window has ended."""
     deleted, _ = DedupKey.objects.filter(expires_at__lte=now or timezone.now()).delete()
     return deleted
+
+
+# --- rollups and the catalogue ----------------------------------------------------------------
+
+# Trait keys whose values are the person (never kept as examples), and the longest example.
+PERSONAL_KEYS = frozenset(
+    {
+        "email",
+        "firstName",
+        "first_name",
+        "lastName",
+        "last_name",
+        "name",
+        "phone",
+        "address",
+        "street",
+        "birthday",
+        "ip",
+        "username",
+        "userId",
+        "user_id",
+    }
+)
+EXAMPLE_MAX = 60
+
+
+def _example(value) -> str | None:
+    """A value as a short example, or None: nested values, long text and anything with an
+    ``@`` (an address) are not examples."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        text = value.strip()
+        return text if text and len(text) <= EXAMPLE_MAX and "@" not in text else None
+    if isinstance(value, int | float):
+        return str(value)
+    return None
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def rollups_count(messages: list[Message]) -> None:
+    """Add the stored messages to the hourly rollups and the event and trait catalogue.
+
+    Counted in Python first, then written with one ``INSERT … ON CONFLICT DO UPDATE SET n =
+    n + excluded.n`` per table, rows sorted by key so that concurrent drains wait rather than
+    deadlock. Runs in the transaction that stores the events: the counts and the events
+    commit or roll back together.
+    """
+    hours: dict[tuple, int] = {}
+    names: dict[tuple, list] = {}
+    keys: dict[tuple, list] = {}
+    limit = CatalogueKey.EXAMPLES
+    hour_of: dict[datetime, datetime] = {}
+    for m in messages:
+        ts = m.timestamp
+        hour = hour_of.get(ts)
+        if hour is None:
+            hour = hour_of[ts] = _hour(ts)
+        name = m.name[:255]
+        rollup = (m.workspace_id, hour, m.source_id, m.type[:64], name)
+        hours[rollup] = hours.get(rollup, 0) + 1
+        if name:
+            entry = names.get((m.workspace_id, name))
+            if entry is None:
+                names[(m.workspace_id, name)] = [1, ts, ts]
+            else:
+                entry[0] += 1
+                if ts < entry[1]:
+                    entry[1] = ts
+                elif ts > entry[2]:
+                    entry[2] = ts
+            if m.properties:
+                _keys_count(keys, m.workspace_id, "property", name, m.properties, ts, limit)
+        if m.updates_profile and m.traits:
+            _keys_count(keys, m.workspace_id, "trait", "", m.traits, ts, limit, personal=True)
+    if not hours:
+        return
+    table = EventRollup._meta.db_table
+    counts_upsert(
+        table,
+        ["workspace_id", "hour", "source_id", "type", "name", "n"],
+        ["bigint", "timestamptz", "bigint", "text", "text", "bigint"],
+        [(*key, n) for key, n in sorted(hours.items(), key=lambda item: item[0])],
+        conflict="workspace_id, hour, source_id, type, name",
+        assign=f"n = {table}.n + excluded.n",
+    )
+    table = CatalogueEvent._meta.db_table
+    counts_upsert(
+        table,
+        ["workspace_id", "name", "count", "first_seen", "last_seen"],
+        ["bigint", "text", "bigint", "timestamptz", "timestamptz"],
+        [(*key, *entry) for key, entry in sorted(names.items(), key=lambda item: item[0])],
+        conflict="workspace_id, name",
+        assign=_seen_assign(table),
+    )
+    if keys:
+        table = CatalogueKey._meta.db_table
+        counts_upsert(
+            table,
+            [
+                "workspace_id",
+                "kind",
+                "event_name",
+                "key",
+                "count",
+                "first_seen",
+                "last_seen",
+                "examples",
+            ],
+            ["bigint", "text", "text", "text", "bigint", "timestamptz", "timestamptz", "jsonb"],
+            [
+                (*key, count, first, last, orjson.dumps(examples).decode())
+                for key, (count, first, last, examples) in sorted(
+                    keys.items(), key=lambda item: item[0]
+                )
+            ],
+            conflict="workspace_id, kind, event_name, key",
+            assign=_seen_assign(table)
+            + ", examples = "
+            + sql_json_list_merge(f"{table}.examples", "excluded.examples", limit=limit),
+        )
+
+
+def _keys_count(keys, workspace_id, kind, event_name, values: dict, ts, limit, *, personal=False):
+    for key, value in values.items():
+        key = key[:255]
+        entry = keys.get((workspace_id, kind, event_name, key))
+        if entry is None:
+            entry = keys[(workspace_id, kind, event_name, key)] = [0, ts, ts, []]
+        entry[0] += 1
+        if ts < entry[1]:
+            entry[1] = ts
+        elif ts > entry[2]:
+            entry[2] = ts
+        examples = entry[3]
+        if len(examples) < limit and not (personal and key in PERSONAL_KEYS):
+            example = _example(value)
+            if example is not None and example not in examples:
+                examples.append(example)
+
+
+def _seen_assign(table: str) -> str:
+    return (
+        f"count = {table}.count + excluded.count, "
+        f"first_seen = {sql_least(f'{table}.first_seen', 'excluded.first_seen')}, "
+        f"last_seen = {sql_greatest(f'{table}.last_seen', 'excluded.last_seen')}"
+    )
+
+
+def failed_rollups_count(failed) -> None:
+    """Add refused messages (``FailedEvent`` rows being recorded) to the hourly failure counts."""
+    counts: dict[tuple, int] = {}
+    for item in failed:
+        key = (item.workspace_id, _hour(item.received_at), item.source_id, item.code[:64])
+        counts[key] = counts.get(key, 0) + 1
+    table = FailedEventRollup._meta.db_table
+    counts_upsert(
+        table,
+        ["workspace_id", "hour", "source_id", "code", "n"],
+        ["bigint", "timestamptz", "bigint", "text", "bigint"],
+        [(*key, n) for key, n in sorted(counts.items(), key=lambda item: item[0])],
+        conflict="workspace_id, hour, source_id, code",
+        assign=f"n = {table}.n + excluded.n",
+    )
+
+
+# Events the examples of a rebuilt catalogue are drawn from, newest first, per workspace.
+REBUILD_EXAMPLE_EVENTS = 20_000
+
+
+def rollups_rebuild(*, workspace_ids: list[int]) -> None:
+    """Recount the hourly rollups and the catalogue of the workspaces from their stored events
+    (``manage.py rollups_rebuild``): for installations that had events before the pipeline
+    kept them, or after events were loaded by hand. Failure counts come from the failed events
+    still kept."""
+    from .models import FailedEvent
+
+    pg = on_postgres()
+    events = Event._meta.db_table
+    marks = ", ".join(["%s"] * len(workspace_ids))
+    hour = (
+        "date_trunc('hour', {0} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+        if pg
+        else "strftime('%%Y-%%m-%%d %%H:00:00', {0})"
+    )
+    keys_of = "jsonb_object_keys({0}) AS j(key)" if pg else "json_each({0}) AS j"
+    is_object = "jsonb_typeof({0}) = 'object'" if pg else "json_type({0}) = 'object'"
+    tables = [EventRollup, FailedEventRollup, CatalogueEvent, CatalogueKey]
+    with transaction.atomic(), connection.cursor() as cursor:
+        for model in tables:
+            cursor.execute(
+                f"DELETE FROM {model._meta.db_table} WHERE workspace_id IN ({marks})",  # noqa: S608
+                workspace_ids,
+            )
+        cursor.execute(
+            f"INSERT INTO {EventRollup._meta.db_table} "  # noqa: S608
+            "(workspace_id, hour, source_id, type, name, n) "
+            f"SELECT workspace_id, {hour.format('timestamp')}, source_id, type, name, count(*) "
+            f"FROM {events} WHERE workspace_id IN ({marks}) "
+            "GROUP BY workspace_id, 2, source_id, type, name",
+            workspace_ids,
+        )
+        cursor.execute(
+            f"INSERT INTO {FailedEventRollup._meta.db_table} "  # noqa: S608
+            "(workspace_id, hour, source_id, code, n) "
+            f"SELECT workspace_id, {hour.format('received_at')}, source_id, code, count(*) "
+            f"FROM {FailedEvent._meta.db_table} WHERE workspace_id IN ({marks}) "
+            "GROUP BY workspace_id, 2, source_id, code",
+            workspace_ids,
+        )
+        cursor.execute(
+            f"INSERT INTO {CatalogueEvent._meta.db_table} "  # noqa: S608
+            "(workspace_id, name, count, first_seen, last_seen) "
+            "SELECT workspace_id, name, count(*), min(timestamp), max(timestamp) "
+            f"FROM {events} WHERE workspace_id IN ({marks}) AND name <> '' "
+            "GROUP BY workspace_id, name",
+            workspace_ids,
+        )
+        for kind, column, event_name, where in (
+            ("property", "properties", "e.name", "e.name <> ''"),
+            ("trait", "traits", "''", "e.type IN ('identify', 'IDENTITY')"),
+        ):
+            cursor.execute(
+                f"INSERT INTO {CatalogueKey._meta.db_table} "  # noqa: S608
+                "(workspace_id, kind, event_name, key, count, first_seen, last_seen, examples) "
+                f"SELECT e.workspace_id, %s, {event_name}, substr(j.key, 1, 255), count(*), "
+                "min(e.timestamp), max(e.timestamp), '[]' "
+                f"FROM {events} e, {keys_of.format('e.' + column)} "
+                f"WHERE e.workspace_id IN ({marks}) AND {where} "
+                f"AND {is_object.format('e.' + column)} "
+                "GROUP BY e.workspace_id, 3, 4",
+                [kind, *workspace_ids],
+            )
+    _examples_rebuild(workspace_ids)
+
+
+def _examples_rebuild(workspace_ids: list[int]) -> None:
+    limit = CatalogueKey.EXAMPLES
+    for workspace_id in workspace_ids:
+        found: dict[tuple, list] = {}
+        recent = (
+            Event.objects.filter(workspace_id=workspace_id)
+            .order_by("-timestamp")
+            .values_list("type", "name", "properties", "traits")[:REBUILD_EXAMPLE_EVENTS]
+        )
+        for type_, name, properties, traits in recent.iterator(chunk_size=2000):
+            if name and isinstance(properties, dict):
+                _keys_count(found, workspace_id, "property", name, properties, 0, limit)
+            if type_ in ("identify", "IDENTITY") and isinstance(traits, dict):
+                _keys_count(found, workspace_id, "trait", "", traits, 0, limit, personal=True)
+        rows = CatalogueKey.objects.filter(workspace_id=workspace_id)
+        changed = []
+        for row in rows:
+            entry = found.get((workspace_id, row.kind, row.event_name, row.key))
+            if entry and entry[3]:
+                row.examples = entry[3]
+                changed.append(row)
+        CatalogueKey.objects.bulk_update(changed, ["examples"], batch_size=500)

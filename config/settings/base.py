@@ -229,6 +229,9 @@ FOOTPRINT = {
         "profiles.pipeline.sessions_place",
         "tracking.pipeline.events_insert",
         "profiles.pipeline.segments_touch",
+        "profiles.pipeline.guests_count",
+        # Last, so the hot counter rows stay locked only until the commit.
+        "tracking.pipeline.rollups_count",
     ],
     # What else follows a guest merge, after identities, events and sessions moved.
     "GUEST_MERGE_FOLLOWERS": ["experiences.services.assignments_follow_merge"],
