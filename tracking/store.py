@@ -4,8 +4,10 @@ anonymisation, dedup keys, the events COPY)."""
 from __future__ import annotations
 
 import logging
+from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from itertools import chain
 
 import orjson
 from django.db import connection, transaction
@@ -195,7 +197,13 @@ def _example(value) -> str | None:
 
 
 def _hour(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+# Messages of one event name (or identify-like messages) searched for a key's examples.
+EXAMPLE_SCAN = 50
 
 
 def rollups_count(messages: list[Message]) -> None:
@@ -204,37 +212,37 @@ def rollups_count(messages: list[Message]) -> None:
     Counted in Python first, then written with one ``INSERT … ON CONFLICT DO UPDATE SET n =
     n + excluded.n`` per table, rows sorted by key so that concurrent drains wait rather than
     deadlock. Runs in the transaction that stores the events: the counts and the events
-    commit or roll back together.
+    commit or roll back together. A key's first and last seen are those of the batch's events
+    of its name (a batch spans seconds).
     """
-    hours: dict[tuple, int] = {}
-    names: dict[tuple, list] = {}
-    keys: dict[tuple, list] = {}
-    limit = CatalogueKey.EXAMPLES
-    hour_of: dict[datetime, datetime] = {}
-    for m in messages:
-        ts = m.timestamp
-        hour = hour_of.get(ts)
-        if hour is None:
-            hour = hour_of[ts] = _hour(ts)
-        name = m.name[:255]
-        rollup = (m.workspace_id, hour, m.source_id, m.type[:64], name)
-        hours[rollup] = hours.get(rollup, 0) + 1
-        if name:
-            entry = names.get((m.workspace_id, name))
-            if entry is None:
-                names[(m.workspace_id, name)] = [1, ts, ts]
-            else:
-                entry[0] += 1
-                if ts < entry[1]:
-                    entry[1] = ts
-                elif ts > entry[2]:
-                    entry[2] = ts
-            if m.properties:
-                _keys_count(keys, m.workspace_id, "property", name, m.properties, ts, limit)
-        if m.updates_profile and m.traits:
-            _keys_count(keys, m.workspace_id, "trait", "", m.traits, ts, limit, personal=True)
-    if not hours:
+    if not messages:
         return
+    # Hours as whole hours since the epoch while counting: cheaper to hash than datetimes.
+    counted = Counter(
+        (m.workspace_id, int(m.timestamp.timestamp() // 3600), m.source_id, m.type, m.name)
+        for m in messages
+    )
+    hours = {
+        (ws, datetime.fromtimestamp(hour * 3600, UTC), source, type_[:64], name[:255]): n
+        for (ws, hour, source, type_, name), n in counted.items()
+    }
+    groups: dict[tuple, list[Message]] = defaultdict(list)
+    profiles: dict[int, list[Message]] = defaultdict(list)
+    for m in messages:
+        if m.name:
+            groups[(m.workspace_id, m.name[:255])].append(m)
+        if m.updates_profile and m.traits:
+            profiles[m.workspace_id].append(m)
+    names = []
+    keys = []
+    for (workspace_id, name), group in groups.items():
+        first = min(m.timestamp for m in group)
+        last = max(m.timestamp for m in group)
+        names.append((workspace_id, name, len(group), first, last))
+        with_properties = [m for m in group if m.properties]
+        keys += _keys_count(workspace_id, "property", name, with_properties, "properties")
+    for workspace_id, group in profiles.items():
+        keys += _keys_count(workspace_id, "trait", "", group, "traits", personal=True)
     table = EventRollup._meta.db_table
     counts_upsert(
         table,
@@ -249,54 +257,93 @@ def rollups_count(messages: list[Message]) -> None:
         table,
         ["workspace_id", "name", "count", "first_seen", "last_seen"],
         ["bigint", "text", "bigint", "timestamptz", "timestamptz"],
-        [(*key, *entry) for key, entry in sorted(names.items(), key=lambda item: item[0])],
+        sorted(names, key=lambda row: row[:2]),
         conflict="workspace_id, name",
         assign=_seen_assign(table),
     )
-    if keys:
-        table = CatalogueKey._meta.db_table
-        counts_upsert(
-            table,
-            [
-                "workspace_id",
-                "kind",
-                "event_name",
-                "key",
-                "count",
-                "first_seen",
-                "last_seen",
-                "examples",
-            ],
-            ["bigint", "text", "text", "text", "bigint", "timestamptz", "timestamptz", "jsonb"],
-            [
-                (*key, count, first, last, orjson.dumps(examples).decode())
-                for key, (count, first, last, examples) in sorted(
-                    keys.items(), key=lambda item: item[0]
-                )
-            ],
-            conflict="workspace_id, kind, event_name, key",
-            assign=_seen_assign(table)
-            + ", examples = "
-            + sql_json_list_merge(f"{table}.examples", "excluded.examples", limit=limit),
+    table = CatalogueKey._meta.db_table
+    counts_upsert(
+        table,
+        [
+            "workspace_id",
+            "kind",
+            "event_name",
+            "key",
+            "count",
+            "first_seen",
+            "last_seen",
+            "examples",
+        ],
+        ["bigint", "text", "text", "text", "bigint", "timestamptz", "timestamptz", "jsonb"],
+        sorted(keys, key=lambda row: row[:4]),
+        conflict="workspace_id, kind, event_name, key",
+        assign=_seen_assign(table)
+        + ", examples = "
+        + sql_json_list_merge(
+            f"{table}.examples", "excluded.examples", limit=CatalogueKey.EXAMPLES
+        ),
+    )
+
+
+# Events of a batch within this span give their keys the batch's first and last times;
+# wider batches (a backfill) time each key by its own events.
+KEY_TIMES_SPAN = timedelta(minutes=1)
+
+
+def _keys_count(
+    workspace_id: int,
+    kind: str,
+    event_name: str,
+    group: list,
+    attribute: str,
+    *,
+    personal: bool = False,
+) -> list[tuple]:
+    """One catalogue row per key of the ``attribute`` dicts of ``group`` (messages, or
+    ``(timestamp, dict)`` pairs when ``attribute`` is None): how many carry it, when first
+    and last, and up to five examples from the first ``EXAMPLE_SCAN`` of them."""
+    pairs = group if attribute is None else [(m.timestamp, getattr(m, attribute)) for m in group]
+    if not pairs:
+        return []
+    dicts = [values for _, values in pairs]
+    counts = Counter(chain.from_iterable(dicts))
+    first = min(ts for ts, _ in pairs)
+    last = max(ts for ts, _ in pairs)
+    firsts: dict[str, datetime] = {}
+    lasts: dict[str, datetime] = {}
+    if last - first > KEY_TIMES_SPAN:
+        for ts, values in pairs:
+            for key in values:
+                if key not in firsts or ts < firsts[key]:
+                    firsts[key] = ts
+                if key not in lasts or ts > lasts[key]:
+                    lasts[key] = ts
+    limit = CatalogueKey.EXAMPLES
+    scanned = dicts[:EXAMPLE_SCAN]
+    rows = []
+    for key, count in counts.items():
+        examples: list[str] = []
+        if not (personal and key in PERSONAL_KEYS):
+            for values in scanned:
+                if key in values:
+                    example = _example(values[key])
+                    if example is not None and example not in examples:
+                        examples.append(example)
+                        if len(examples) == limit:
+                            break
+        rows.append(
+            (
+                workspace_id,
+                kind,
+                event_name,
+                key[:255],
+                count,
+                firsts.get(key, first),
+                lasts.get(key, last),
+                orjson.dumps(examples).decode(),
+            )
         )
-
-
-def _keys_count(keys, workspace_id, kind, event_name, values: dict, ts, limit, *, personal=False):
-    for key, value in values.items():
-        key = key[:255]
-        entry = keys.get((workspace_id, kind, event_name, key))
-        if entry is None:
-            entry = keys[(workspace_id, kind, event_name, key)] = [0, ts, ts, []]
-        entry[0] += 1
-        if ts < entry[1]:
-            entry[1] = ts
-        elif ts > entry[2]:
-            entry[2] = ts
-        examples = entry[3]
-        if len(examples) < limit and not (personal and key in PERSONAL_KEYS):
-            example = _example(value)
-            if example is not None and example not in examples:
-                examples.append(example)
+    return rows
 
 
 def _seen_assign(table: str) -> str:
@@ -395,24 +442,31 @@ def rollups_rebuild(*, workspace_ids: list[int]) -> None:
 
 
 def _examples_rebuild(workspace_ids: list[int]) -> None:
-    limit = CatalogueKey.EXAMPLES
     for workspace_id in workspace_ids:
-        found: dict[tuple, list] = {}
         recent = (
             Event.objects.filter(workspace_id=workspace_id)
             .order_by("-timestamp")
-            .values_list("type", "name", "properties", "traits")[:REBUILD_EXAMPLE_EVENTS]
+            .values_list("timestamp", "type", "name", "properties", "traits")[
+                :REBUILD_EXAMPLE_EVENTS
+            ]
         )
-        for type_, name, properties, traits in recent.iterator(chunk_size=2000):
-            if name and isinstance(properties, dict):
-                _keys_count(found, workspace_id, "property", name, properties, 0, limit)
-            if type_ in ("identify", "IDENTITY") and isinstance(traits, dict):
-                _keys_count(found, workspace_id, "trait", "", traits, 0, limit, personal=True)
-        rows = CatalogueKey.objects.filter(workspace_id=workspace_id)
+        by_name: dict[str, list[tuple]] = defaultdict(list)
+        traits: list[tuple] = []
+        for ts, type_, name, properties, trait_values in recent.iterator(chunk_size=2000):
+            if name and isinstance(properties, dict) and properties:
+                by_name[name].append((ts, properties))
+            if type_ in ("identify", "IDENTITY") and isinstance(trait_values, dict):
+                traits.append((ts, trait_values))
+        found = {}
+        for name, pairs in by_name.items():
+            for row in _keys_count(workspace_id, "property", name, pairs[::-1], None):
+                found[row[1:4]] = orjson.loads(row[7])
+        for row in _keys_count(workspace_id, "trait", "", traits[::-1], None, personal=True):
+            found[row[1:4]] = orjson.loads(row[7])
         changed = []
-        for row in rows:
-            entry = found.get((workspace_id, row.kind, row.event_name, row.key))
-            if entry and entry[3]:
-                row.examples = entry[3]
+        for row in CatalogueKey.objects.filter(workspace_id=workspace_id):
+            examples = found.get((row.kind, row.event_name, row.key))
+            if examples:
+                row.examples = examples
                 changed.append(row)
         CatalogueKey.objects.bulk_update(changed, ["examples"], batch_size=500)

@@ -187,6 +187,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "profiles.tasks.segments_incremental",
         "schedule": timedelta(minutes=1),
     },
+    "guest-days-purge": {
+        "task": "profiles.tasks.guest_days_purge",
+        "schedule": crontab(hour=3, minute=37),
+    },
     "sessions-close-idle": {
         "task": "profiles.tasks.sessions_close_idle",
         "schedule": timedelta(minutes=1),

@@ -201,3 +201,15 @@ def test_rebuild_names_an_unknown_workspace():
 
     with pytest.raises(CommandError, match="no workspace named Nowhere"):
         call_command("rollups_rebuild", workspace=["Nowhere"])
+
+
+def test_old_guest_days_are_forgotten_but_counts_stay(door, clock):
+    from profiles.models import GuestDay
+    from profiles.tasks import guest_days_purge
+
+    door.post("track", track(timestamp="2025-01-01T10:00:00Z"))
+    door.post("track", track(timestamp=MORNING))
+    assert GuestDay.objects.count() == 2
+    assert guest_days_purge() == 1
+    assert list(GuestDay.objects.values_list("day", flat=True)) == [date(2026, 3, 1)]
+    assert GuestRollup.objects.count() == 2
