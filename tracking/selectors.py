@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 from django.conf import settings
 from django.db.models import QuerySet
@@ -109,3 +110,13 @@ def catalogue_keys(
     if event_name is not None:
         keys = keys.filter(event_name=event_name)
     return list(keys.order_by("key", "event_name", "workspace_id"))
+
+
+def inbox_backlog() -> tuple[int, datetime | None]:
+    """How many accepted requests wait for processing, and when the oldest of them arrived
+    (by id, which the partial index on pending rows serves)."""
+    from .models import InboxRequest
+
+    pending = InboxRequest.objects.filter(status=InboxRequest.Status.PENDING)
+    oldest = pending.order_by("id").values_list("received_at", flat=True).first()
+    return (pending.count() if oldest is not None else 0), oldest
