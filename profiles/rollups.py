@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from django.db import connection, transaction
 from django.utils import timezone
 
-from config.lib.db import counts_upsert, on_postgres, rows_insert_new
+from config.lib.db import counts_upsert, on_postgres, rows_insert_new, rows_insert_new_then
 from tracking.messages import Message
 
 from .models import Guest, GuestDay, GuestRollup
@@ -29,6 +29,9 @@ def guests_count(*, messages: list[Message], guests: list[Guest]) -> None:
     if not seen:
         return
     days = {(guest, EPOCH + timedelta(days=day), ws) for guest, day, ws in seen}
+    if on_postgres():
+        _guests_count_pg(days)
+        return
     added = rows_insert_new(
         GuestDay._meta.db_table,
         ["guest_id", "day", "workspace_id"],
@@ -55,6 +58,33 @@ def guests_count(*, messages: list[Message], guests: list[Guest]) -> None:
         [(*key, *entry) for key, entry in sorted(counts.items())],
         conflict="workspace_id, day",
         assign=(
+            f"new_guests = {table}.new_guests + excluded.new_guests, "
+            f"returning_guests = {table}.returning_guests + excluded.returning_guests, "
+            f"identified_guests = {table}.identified_guests + excluded.identified_guests"
+        ),
+    )
+
+
+def _guests_count_pg(days) -> None:
+    """The same in one statement: the new guest-days, joined to their guests, counted."""
+    table = GuestRollup._meta.db_table
+    rows_insert_new_then(
+        GuestDay._meta.db_table,
+        ["guest_id", "day", "workspace_id"],
+        ["bigint", "date", "bigint"],
+        sorted(days),
+        conflict="guest_id, day",
+        returning="guest_id, day, workspace_id",
+        then=(
+            f"INSERT INTO {table} "  # noqa: S608
+            "(workspace_id, day, new_guests, returning_guests, identified_guests) "
+            "SELECT a.workspace_id, a.day, "
+            "count(*) FILTER (WHERE (g.first_seen AT TIME ZONE 'UTC')::date >= a.day), "
+            "count(*) FILTER (WHERE (g.first_seen AT TIME ZONE 'UTC')::date < a.day), "
+            "count(*) FILTER (WHERE g.guest_type = 'customer') "
+            f"FROM added a JOIN {Guest._meta.db_table} g ON g.id = a.guest_id "
+            "GROUP BY a.workspace_id, a.day ORDER BY a.workspace_id, a.day "
+            "ON CONFLICT (workspace_id, day) DO UPDATE SET "
             f"new_guests = {table}.new_guests + excluded.new_guests, "
             f"returning_guests = {table}.returning_guests + excluded.returning_guests, "
             f"identified_guests = {table}.identified_guests + excluded.identified_guests"

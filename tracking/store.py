@@ -16,7 +16,9 @@ from django.utils import timezone
 
 from config.lib.db import (
     COPY_FROM_ROWS,
+    Upsert,
     counts_upsert,
+    counts_upsert_all,
     ids_reserve,
     keys_upsert_returning,
     on_postgres,
@@ -243,45 +245,49 @@ def rollups_count(messages: list[Message]) -> None:
         keys += _keys_count(workspace_id, "property", name, with_properties, "properties")
     for workspace_id, group in profiles.items():
         keys += _keys_count(workspace_id, "trait", "", group, "traits", personal=True)
-    table = EventRollup._meta.db_table
-    counts_upsert(
-        table,
-        ["workspace_id", "hour", "source_id", "type", "name", "n"],
-        ["bigint", "timestamptz", "bigint", "text", "text", "bigint"],
-        [(*key, n) for key, n in sorted(hours.items(), key=lambda item: item[0])],
-        conflict="workspace_id, hour, source_id, type, name",
-        assign=f"n = {table}.n + excluded.n",
-    )
-    table = CatalogueEvent._meta.db_table
-    counts_upsert(
-        table,
-        ["workspace_id", "name", "count", "first_seen", "last_seen"],
-        ["bigint", "text", "bigint", "timestamptz", "timestamptz"],
-        sorted(names, key=lambda row: row[:2]),
-        conflict="workspace_id, name",
-        assign=_seen_assign(table),
-    )
-    table = CatalogueKey._meta.db_table
-    counts_upsert(
-        table,
+    rollups = EventRollup._meta.db_table
+    events = CatalogueEvent._meta.db_table
+    keys_table = CatalogueKey._meta.db_table
+    counts_upsert_all(
         [
-            "workspace_id",
-            "kind",
-            "event_name",
-            "key",
-            "count",
-            "first_seen",
-            "last_seen",
-            "examples",
-        ],
-        ["bigint", "text", "text", "text", "bigint", "timestamptz", "timestamptz", "jsonb"],
-        sorted(keys, key=lambda row: row[:4]),
-        conflict="workspace_id, kind, event_name, key",
-        assign=_seen_assign(table)
-        + ", examples = "
-        + sql_json_list_merge(
-            f"{table}.examples", "excluded.examples", limit=CatalogueKey.EXAMPLES
-        ),
+            Upsert(
+                rollups,
+                ["workspace_id", "hour", "source_id", "type", "name", "n"],
+                ["bigint", "timestamptz", "bigint", "text", "text", "bigint"],
+                [(*key, n) for key, n in sorted(hours.items(), key=lambda item: item[0])],
+                conflict="workspace_id, hour, source_id, type, name",
+                assign=f"n = {rollups}.n + excluded.n",
+            ),
+            Upsert(
+                events,
+                ["workspace_id", "name", "count", "first_seen", "last_seen"],
+                ["bigint", "text", "bigint", "timestamptz", "timestamptz"],
+                sorted(names, key=lambda row: row[:2]),
+                conflict="workspace_id, name",
+                assign=_seen_assign(events),
+            ),
+            Upsert(
+                keys_table,
+                [
+                    "workspace_id",
+                    "kind",
+                    "event_name",
+                    "key",
+                    "count",
+                    "first_seen",
+                    "last_seen",
+                    "examples",
+                ],
+                ["bigint", "text", "text", "text", "bigint", "timestamptz", "timestamptz", "jsonb"],
+                sorted(keys, key=lambda row: row[:4]),
+                conflict="workspace_id, kind, event_name, key",
+                assign=_seen_assign(keys_table)
+                + ", examples = "
+                + sql_json_list_merge(
+                    f"{keys_table}.examples", "excluded.examples", limit=CatalogueKey.EXAMPLES
+                ),
+            ),
+        ]
     )
 
 
@@ -470,3 +476,30 @@ def _examples_rebuild(workspace_ids: list[int]) -> None:
                 row.examples = examples
                 changed.append(row)
         CatalogueKey.objects.bulk_update(changed, ["examples"], batch_size=500)
+
+
+def example_values(dicts) -> set[str]:
+    """The values of ``dicts`` (properties or traits) as the catalogue keeps examples."""
+    found = set()
+    for values in dicts:
+        if isinstance(values, dict):
+            for value in values.values():
+                example = _example(value)
+                if example is not None:
+                    found.add(example)
+    return found
+
+
+def catalogue_examples_forget(*, workspace_id: int, values: set[str]) -> int:
+    """Take ``values`` (an erased guest's) out of the workspace's catalogue examples; returns
+    how many keys changed."""
+    if not values:
+        return 0
+    changed = []
+    for key in CatalogueKey.objects.filter(workspace_id=workspace_id).exclude(examples=[]):
+        kept = [example for example in key.examples if example not in values]
+        if kept != key.examples:
+            key.examples = kept
+            changed.append(key)
+    CatalogueKey.objects.bulk_update(changed, ["examples"], batch_size=500)
+    return len(changed)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import orjson
 from django.db import connection, transaction
@@ -266,6 +267,63 @@ def counts_upsert(
         f"ON CONFLICT ({conflict}) DO UPDATE SET {assign}",
         returns=False,
     )
+
+
+@dataclass
+class Upsert:
+    """One ``counts_upsert``, for ``counts_upsert_all``."""
+
+    table: str
+    columns: list[str]
+    types: list[str]
+    rows: list[tuple]
+    conflict: str
+    assign: str
+
+
+def counts_upsert_all(upserts: list[Upsert]) -> None:
+    """Several ``counts_upsert`` at once: one statement on PostgreSQL (each a data-modifying
+    ``WITH``), so a one-message request pays one round trip for all its counters."""
+    upserts = [u for u in upserts if u.rows]
+    if not upserts:
+        return
+    if not on_postgres() or len(upserts) == 1:
+        for u in upserts:
+            counts_upsert(u.table, u.columns, u.types, u.rows, conflict=u.conflict, assign=u.assign)
+        return
+    parts, params = [], []
+    for u in upserts:
+        unnest = ", ".join(f"%s::{kind}[]" for kind in u.types)
+        parts.append(
+            f"INSERT INTO {u.table} ({', '.join(u.columns)}) SELECT * FROM unnest({unnest}) "  # noqa: S608
+            f"ON CONFLICT ({u.conflict}) DO UPDATE SET {u.assign}"
+        )
+        params += arrays(u.rows)
+    ctes = ", ".join(f"u{index} AS ({part})" for index, part in enumerate(parts[:-1]))
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {ctes} {parts[-1]}", params)
+
+
+def rows_insert_new_then(
+    table: str,
+    columns: list[str],
+    types: list[str],
+    rows: list[tuple],
+    *,
+    conflict: str,
+    returning: str,
+    then: str,
+) -> None:
+    """PostgreSQL only: ``WITH added AS (INSERT … ON CONFLICT DO NOTHING RETURNING …) then``,
+    where the statement ``then`` reads the rows that went in as ``added``: one round trip."""
+    unnest = ", ".join(f"%s::{kind}[]" for kind in types)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH added AS (INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608
+            f"SELECT * FROM unnest({unnest}) ON CONFLICT ({conflict}) DO NOTHING "
+            f"RETURNING {returning}) {then}",
+            arrays(rows),
+        )
 
 
 def _insert(
