@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from profiles.models import Guest, Identity, Session
 from tests.conftest import T0, Door
 from tracking import services
-from tracking.models import DedupKey, Event, FailedEvent
+from tracking.models import DedupKey, Event, EventRollup, FailedEvent, FailedEventRollup
 
 from ..factories import SourceFactory
 
@@ -294,6 +294,12 @@ class TestRunningTwice:
         assert (
             "failed      1 line(s) (0 new failed event(s), 1 recorded by an earlier run)" in again
         )
+        # The dashboard's counts too: the events' own hour, each event and bad line once.
+        assert sorted(EventRollup.objects.values_list("hour", "name", "n")) == [
+            (DAY, "No id", 2),
+            (DAY, "With id", 1),
+        ]
+        assert FailedEventRollup.objects.get().n == 1
 
     def test_long_after_the_dedup_window_and_its_keys_are_gone(self, import_file, clock):
         path = import_file(self.lines())
