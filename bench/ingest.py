@@ -78,6 +78,11 @@ def arguments() -> argparse.Namespace:
         help="a PostgreSQL database the benchmark may drop and rebuild",
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="a folder: py-spy (if installed) records each Footprint phase there, as folded stacks",
+    )
     parser.add_argument("--cache-db", type=int, default=11, help="Redis db of the cache")
     parser.add_argument("--broker-db", type=int, default=12, help="Redis db of the broker")
     args = parser.parse_args()
@@ -302,6 +307,29 @@ def tree_cpu(root: psutil.Process | None) -> float:
         with contextlib.suppress(psutil.Error):
             total += sum(process.cpu_times()[:2])
     return total
+
+
+@contextlib.contextmanager
+def profiled(args: argparse.Namespace, name: str, pid: int):
+    """py-spy records the process ``pid`` and its children while the block runs (``--profile``)."""
+    spy = shutil.which("py-spy") or (str(BIN / "py-spy") if (BIN / "py-spy").exists() else None)
+    if args.profile is None or spy is None:
+        yield
+        return
+    args.profile.mkdir(parents=True, exist_ok=True)
+    out = args.profile / (name.split(":")[0].lower().replace(" ", "-") + ".txt")
+    recorder = subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--subprocesses", "--rate", "250"]
+        + ["--format", "raw", "--output", str(out), "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)  # py-spy attaches
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(timeout=60)
 
 
 # --- processes -----------------------------------------------------------------------------
@@ -554,7 +582,8 @@ def main() -> None:
             """The same requests to Footprint, then to the lean peer, back to back."""
             print(f"{name} …", file=sys.stderr)
             ours, theirs = Phase(name), Phase(f"{name} (lean peer)")
-            timed(ours, closed_loop(port, requests, concurrency, ours), web_tree)
+            with profiled(args, name, web.pid):
+                timed(ours, closed_loop(port, requests, concurrency, ours), web_tree)
             timed(theirs, closed_loop(peer_port, requests, concurrency, theirs), peer_tree)
             return ours, theirs
 
@@ -568,14 +597,16 @@ def main() -> None:
         memory.watch("worker", worker.pid)
         from tracking.tasks import inbox_drain
 
-        inbox_drain.delay()
-        process = drain_measure(pending_before, InboxRequest, Event, worker)
+        with profiled(args, "process", worker.pid):
+            inbox_drain.delay()
+            process = drain_measure(pending_before, InboxRequest, Event, worker)
         connection.close()
 
         print("callFlows: as fast as it goes …", file=sys.stderr)
         flows_max = Phase("callFlows max")
         capacity = flow_requests[: len(flow_requests) // 5]
-        timed(flows_max, closed_loop(port, [(r, 1) for r in capacity], 8, flows_max), web_tree)
+        with profiled(args, "callFlows", web.pid):
+            timed(flows_max, closed_loop(port, [(r, 1) for r in capacity], 8, flows_max), web_tree)
         # Open loop at the target rate, or below the measured capacity when that is lower (an
         # overloaded open loop only measures its own queue).
         rate = min(CALL_FLOWS_RATE, 0.8 * flows_max.items / flows_max.seconds)
