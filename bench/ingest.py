@@ -320,7 +320,9 @@ def profiled(args: argparse.Namespace, name: str, pid: int):
     out = args.profile / (name.split(":")[0].lower().replace(" ", "-") + ".txt")
     recorder = subprocess.Popen(
         [spy, "record", "--pid", str(pid), "--subprocesses", "--rate", "250"]
-        + ["--format", "raw", "--output", str(out), "--nonblocking"],
+        + ["--format", "raw", "--output", str(out), "--nonblocking"]
+        # For example --gil: only the samples that hold the GIL (CPU spent in Python).
+        + os.environ.get("PY_SPY_ARGS", "").split(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -1,6 +1,8 @@
 """Celery tasks of ingestion: thin wrappers over services, safe to run twice."""
 
 import logging
+import threading
+import time
 
 from celery import shared_task
 from django.conf import settings
@@ -14,6 +16,47 @@ from .models import InboxRequest
 DRAIN_QUEUED_KEY = "footprint:inbox-drain-queued"
 
 logger = logging.getLogger(__name__)
+
+
+_wake_lock = threading.Lock()
+_wake_last = float("-inf")
+_wake_timer: threading.Timer | None = None
+
+
+def inbox_drain_wake() -> None:
+    """Wake the drain for a request just committed, at most once per ``DRAIN_WAKE_SECONDS`` in
+    this process (``inbox_drain_enqueue`` costs a Redis round trip or two).
+
+    The first request of a quiet spell wakes the drain at once; the ones that follow within the
+    interval are covered by one wake at its end, so every committed request is followed by a
+    wake no later than the interval after it, however the drain that was running went. With no
+    broker (tasks run in-process) or an interval of 0 every request wakes it.
+    """
+    global _wake_last, _wake_timer
+    interval = settings.FOOTPRINT["DRAIN_WAKE_SECONDS"]
+    if interval <= 0 or settings.CELERY_TASK_ALWAYS_EAGER:
+        inbox_drain_enqueue()
+        return
+    with _wake_lock:
+        if _wake_timer is not None:
+            return  # a wake is already due, and it comes after this request's commit
+        now = time.monotonic()
+        wait = _wake_last + interval - now
+        if wait > 0:
+            _wake_timer = threading.Timer(wait, _wake_due)
+            _wake_timer.daemon = True
+            _wake_timer.start()
+            return
+        _wake_last = now
+    inbox_drain_enqueue()
+
+
+def _wake_due() -> None:
+    global _wake_last, _wake_timer
+    with _wake_lock:
+        _wake_last = time.monotonic()
+        _wake_timer = None
+    inbox_drain_enqueue()
 
 
 def inbox_drain_enqueue() -> None:

@@ -12,6 +12,7 @@ import hashlib
 from contextlib import contextmanager
 
 import orjson
+import psycopg
 from django.db import connection, transaction
 from django.db.models import JSONField
 
@@ -157,6 +158,33 @@ def rows_copy(table: str, columns: str, rows, *, cursor=None) -> None:
     with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
+
+
+def row_insert(table: str, values: dict) -> int:
+    """Insert one row in the caller's transaction (autocommit: committed on return) and return
+    its id (PostgreSQL only).
+
+    The values are bound on the server, ``bytes`` in binary: Django binds on the client, which
+    writes a large ``bytea`` into the SQL text as hex escapes (twice its size) and builds the
+    statement through the ORM on every call. JSON columns take JSON text. A lost database
+    raises Django's ``OperationalError``, as any query would.
+    """
+    columns = tuple(values)
+    formats = tuple("%b" if isinstance(values[name], bytes) else "%s" for name in columns)
+    statement = _row_inserts.get((table, columns, formats))
+    if statement is None:
+        quote = connection.ops.quote_name
+        names = ", ".join(quote(name) for name in columns)
+        statement = f"INSERT INTO {quote(table)} ({names}) VALUES ({', '.join(formats)})"  # noqa: S608
+        statement = _row_inserts[(table, columns, formats)] = statement + " RETURNING id"
+    with connection.wrap_database_errors:
+        connection.ensure_connection()
+        with psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(statement, list(values.values()))
+            return cursor.fetchone()[0]
+
+
+_row_inserts: dict[tuple, str] = {}
 
 
 def ids_reserve(table: str, count: int) -> list[int]:
