@@ -6,7 +6,7 @@ PORT ?= 8000
 STAMP := $(VENV)/.installed
 NODE_SDK := tests/sdks/node
 
-.PHONY: run test lint format install bench bench-segments bench-admin soak clean node-sdk
+.PHONY: run test lint format install bench bench-segments bench-admin soak clean node-sdk vendor
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ bench-segments: $(STAMP)
 # The admin's busiest pages on DATABASE_URL (fill it first with manage.py seed_demo).
 bench-admin: $(STAMP)
 	$(BIN)/python bench/admin_pages.py
+
+# Refresh the vendored front-end libraries (vendor/package.json pins them; the copies are committed).
+vendor:
+	npm ci --prefix vendor --no-audit --no-fund
+	$(PYTHON) vendor/refresh.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -15,6 +15,7 @@ from django.db import IntegrityError, InterfaceError, OperationalError, transact
 from django.db.models import Max
 from django.utils import timezone
 
+from config.lib import metrics
 from config.lib.db import on_postgres, row_insert
 
 from .doors import DOORS
@@ -131,14 +132,18 @@ def inbox_accept(
     meta: dict,
     ip: str | None,
     received_at: datetime,
+    messages: int = 1,
 ) -> InboxRequest:
-    """Store one request durably (one INSERT) and schedule its processing."""
+    """Store one request durably (one INSERT) and schedule its processing. ``messages`` is how
+    many it holds, for the operators' metrics."""
     row = _inbox_row_create(
         source=source, door=door, body=body, meta=meta, ip=ip, received_at=received_at
     )
     from .tasks import inbox_drain_wake
 
     transaction.on_commit(inbox_drain_wake)
+    accepted = metrics.messages_accepted.labels(door=door)
+    transaction.on_commit(lambda: accepted.inc(messages))
     return row
 
 
@@ -195,6 +200,7 @@ def inbox_accept_processed(
         row = _inbox_row_create(
             source=source, door=door, body=body, meta=meta, ip=ip, received_at=received_at
         )
+        transaction.on_commit(metrics.messages_accepted.labels(door=door).inc)
         try:
             with transaction.atomic():
                 _, stored = _inbox_rows_store([row])

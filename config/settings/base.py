@@ -115,6 +115,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Footprint's own admin styles and the vendored libraries of vendor/manifest.json.
+STATICFILES_DIRS = [BASE_DIR / "config" / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -254,6 +256,8 @@ FOOTPRINT = {
         "profiles.services.retention_sessions",
         "tracking.retention.retention_requests",
     ],
+    # The bearer token a Prometheus scraper sends to GET /metrics; empty: no metrics endpoint.
+    "METRICS_TOKEN": env.str("FOOTPRINT_METRICS_TOKEN", default=""),
     # How long a web process reuses the source a write key belongs to.
     "SOURCE_CACHE_SECONDS": env.float("FOOTPRINT_SOURCE_CACHE_SECONDS", default=5.0),
 }
