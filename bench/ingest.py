@@ -222,6 +222,8 @@ class Phase:
     seconds: float = 0.0
     generator_cpu: float = 0.0
     web_cpu: float = 0.0
+    # The most uneven share of the connections between the web workers seen, as "12/4".
+    split: str = ""
 
     def web_ms(self) -> str:
         """Web CPU per request, in milliseconds."""
@@ -296,6 +298,47 @@ def timed(phase: Phase, work, web: psutil.Process | None = None) -> Phase:
     phase.generator_cpu = (after.ru_utime + after.ru_stime) - (cpu.ru_utime + cpu.ru_stime)
     phase.web_cpu = tree_cpu(web) - web_before
     return phase
+
+
+class ConnectionSplit(threading.Thread):
+    """Samples how the generator's connections are spread over the gunicorn workers."""
+
+    def __init__(self, root: psutil.Process, port: int):
+        super().__init__(daemon=True)
+        self.root, self.port = root, port
+        self.samples: list[tuple[int, ...]] = []
+        self.stopped = threading.Event()
+
+    def __enter__(self) -> ConnectionSplit:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        self.join()
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.25):
+            counts = []
+            for child in self.root.children():
+                try:
+                    connections = child.net_connections(kind="tcp")
+                except psutil.Error:
+                    continue
+                counts.append(
+                    sum(
+                        1
+                        for c in connections
+                        if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == self.port
+                    )
+                )
+            if sum(counts):
+                self.samples.append(tuple(sorted(counts, reverse=True)))
+
+    def widest(self) -> str:
+        if not self.samples:
+            return ""
+        return "/".join(map(str, max(self.samples, key=lambda c: (c[0] - c[-1], c))))
 
 
 def tree_cpu(root: psutil.Process | None) -> float:
@@ -397,6 +440,9 @@ def gunicorn_start(
         [
             str(BIN / "gunicorn"),
             app,
+            # Footprint's gunicorn settings (README, Production), for the lean peer too.
+            "--config",
+            str(ROOT / "config" / "gunicorn.py"),
             "--workers",
             str(args.web_workers),
             "--bind",
@@ -584,8 +630,9 @@ def main() -> None:
             """The same requests to Footprint, then to the lean peer, back to back."""
             print(f"{name} …", file=sys.stderr)
             ours, theirs = Phase(name), Phase(f"{name} (lean peer)")
-            with profiled(args, name, web.pid):
+            with profiled(args, name, web.pid), ConnectionSplit(web_tree, port) as split:
                 timed(ours, closed_loop(port, requests, concurrency, ours), web_tree)
+            ours.split = split.widest()
             timed(theirs, closed_loop(peer_port, requests, concurrency, theirs), peer_tree)
             return ours, theirs
 
@@ -796,7 +843,16 @@ def report(
     single_ratio = single_rate / single_peer_rate
     copy_ratio = process_rate / copy_rate
     paced_p99 = flows.percentile(99)
-    header = ("figure", "measured", "p50 ms", "p99 ms", "baseline", "server CPU", "gen. CPU")
+    header = (
+        "figure",
+        "measured",
+        "p50 ms",
+        "p99 ms",
+        "baseline",
+        "server CPU",
+        "gen. CPU",
+        "conns/worker",
+    )
     rows = [
         header,
         (
@@ -807,6 +863,7 @@ def report(
             f"{accept_ratio:.2f} of lean peer",
             f"{accept.web_ms()} ms/request",
             share(accept),
+            accept.split,
         ),
         (
             "  lean peer, same requests",
@@ -816,6 +873,7 @@ def report(
             "1.00",
             f"{accept_peer.web_ms()} ms/request",
             share(accept_peer),
+            "",
         ),
         (
             "single /v1/track",
@@ -825,6 +883,7 @@ def report(
             f"{single_ratio:.2f} of lean peer",
             f"{single.web_ms()} ms/request",
             share(single),
+            single.split,
         ),
         (
             "  lean peer, same requests",
@@ -834,6 +893,7 @@ def report(
             "1.00",
             f"{single_peer.web_ms()} ms/request",
             share(single_peer),
+            "",
         ),
         (
             "process (1 worker process)",
@@ -844,8 +904,9 @@ def report(
             f"{process.worker_cpu / max(process.events, 1) * 1e6:.0f} us/event, "
             f"{process.worker_cpu / process.seconds:.0%} busy",
             "",
+            "",
         ),
-        ("  raw COPY, same rows", f"{copy_rate:,.0f} rows/s", "", "", "1.00", "", ""),
+        ("  raw COPY, same rows", f"{copy_rate:,.0f} rows/s", "", "", "1.00", "", "", ""),
         (
             "/v2/callFlows, 8 connections",
             f"{flows_max_rate:,.0f} req/s",
@@ -854,6 +915,7 @@ def report(
             "",
             f"{flows_max.web_ms()} ms/request",
             share(flows_max),
+            "",
         ),
         (
             f"/v2/callFlows paced at {flows_rate:,.0f}/s",
@@ -863,9 +925,10 @@ def report(
             "",
             f"{flows.web_ms()} ms/request",
             share(flows),
+            "",
         ),
-        ("peak RSS per process", f"web {web_mib:,.0f} MiB", "", "", "", "", ""),
-        ("", f"worker {worker_mib:,.0f} MiB", "", "", "", "", ""),
+        ("peak RSS per process", f"web {web_mib:,.0f} MiB", "", "", "", "", "", ""),
+        ("", f"worker {worker_mib:,.0f} MiB", "", "", "", "", "", ""),
     ]
     paced_at_target = flows_rate >= 0.95 * CALL_FLOWS_RATE
     targets = [

@@ -75,7 +75,7 @@ def wakes(settings, monkeypatch):
     settings.CELERY_TASK_ALWAYS_EAGER = False
     settings.FOOTPRINT = {**settings.FOOTPRINT, "DRAIN_WAKE_SECONDS": 0.2}
     monkeypatch.setattr(tasks, "_wake_last", float("-inf"))
-    monkeypatch.setattr(tasks, "_wake_timer", None)
+    monkeypatch.setattr(tasks, "_wake_pending", False)
     recorded = Wakes()
     monkeypatch.setattr(tasks, "inbox_drain_enqueue", recorded)
     return recorded

@@ -56,7 +56,7 @@ local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return count
 """
-_count_scripts: dict[tuple, Any] = {}
+_count_scripts: dict[str, Any] = {}
 
 
 def _count_script(backend: RedisCache):
@@ -65,7 +65,7 @@ def _count_script(backend: RedisCache):
     Django's Redis cache builds a new client (and its table of reply parsers) for every call;
     one client per server, shared by the threads (it is thread-safe), costs nothing per request.
     """
-    server = backend._cache._servers[0]
+    server = backend._servers[0]
     script = _count_scripts.get(server)
     if script is None:
         client = backend._cache.get_client(write=True)
