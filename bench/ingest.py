@@ -436,13 +436,13 @@ def gunicorn_start(
 
     ``app`` (run from ``cwd``) is Footprint by default; the lean peer gets the same settings.
     """
+    # Footprint's gunicorn settings (README, Production), for the lean peer too.
+    config = ROOT / "config" / "gunicorn.py"
     return subprocess.Popen(
         [
             str(BIN / "gunicorn"),
             app,
-            # Footprint's gunicorn settings (README, Production), for the lean peer too.
-            "--config",
-            str(ROOT / "config" / "gunicorn.py"),
+            *(["--config", str(config)] if config.exists() else []),
             "--workers",
             str(args.web_workers),
             "--bind",
