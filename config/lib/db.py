@@ -166,22 +166,25 @@ def row_insert(table: str, values: dict) -> int:
 
     The values are bound on the server, ``bytes`` in binary: Django binds on the client, which
     writes a large ``bytea`` into the SQL text as hex escapes (twice its size) and builds the
-    statement through the ORM on every call. JSON columns take JSON text. A lost database
-    raises Django's ``OperationalError``, as any query would.
+    statement through the ORM on every call. JSON columns take JSON text. The cursor is
+    wrapped as Django wraps its own, so errors are Django's (a lost database is its
+    ``OperationalError``), and query logging and execute wrappers see the statement.
     """
     columns = tuple(values)
-    formats = tuple("%b" if isinstance(values[name], bytes) else "%s" for name in columns)
-    statement = _row_inserts.get((table, columns, formats))
+    statement = _row_inserts.get((table, columns))
     if statement is None:
         quote = connection.ops.quote_name
         names = ", ".join(quote(name) for name in columns)
-        statement = f"INSERT INTO {quote(table)} ({names}) VALUES ({', '.join(formats)})"  # noqa: S608
-        statement = _row_inserts[(table, columns, formats)] = statement + " RETURNING id"
+        placeholders = ", ".join(["%s"] * len(columns))
+        sql = f"INSERT INTO {quote(table)} ({names}) VALUES ({placeholders})"  # noqa: S608
+        statement = _row_inserts[(table, columns)] = sql + " RETURNING id"
     with connection.wrap_database_errors:
         connection.ensure_connection()
-        with psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(statement, list(values.values()))
-            return cursor.fetchone()[0]
+    raw = psycopg.Cursor(connection.connection)  # binds on the server, unlike Django's
+    wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
+    with wrap(raw) as cursor:
+        cursor.execute(statement, list(values.values()))
+        return cursor.fetchone()[0]
 
 
 _row_inserts: dict[tuple, str] = {}
