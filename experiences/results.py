@@ -644,12 +644,12 @@ def _until(ctx: Context, exposure: dict, guardrails: list[dict]) -> str:
     needed = [n for n in needed if n]
     first = exposure["start"]["firstExposureAt"]
     if not needed or first is None:
-        return "until the guardrails are clear"
+        return "a while longer"
     days = max((timezone.now() - first).total_seconds() / 86400, 1)
     pace = exposure["total"] / days
     extra = max(0, max(needed) - exposure["total"]) / pace if pace else None
     if extra is None:
-        return "until the guardrails are clear"
+        return "a while longer"
     when = timezone.now() + timedelta(days=math.ceil(extra))
     return f"until about {when:%-d %B}"
 
