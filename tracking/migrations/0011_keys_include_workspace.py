@@ -24,7 +24,7 @@ def primary_keys(columns):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("tracking", "0009_event_channel_vocabulary")]
+    dependencies = [("tracking", "0010_failed_event_import_line")]
 
     operations = [
         migrations.RunPython(primary_keys("id, workspace_id"), primary_keys("id")),
