@@ -184,6 +184,10 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BEAT_SCHEDULE = {
     "inbox-sweep": {"task": "tracking.tasks.inbox_sweep", "schedule": timedelta(seconds=30)},
     "dedup-keys-purge": {"task": "tracking.tasks.dedup_keys_purge", "schedule": crontab(minute=7)},
+    "event-partitions-ahead": {
+        "task": "tracking.tasks.event_partitions_ahead",
+        "schedule": crontab(hour=2, minute=47),
+    },
     "retention-purge": {
         "task": "tracking.tasks.retention_purge",
         "schedule": crontab(hour=3, minute=17),
