@@ -16,6 +16,10 @@ DISTRIBUTED = {
     "tracking_dedupkey",
     "tracking_failedevent",
     "tracking_workspace_members",
+    "tracking_eventrollup",
+    "tracking_failedeventrollup",
+    "tracking_catalogueevent",
+    "tracking_cataloguekey",
     "profiles_guest",
     "profiles_identity",
     "profiles_session",
@@ -25,6 +29,8 @@ DISTRIBUTED = {
     "profiles_segment",
     "profiles_segmentmembership",
     "profiles_segmentrun",
+    "profiles_guestday",
+    "profiles_guestrollup",
     "experiences_experience",
     "experiences_experience_target_segments",
     "experiences_experience_exclusion_segments",
@@ -63,6 +69,11 @@ EXCEPTIONS: dict[tuple[str, tuple[str, ...] | None], str] = {
     ("profiles_erasure", ("id",)): _REFERENCED_ID.format(refs="suppressed identities"),
     ("experiences_experience", ("id",)): _REFERENCED_ID.format(
         refs="variants, assignments, flow executions and the segment lists"
+    ),
+    ("profiles_guestday", ("guest_id", "day")): (
+        "the key the daily rollup's upsert names as its conflict target; a guest belongs to one "
+        "workspace, so (workspace_id, guest_id, day) is the same key: change the constraint "
+        "and the upsert together"
     ),
     ("profiles_segmentmembership", None): _NO_COLUMN.format(parent="segment_id"),
     ("profiles_segmentrun", None): _NO_COLUMN.format(parent="segment_id"),

@@ -25,7 +25,7 @@ from .models import (
     FailedEvent,
     InboxRequest,
 )
-from .store import Stored, events_store
+from .store import Stored, events_store, failed_rollups_count
 
 logger = logging.getLogger(__name__)
 
@@ -211,6 +211,7 @@ def _inbox_rows_store(rows: list[InboxRequest]) -> tuple[DrainStats, Stored]:
     )
     if failed:
         FailedEvent.objects.bulk_create(failed, batch_size=500)
+        failed_rollups_count(failed)
     InboxRequest.objects.filter(pk__in=[row.pk for row in rows]).update(
         status=InboxRequest.Status.DONE, body=b"", processed_at=timezone.now(), attempts=1
     )

@@ -1,13 +1,19 @@
 """Primary keys that include workspace_id (PostgreSQL), so the tables can be distributed by it.
 
-Django keeps ``id`` as each model's identity (it stays unique: the sequence gives it); only the
-constraint PostgreSQL enforces becomes ``(id, workspace_id)``, with ``id`` first so a lookup by
-id still uses it. Nothing references these tables by foreign key. SQLite keeps its plain keys.
+Django keeps ``id`` as each model's identity; only the constraint PostgreSQL enforces becomes
+``(id, workspace_id)``, with ``id`` first so a lookup by id still uses it. Nothing references
+these tables by foreign key. SQLite keeps its plain keys.
 """
 
 from django.db import migrations
 
-TABLES = ["tracking_dedupkey", "tracking_failedevent", "tracking_event", "tracking_workspace_members"]
+TABLES = [
+    "profiles_identity",
+    "profiles_guestmerge",
+    "profiles_suppressedidentity",
+    "profiles_guestday",
+    "profiles_guestrollup",
+]
 
 
 def primary_keys(columns):
@@ -24,7 +30,7 @@ def primary_keys(columns):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("tracking", "0010_failed_event_import_line")]
+    dependencies = [("profiles", "0010_ref_unique_with_workspace")]
 
     operations = [
         migrations.RunPython(primary_keys("id, workspace_id"), primary_keys("id")),

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('profiles', '0008_session_channel_vocabulary'),
+        ('profiles', '0009_guest_rollups'),
         ('tracking', '0009_event_channel_vocabulary'),
     ]
 

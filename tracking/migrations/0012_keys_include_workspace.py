@@ -1,13 +1,22 @@
 """Primary keys that include workspace_id (PostgreSQL), so the tables can be distributed by it.
 
-Django keeps ``id`` as each model's identity; only the constraint PostgreSQL enforces becomes
-``(id, workspace_id)``, with ``id`` first so a lookup by id still uses it. Nothing references
-these tables by foreign key. SQLite keeps its plain keys.
+Django keeps ``id`` as each model's identity (it stays unique: the sequence gives it); only the
+constraint PostgreSQL enforces becomes ``(id, workspace_id)``, with ``id`` first so a lookup by
+id still uses it. Nothing references these tables by foreign key. SQLite keeps its plain keys.
 """
 
 from django.db import migrations
 
-TABLES = ["profiles_identity", "profiles_guestmerge", "profiles_suppressedidentity"]
+TABLES = [
+    "tracking_dedupkey",
+    "tracking_failedevent",
+    "tracking_event",
+    "tracking_workspace_members",
+    "tracking_eventrollup",
+    "tracking_failedeventrollup",
+    "tracking_catalogueevent",
+    "tracking_cataloguekey",
+]
 
 
 def primary_keys(columns):
@@ -24,7 +33,7 @@ def primary_keys(columns):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("profiles", "0009_ref_unique_with_workspace")]
+    dependencies = [("tracking", "0011_merge_rollups_import_line")]
 
     operations = [
         migrations.RunPython(primary_keys("id, workspace_id"), primary_keys("id")),
