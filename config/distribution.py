@@ -35,6 +35,7 @@ DISTRIBUTED = {
     "experiences_experience_target_segments",
     "experiences_experience_exclusion_segments",
     "experiences_variant",
+    "experiences_metric",
     "experiences_assignment",
     "experiences_flowexecution",
 }
@@ -78,6 +79,7 @@ EXCEPTIONS: dict[tuple[str, tuple[str, ...] | None], str] = {
     ("profiles_segmentmembership", None): _NO_COLUMN.format(parent="segment_id"),
     ("profiles_segmentrun", None): _NO_COLUMN.format(parent="segment_id"),
     ("experiences_variant", None): _NO_COLUMN.format(parent="experience_id"),
+    ("experiences_metric", None): _NO_COLUMN.format(parent="experience_id"),
     ("experiences_assignment", None): _NO_COLUMN.format(parent="experience_id"),
     ("experiences_flowexecution", None): _NO_COLUMN.format(parent="experience_id"),
     ("experiences_experience_target_segments", None): _NO_COLUMN.format(parent="experience_id"),

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('experiences', '0002_variant_one_control'),
+        ('experiences', '0003_metrics'),
         ('profiles', '0008_session_channel_vocabulary'),
         ('tracking', '0009_event_channel_vocabulary'),
     ]
