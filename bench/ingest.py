@@ -759,12 +759,15 @@ def inbox_keep() -> None:
 
 
 def inbox_restore() -> None:
-    """Back to the state after accepting: no guest, event, key or session; the kept inbox."""
+    """Back to the state after accepting: no guest, event, key, rollup or session; the kept
+    inbox."""
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE tracking_event, tracking_dedupkey, tracking_failedevent, "
+            "tracking_eventrollup, tracking_failedeventrollup, tracking_catalogueevent, "
+            "tracking_cataloguekey, profiles_guestday, profiles_guestrollup, "
             "profiles_dirtyguest, profiles_guest CASCADE"
         )
         cursor.execute("DELETE FROM tracking_inboxrequest")
