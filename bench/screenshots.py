@@ -135,7 +135,7 @@ def wait_up(url: str, seconds: float = 60) -> None:
     raise RuntimeError(f"the server did not answer at {url}")
 
 
-def shoot(base: str, ids: dict, out: Path, chromium: str) -> list[str]:
+def shoot(base: str, ids: dict, out: Path, chromium: str, *, top: bool) -> list[str]:
     from playwright.sync_api import sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)
@@ -166,6 +166,8 @@ def shoot(base: str, ids: dict, out: Path, chromium: str) -> list[str]:
                 status = response.status if response else "?"
                 target = out / f"{name}.png"
                 page.screenshot(path=str(target), full_page=True)
+                if top:
+                    page.screenshot(path=str(out / f"{name}-top.png"))
                 width = page.evaluate("document.documentElement.scrollWidth")
                 note = "" if width <= WIDTH else f"  (page is {width} px wide!)"
                 print(f"  {name}: HTTP {status} {path}{note}")
@@ -179,6 +181,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "screenshots"), help="folder for the PNGs")
     parser.add_argument("--guests", type=int, default=300, help="people seed_demo simulates")
+    parser.add_argument(
+        "--top", action="store_true", help="also the first screenful of each page (NAME-top.png)"
+    )
     args = parser.parse_args()
     chromium = os.environ.get("FOOTPRINT_CHROMIUM") or shutil.which("chromium")
     if not chromium:
@@ -206,7 +211,7 @@ def main() -> None:
             base = f"http://127.0.0.1:{port}"
             wait_up(f"{base}/healthz")
             print(f"Screenshots at {WIDTH} px into {args.out}:")
-            saved = shoot(base, ids, Path(args.out), chromium)
+            saved = shoot(base, ids, Path(args.out), chromium, top=args.top)
         finally:
             server.terminate()
             server.wait(timeout=10)

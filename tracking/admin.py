@@ -290,7 +290,7 @@ def event_sentence(event) -> str:
     if event.type in ("page", "screen", "VIEW"):
         place = event.name or properties.get("title") or properties.get("path") or ""
         url = properties.get("url")
-        if isinstance(url, str) and url and url != place:
+        if isinstance(url, str) and url and not url.endswith(str(place)):
             return f"{words} {place} ({url})".replace("  ", " ")
         return f"{words} {place}".strip()
     if event.type == "identify":
