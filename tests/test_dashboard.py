@@ -211,6 +211,13 @@ def test_empty_states_say_how_the_first_record_arrives(client):
     assert "copy a source&#x27;s snippet" in home or "copy a source's snippet" in home
     assert "No experience is live" in home
     assert "No segments yet" in home
+    for path, words in [
+        ("/admin/tracking/event/", "No events yet. Events arrive a few seconds after"),
+        ("/admin/profiles/guest/", "No guests yet. A guest is made by the first event"),
+        ("/admin/profiles/session/", "No sessions yet. A session starts"),
+    ]:
+        assert words in client.get(path).content.decode(), path
+    assert "Nothing matches" in client.get("/admin/tracking/event/?q=nobody").content.decode()
 
 
 @pytest.mark.django_db
