@@ -20,6 +20,7 @@ DISTRIBUTED = {
     "tracking_failedeventrollup",
     "tracking_catalogueevent",
     "tracking_cataloguekey",
+    "tracking_eventtyperollup",
     "profiles_guest",
     "profiles_identity",
     "profiles_session",

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tracking', '0012_keys_include_workspace'),
+        ('tracking', '0013_keys_include_workspace'),
     ]
 
     operations = [

@@ -36,6 +36,6 @@ def forwards(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("tracking", "0013_failedevent_inbox_no_constraint")]
+    dependencies = [("tracking", "0014_failedevent_inbox_no_constraint")]
 
     operations = [migrations.RunPython(forwards, migrations.RunPython.noop, elidable=False)]

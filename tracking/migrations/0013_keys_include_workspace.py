@@ -16,6 +16,7 @@ TABLES = [
     "tracking_failedeventrollup",
     "tracking_catalogueevent",
     "tracking_cataloguekey",
+    "tracking_eventtyperollup",
 ]
 
 
@@ -33,7 +34,7 @@ def primary_keys(columns):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("tracking", "0011_merge_rollups_import_line")]
+    dependencies = [("tracking", "0012_event_type_rollup")]
 
     operations = [
         migrations.RunPython(primary_keys("id, workspace_id"), primary_keys("id")),
