@@ -40,10 +40,9 @@ def setting_local(name: str, value: str):
     it, so when the block runs inside a longer transaction the old value is put back by hand
     (a failed block is rolled back to its savepoint, which undoes the setting anyway).
     """
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT current_setting(%s)", [name])
         previous = cursor.fetchone()[0]
-    with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
         yield
         cursor.execute("SELECT set_config(%s, %s, true)", [name, previous])
@@ -123,6 +122,12 @@ def rows_update(objects: list, fields: list[str]) -> None:
                 "WHERE t.id = s.id",
                 params,
             )
+        return
+    if not connection.in_atomic_block:
+        # The scratch table empties at every commit: its statements must share one transaction
+        # (and so, behind PgBouncer, one server connection).
+        with transaction.atomic():
+            rows_update(objects, fields)
         return
     scratch = f"_rows_{table}_" + hashlib.sha256(",".join(fields).encode()).hexdigest()[:8]
     definitions = ", ".join(f"{quote(f.column)} {f.db_type(connection)}" for f in columns)
@@ -456,3 +461,30 @@ def sql_json_list_merge(existing: str, new: str, *, limit: int) -> str:
         f"SELECT value, 1000000 + key FROM json_each({new})) GROUP BY value "
         f"ORDER BY min(o) LIMIT {limit})) END"
     )
+
+
+def within_days_before(earlier: str, later: str) -> str:
+    """SQL saying ``earlier`` is at most a bound number of days (``%s``) before ``later``."""
+    if on_postgres():
+        return f"{earlier} >= {later} - (%s * interval '1 day')"
+    return f"julianday({earlier}) >= julianday({later}) - %s"
+
+
+def day_of(column: str) -> str:
+    """SQL for the UTC calendar day of a timestamp column (a date, or ISO text on SQLite)."""
+    if on_postgres():
+        return f"(({column}) AT TIME ZONE 'UTC')::date"
+    return f"date({column})"
+
+
+def json_text(column: str, *keys: str) -> str:
+    """SQL for the text at ``column``'s nested ``keys`` (NULL when absent).
+
+    The keys are the code's own constants (letters, digits, underscores), written into the
+    SQL so that the same expression can be grouped by on both databases.
+    """
+    if not all(key.replace("_", "").isalnum() for key in keys):
+        raise ValueError(f"JSON keys must be identifiers: {keys!r}")
+    if on_postgres():
+        return f"({column} #>> '{{{','.join(keys)}}}')"
+    return f"json_extract({column}, '$.{'.'.join(keys)}')"
