@@ -21,6 +21,7 @@ from tracking.admin_base import (
     pretty_json,
 )
 from tracking.models import Event, Workspace
+from tracking.pipeline import hook
 from tracking.selectors import workspaces_visible
 
 from .exports import export_csv
@@ -37,23 +38,14 @@ from .models import (
 from .rules import RuleError
 from .segment_sql import members_query
 from .segments import segment_recompute, segment_validate
+from .selectors import guest_identities_by_kind, guest_totals
 from .tasks import segment_recompute as segment_recompute_task
+from .timeline import event_sentence
 
 TIMELINE_PAGE_SIZE = 25
 # The timeline's offset is a bigint in SQL: a page past that is not a page (the first is shown).
 TIMELINE_LAST_PAGE = (2**63 - 1) // TIMELINE_PAGE_SIZE - 1
 GUEST_PAGE_SESSIONS = 20
-
-
-class IdentityInline(admin.TabularInline):
-    model = Identity
-    extra = 0
-    fields = ["kind", "value", "created_at"]
-    readonly_fields = ["kind", "value", "created_at"]
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 class LastSeenFilter(SeenWithinFilter):
@@ -106,7 +98,6 @@ class GuestAdmin(WorkspaceScopedAdmin):
         ("Traits", {"fields": ["traits_pretty"]}),
     ]
     readonly_fields = ["ref", "traits_pretty", "first_seen", "last_seen", "merged_into"]
-    inlines = [IdentityInline]
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
@@ -143,11 +134,17 @@ class GuestAdmin(WorkspaceScopedAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         guest = self.get_object(request, object_id)
         if guest is not None:
-            extra_context = {**(extra_context or {}), **self._guest_page(request, guest)}
+            extra_context = {
+                **(extra_context or {}),
+                **self._guest_page(request, guest),
+                "title": guest_display_name(guest),
+                "subtitle": None,
+            }
         return super().change_view(request, object_id, form_url, extra_context)
 
     def _guest_page(self, request, guest: Guest) -> dict:
-        """Sessions, merges and a page of the timeline, without counting the whole timeline."""
+        """The profile: totals, chart, identities, segments, merges and a page of the timeline,
+        in bounded queries (nothing counts or sums a guest's whole history)."""
         try:
             page = max(1, int(request.GET.get("timeline", 1)))
         except ValueError:
@@ -157,11 +154,26 @@ class GuestAdmin(WorkspaceScopedAdmin):
         start = (page - 1) * TIMELINE_PAGE_SIZE
         events = list(
             Event.objects.filter(guest=guest)
-            .select_related("source", "session")
+            .select_related("source")
             .order_by("-timestamp", "-id")[start : start + TIMELINE_PAGE_SIZE + 1]
         )
+        shown_events = events[:TIMELINE_PAGE_SIZE]
+        identifies_traits_before(guest, shown_events)
+        experiences = hook("EXPERIENCES_NAMED")(
+            workspace_id=guest.workspace_id,
+            friendly_ids={event.name for event in shown_events if event.type == "TRACKING"},
+        )
+        totals = guest_totals(guest)
         return {
-            "timeline": events[:TIMELINE_PAGE_SIZE],
+            "guest": guest,
+            "full_name": " ".join(part for part in (guest.first_name, guest.last_name) if part),
+            "totals": totals,
+            "traits": sorted((guest.traits or {}).items())
+            if isinstance(guest.traits, dict)
+            else [],
+            "activity_chart": activity_chart(totals),
+            "identity_groups": guest_identities_by_kind(guest),
+            "timeline": [(event, event_sentence(event, experiences)) for event in shown_events],
             "timeline_page": page,
             "timeline_next": page + 1 if len(events) > TIMELINE_PAGE_SIZE else None,
             "timeline_previous": page - 1 if page > 1 else None,
@@ -171,6 +183,60 @@ class GuestAdmin(WorkspaceScopedAdmin):
                 guest.memberships.select_related("segment").order_by("-entered_at")[:50]
             ),
         }
+
+
+# How far back past a timeline page the guest page looks for the identify before its oldest one.
+IDENTIFY_LOOKBACK_EVENTS = 1000
+
+
+def identifies_traits_before(guest: Guest, events: list) -> None:
+    """Sets ``traits_before`` on each identify of the page: the traits of the guest's identify
+    before it (on the page, else among the next ``IDENTIFY_LOOKBACK_EVENTS`` older events), so its
+    sentence can say which traits changed."""
+    identifies = [event for event in events if event.type == "identify"]
+    if not identifies:
+        return
+    oldest = identifies[-1]
+    older = (
+        Event.objects.filter(guest=guest, timestamp__lte=oldest.timestamp)
+        .exclude(pk=oldest.pk)
+        .order_by("-timestamp")
+        .values("pk")[:IDENTIFY_LOOKBACK_EVENTS]
+    )
+    before = (
+        Event.objects.filter(pk__in=older, type="identify")
+        .order_by("-timestamp", "-id")
+        .values_list("traits", flat=True)
+        .first()
+    )
+    for event in reversed(identifies):
+        event.traits_before = before
+        before = {**(before or {}), **(event.traits or {})}
+
+
+def guest_display_name(guest: Guest) -> str:
+    """What a person calls the guest: their name, else their email, else what they are."""
+    name = " ".join(part for part in (guest.first_name, guest.last_name) if part)
+    if name:
+        return name
+    if guest.email:
+        return guest.email
+    return f"Anonymous {guest.get_guest_type_display().lower()} {str(guest.ref)[:8]}"
+
+
+def activity_chart(totals) -> dict:
+    """The guest's events per day as a Chart.js bar chart (drawn by footprint/charts.js)."""
+    return {
+        "type": "bar",
+        "data": {
+            "labels": [day.strftime("%b %-d") for day, _ in totals.per_day],
+            "datasets": [{"label": "events", "data": [n for _, n in totals.per_day]}],
+        },
+        "options": {
+            "plugins": {"legend": {"display": False}},
+            "scales": {"y": {"beginAtZero": True, "ticks": {"precision": 0}}},
+        },
+    }
 
 
 @admin.register(Identity)
