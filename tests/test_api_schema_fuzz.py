@@ -144,3 +144,35 @@ def test_the_read_api_speaks_camel_case():
         if parameter["in"] == "query" and not camel.fullmatch(parameter["name"])
     ]
     assert odd == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        # Deeper than the decoder goes: a RecursionError, a 500, before.
+        pytest.param('{"a":' * 5000 + "1" + "}" * 5000, "the body", id="decoder-depth"),
+        pytest.param(
+            '{"slug": "x", "name": "x", "rule": ' + '{"not":' * 70 + "{}" + "}" * 70 + "}",
+            "rule" + ".not" * 63,
+            id="rule-depth",
+        ),
+    ],
+)
+def test_a_body_nested_too_deep_is_a_400(token, client, body, field):
+    response = client.post(
+        "/api/segments/", body, content_type="application/json", HTTP_AUTHORIZATION=f"Token {token}"
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "too_deep"
+    assert response.json()["field"] == field
+
+
+def test_a_rule_nested_within_the_limit_is_judged_by_the_rules(token, client):
+    rule = {"not": {"not": {"field": {"name": "guest_type", "op": "eq", "value": "customer"}}}}
+    response = client.post(
+        "/api/segments/",
+        {"slug": "nested", "name": "Nested", "rule": rule},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Token {token}",
+    )
+    assert response.status_code == 201, response.content

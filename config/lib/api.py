@@ -31,6 +31,41 @@ def nul_character_path(data) -> str | None:
     return None
 
 
+MAX_BODY_NESTING = 64
+
+
+def nesting_path(data, limit: int = MAX_BODY_NESTING) -> str | None:
+    """The path of the first value nested deeper than ``limit`` objects and arrays, or None.
+    No API field nests more than a few levels; a deeper body is refused before it reaches a
+    serializer, a rule compiler or PostgreSQL's jsonb, each of which recurses."""
+    stack = [("", data, 0)]
+    while stack:
+        path, value, depth = stack.pop()
+        if isinstance(value, dict | list | tuple):
+            if depth >= limit:
+                return path or "the body"
+            if isinstance(value, dict):
+                named = ((f"{path}.{k}" if path else str(k), item) for k, item in value.items())
+            else:
+                named = ((f"{path}[{index}]", item) for index, item in enumerate(value))
+            stack.extend((name, item, depth + 1) for name, item in named)
+    return None
+
+
+class TooDeep(APIException):
+    status_code = 400
+    default_code = "too_deep"
+
+    def __init__(self, field: str) -> None:
+        super().__init__(
+            {
+                "code": "too_deep",
+                "message": f"{field} nests more than {MAX_BODY_NESTING} objects and arrays deep",
+                "field": field,
+            }
+        )
+
+
 class InvalidCharacter(APIException):
     status_code = 400
     default_code = "invalid_character"
@@ -63,7 +98,18 @@ class NulRefusingMixin:
 
 
 class JSONParser(NulRefusingMixin, parsers.JSONParser):
-    pass
+    """DRF's JSON parser, refusing NUL and bodies nested deeper than any API field goes."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            # The decoder itself gave up: far deeper than MAX_BODY_NESTING.
+            raise TooDeep("the body") from None
+        found = nesting_path(data)
+        if found is not None:
+            raise TooDeep(found)
+        return data
 
 
 class FormParser(NulRefusingMixin, parsers.FormParser):
