@@ -100,10 +100,11 @@ def guest_erase(*, guest: Guest, erased_by: str) -> Erasure:
 
 
 MARKETERS = "Marketers"
-# What the Marketers group may view (and nothing more): guests, their sessions and events.
+# What the Marketers group may view (and nothing more): guests, their sessions and events, and
+# the sources (whose pages hold the install snippets and the live debugger).
 MARKETERS_READABLE = {
     "profiles": ["guest", "identity", "session", "guestmerge"],
-    "tracking": ["event"],
+    "tracking": ["event", "source"],
 }
 
 

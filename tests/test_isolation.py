@@ -522,9 +522,15 @@ def test_marketers_cannot_change_sources_or_users(world, client):
     key = source.write_key
 
     assert client.get("/admin/profiles/guest/").status_code == 200  # they do have the admin
+    # They read their sources (install snippets, the live debugger), read-only.
+    assert client.get("/admin/tracking/source/").status_code == 200
+    page = client.get(f"/admin/tracking/source/{source.pk}/change/")
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    other = world[B].source
+    assert other.name not in client.get("/admin/tracking/source/").content.decode()
+    assert client.get(f"/admin/tracking/source/{other.pk}/change/").status_code == 302
+    assert client.get(f"/admin/tracking/source/{other.pk}/debugger/").status_code == 404
     for path in [
-        "/admin/tracking/source/",
-        f"/admin/tracking/source/{source.pk}/change/",
         "/admin/tracking/source/add/",
         "/admin/auth/user/",
         f"/admin/auth/user/{marketer.pk}/change/",
