@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from experiences.views import call_flows
 from tracking import views as doors
+from tracking.metrics import metrics_view
 
 SEGMENT_ROUTES = "|".join(
     ["track", "identify", "page", "screen", "group", "alias", "batch", "import"]
@@ -35,5 +36,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("healthz", doors.healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
 ]

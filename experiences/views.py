@@ -14,7 +14,7 @@ from .services import content_render, flow_call
 MAX_BODY = 64 * 1024
 
 
-@door_view("POST")
+@door_view("POST", name="callflows")
 def call_flows(request: HttpRequest) -> HttpResponse:
     try:
         body = orjson.loads(body_read(request, limit=MAX_BODY))

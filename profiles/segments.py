@@ -9,6 +9,7 @@ so a slow run can never overwrite a newer one.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -16,6 +17,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from config.lib import metrics
 from config.lib.db import on_postgres, work_mem
 
 from .models import DirtyGuest, Segment, SegmentMembership, SegmentRun
@@ -45,6 +47,7 @@ def segment_recompute(
     segment: Segment, *, guest_ids: Iterable[int] | None = None, now: datetime | None = None
 ) -> SegmentRun:
     """Recompute a segment in full, or only for ``guest_ids``; returns the run's record."""
+    started = time.perf_counter()
     now = now or timezone.now()
     kind = SegmentRun.Kind.FULL if guest_ids is None else SegmentRun.Kind.INCREMENTAL
     version = _version_take(segment)
@@ -84,6 +87,9 @@ def segment_recompute(
         run.guests_checked = len(scope) if scope is not None else None
         run.finished_at = timezone.now()
         run.save()
+    transaction.on_commit(
+        lambda: metrics.segment_run_seconds.labels(kind=kind).observe(time.perf_counter() - started)
+    )
     return run
 
 

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from config.lib import metrics
 from config.lib.db import (
     on_postgres,
 )
@@ -227,6 +228,7 @@ def _inbox_rows_store(rows: list[InboxRequest]) -> tuple[DrainStats, Stored]:
             attempts=1,
             message_count=count,
         )
+    transaction.on_commit(lambda: _metrics_count(rows, stored=stored, failed=failed))
     stats = DrainStats(
         requests=len(rows),
         stored=len(stored.event_ids),
@@ -235,6 +237,22 @@ def _inbox_rows_store(rows: list[InboxRequest]) -> tuple[DrainStats, Stored]:
         rejected=len(failed),
     )
     return stats, stored
+
+
+def _metrics_count(rows: list[InboxRequest], *, stored: Stored, failed: list[FailedEvent]):
+    """Count a committed batch for the operators' metrics (``config.lib.metrics``)."""
+    metrics.events_stored.inc(len(stored.event_ids))
+    if stored.duplicates:
+        metrics.duplicates_dropped.inc(stored.duplicates)
+    reasons: dict[tuple[str, str], int] = {}
+    for item in failed:
+        key = (item.door, item.code)
+        reasons[key] = reasons.get(key, 0) + 1
+    for (door, code), count in reasons.items():
+        metrics.events_failed.labels(door=door, reason=code).inc(count)
+    now = timezone.now()
+    for row in rows:
+        metrics.processing_lag_seconds.observe(max((now - row.received_at).total_seconds(), 0))
 
 
 def failed_payload(payload):

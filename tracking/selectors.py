@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 from django.conf import settings
 from django.db.models import QuerySet
@@ -85,3 +86,13 @@ def event_refs(event_id: int | None) -> dict[str, str | None]:
     row = Event.objects.filter(pk=event_id).values("guest__ref", "session__ref").first() or {}
     guest, session = row.get("guest__ref"), row.get("session__ref")
     return {"guest": str(guest) if guest else None, "session": str(session) if session else None}
+
+
+def inbox_backlog() -> tuple[int, datetime | None]:
+    """How many accepted requests wait for processing, and when the oldest of them arrived
+    (by id, which the partial index on pending rows serves)."""
+    from .models import InboxRequest
+
+    pending = InboxRequest.objects.filter(status=InboxRequest.Status.PENDING)
+    oldest = pending.order_by("id").values_list("received_at", flat=True).first()
+    return (pending.count() if oldest is not None else 0), oldest

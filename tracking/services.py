@@ -14,6 +14,8 @@ from django.db import IntegrityError, InterfaceError, OperationalError, transact
 from django.db.models import Max
 from django.utils import timezone
 
+from config.lib import metrics
+
 from .doors import DOORS
 from .drain import DrainStats, _inbox_rows_store, inbox_drain, inbox_process_batch
 from .messages import ip_anonymize
@@ -128,14 +130,18 @@ def inbox_accept(
     meta: dict,
     ip: str | None,
     received_at: datetime,
+    messages: int = 1,
 ) -> InboxRequest:
-    """Store one request durably (one INSERT) and schedule its processing."""
+    """Store one request durably (one INSERT) and schedule its processing. ``messages`` is how
+    many it holds, for the operators' metrics."""
     row = _inbox_row_create(
         source=source, door=door, body=body, meta=meta, ip=ip, received_at=received_at
     )
     from .tasks import inbox_drain_enqueue
 
     transaction.on_commit(inbox_drain_enqueue)
+    accepted = metrics.messages_accepted.labels(door=door)
+    transaction.on_commit(lambda: accepted.inc(messages))
     return row
 
 
@@ -170,6 +176,7 @@ def inbox_accept_processed(
         row = _inbox_row_create(
             source=source, door=door, body=body, meta=meta, ip=ip, received_at=received_at
         )
+        transaction.on_commit(metrics.messages_accepted.labels(door=door).inc)
         try:
             with transaction.atomic():
                 _, stored = _inbox_rows_store([row])

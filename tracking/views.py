@@ -45,7 +45,7 @@ def _origin_check(request: HttpRequest, source: Source) -> None:
         )
 
 
-@door_view("POST")
+@door_view("POST", name="segment")
 def segment_door(request: HttpRequest, route: str) -> HttpResponse:
     """``POST /v1/<route>``: one Segment-spec message, or a batch of them."""
     received_at = timezone.now()
@@ -78,12 +78,13 @@ def segment_door(request: HttpRequest, route: str) -> HttpResponse:
         meta={"route": route},
         ip=client_ip(request),
         received_at=received_at,
+        messages=len(payload["batch"]) if route == segment.BATCH else 1,
     )
     return json_response({"success": True})
 
 
 # Any method is served the document (this view never refused one); a preflight allows GET.
-@door_view("GET", any_method=True)
+@door_view("GET", any_method=True, name="segment_settings")
 def segment_settings(request: HttpRequest, write_key: str) -> HttpResponse:
     """``GET /v1/projects/<writeKey>/settings``: the document analytics.js loads at start-up."""
     source = source_get_by_write_key(write_key)
@@ -123,7 +124,7 @@ def _rejected(rejected: list, indexes: list[int]) -> list[dict]:
     ]
 
 
-@door_view("POST")
+@door_view("POST", name="optimizely")
 def optimizely_door(request: HttpRequest, route: str) -> HttpResponse:
     """``POST /api/v1.0/Track`` (one TrackEvent) and ``/api/v1.0/TrackBulk`` (up to 100).
 
@@ -174,6 +175,7 @@ def optimizely_door(request: HttpRequest, route: str) -> HttpResponse:
         meta={"route": route},
         ip=ip,
         received_at=received_at,
+        messages=len(messages),
     )
     answer: dict = {"accepted": len(messages)}
     if rejected:
@@ -227,7 +229,7 @@ def _stream_error(request: HttpRequest, error: IngestError) -> HttpResponse:
 
 
 # Any method is served as GET and POST are (these views never refused one).
-@door_view("GET", "POST", any_method=True, error=_stream_error)
+@door_view("GET", "POST", any_method=True, error=_stream_error, name="stream_browser")
 def stream_browser_create(request: HttpRequest) -> HttpResponse:
     """``GET /v1.2/browser/create.json?client_key=…``: a new browser ref and its visitor guest."""
     callback = stream.callback_check(request.GET.get("callback"))
@@ -243,7 +245,7 @@ def stream_browser_create(request: HttpRequest) -> HttpResponse:
     return _stream_answer(answer, callback=callback)
 
 
-@door_view("GET", "POST", any_method=True, error=_stream_error)
+@door_view("GET", "POST", any_method=True, error=_stream_error, name="stream_event")
 def stream_event_create(request: HttpRequest) -> HttpResponse:
     """``GET|POST /v1.2/event/create.json?client_key=…&message=<json>``: one Stream event.
 
@@ -312,7 +314,9 @@ def _collect_error(request: HttpRequest, error: IngestError) -> HttpResponse:
     return door_error(request, error)
 
 
-@door_view("GET", "POST", not_allowed=collect.METHOD_NOT_ALLOWED, error=_collect_error)
+@door_view(
+    "GET", "POST", not_allowed=collect.METHOD_NOT_ALLOWED, error=_collect_error, name="collect"
+)
 def collect_door(request: HttpRequest) -> HttpResponse:
     """``GET|POST /collect?portal_id=&prop_id=&resp_type=&redirect_url=``: one event hit.
 

@@ -243,6 +243,8 @@ FOOTPRINT = {
         "profiles.services.retention_sessions",
         "tracking.retention.retention_requests",
     ],
+    # The bearer token a Prometheus scraper sends to GET /metrics; empty: no metrics endpoint.
+    "METRICS_TOKEN": env.str("FOOTPRINT_METRICS_TOKEN", default=""),
     # How long a web process reuses the source a write key belongs to.
     "SOURCE_CACHE_SECONDS": env.float("FOOTPRINT_SOURCE_CACHE_SECONDS", default=5.0),
 }

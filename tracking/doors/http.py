@@ -21,6 +21,8 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from config.lib import metrics
+
 from ..errors import IngestError
 
 if TYPE_CHECKING:
@@ -204,6 +206,7 @@ def door_view(
     not_allowed: dict | None = None,
     any_method: bool = False,
     error: Callable[[HttpRequest, IngestError], HttpResponse] = door_error,
+    name: str | None = None,
 ):
     """The answers every door gives the same way, around a view that only handles its request.
 
@@ -213,15 +216,32 @@ def door_view(
     by ``error``, the door's own error format (it sets its CORS headers itself); an unreachable
     database is a 503 with ``Retry-After``. The view's answer gets the CORS headers. Door views
     take no CSRF token: they are called by other sites' scripts and by servers.
+
+    Every answer is counted for the operators' metrics under ``name`` (by default the view's
+    name), with its status and how long it took.
     """
     allow = ", ".join(methods)
     if not_allowed is None:
         not_allowed = {"code": "method_not_allowed", "message": f"use {' or '.join(methods)}"}
 
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        label = name or view.__name__
+        latency = metrics.door_request_seconds.labels(door=label)
+
         @csrf_exempt
         @functools.wraps(view)
         def door(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            started = time.perf_counter()
+            status = 500
+            try:
+                response = answer(request, *args, **kwargs)
+                status = response.status_code
+                return response
+            finally:
+                latency.observe(time.perf_counter() - started)
+                metrics.door_requests.labels(door=label, status=str(status)).inc()
+
+        def answer(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if request.method == "OPTIONS":
                 return cors_preflight(request, methods=f"{allow}, OPTIONS")
             if request.method not in methods and not any_method:
