@@ -14,7 +14,11 @@ Starts Footprint the production way on local PostgreSQL (its own database,
 4. ``/v2/callFlows`` at a fixed 500 decisions/s (open loop: latency counts from the moment a
    request was due, so a stall is not hidden);
 5. baseline: the accepted messages as rows of the events table's shape, loaded with one raw
-   ``COPY``; rows/s, and every figure above as a ratio to it.
+   ``COPY``; rows/s, and every figure above as a ratio to it;
+6. backfill: ``manage.py import_events`` of a gzipped NDJSON export of a month-old history
+   (its own messages, about 5% of the lines without a messageId), run in this process with the
+   worker's threads, next to the worker's processing rate; then the same file again, which
+   must store nothing.
 
 The messages are Segment-spec track/page/identify calls of 300 to 800 bytes from a pool of
 returning visitors, some of whom identify; about 1% repeat an earlier messageId. The load
@@ -29,6 +33,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import gzip
 import io
 import os
 import random
@@ -68,6 +73,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a few seconds, to prove it runs")
     parser.add_argument("--batches", type=int, help="100-message batches to send")
     parser.add_argument("--tracks", type=int, help="single /v1/track requests to send")
+    parser.add_argument("--imports", type=int, help="lines of the NDJSON file to import")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
     parser.add_argument("--concurrency", type=int, default=16, help="connections of the generator")
@@ -81,6 +87,7 @@ def arguments() -> argparse.Namespace:
     args = parser.parse_args()
     args.batches = args.batches or (30 if args.quick else 2000)
     args.tracks = args.tracks or (300 if args.quick else 20000)
+    args.imports = args.imports or (3000 if args.quick else 100_000)
     args.call_flows_seconds = 1 if args.quick else 10
     return args
 
@@ -548,6 +555,11 @@ def main() -> None:
         process = drain_measure(pending_before, InboxRequest, Event, worker)
         connection.close()
 
+        print(f"Import: {args.imports:,} lines of NDJSON, twice …", file=sys.stderr)
+        backfill = services.source_create(workspace=workspace, name="Backfill")
+        imported = import_measure(args, backfill, visitors=visitors, rng=rng)
+        connection.close()
+
         print("callFlows: as fast as it goes …", file=sys.stderr)
         flows_max = Phase("callFlows max")
         capacity = flow_requests[: len(flow_requests) // 5]
@@ -566,6 +578,7 @@ def main() -> None:
 
         unique = len({m["messageId"] for m in batch_messages + track_messages})
         tracking_stored = Event.objects.filter(source=source).count()
+        backfill_stored = Event.objects.filter(source=backfill).count()
         failed = FailedEvent.objects.count()
     finally:
         memory.stopped.set()
@@ -584,9 +597,16 @@ def main() -> None:
         unique=unique,
         stored=tracking_stored,
         failed=failed,
+        imported=imported,
+        backfill_stored=backfill_stored,
     )
     if tracking_stored != unique or failed:
         raise SystemExit(f"stored {tracking_stored} events for {unique} unique messages sent")
+    if backfill_stored != imported.unique or imported.again_stored:
+        raise SystemExit(
+            f"the import stored {backfill_stored} events for {imported.unique} unique lines, "
+            f"and {imported.again_stored} more the second time"
+        )
 
 
 @dataclass
@@ -622,6 +642,73 @@ def drain_measure(pending: int, InboxRequest, Event, worker: subprocess.Popen) -
             )
         time.sleep(0.05)
     raise SystemExit("the inbox did not drain within an hour")
+
+
+@dataclass
+class Imported:
+    lines: int
+    unique: int
+    stored: int
+    seconds: float
+    cpu: float
+    again_stored: int
+    again_seconds: float
+
+
+def exported_lines(count: int, *, visitors: int, rng: random.Random) -> tuple[bytes, int]:
+    """An export as Segment writes it (gzipped NDJSON, times of a month ago, corrected
+    ``timestamp``, ``sentAt``, ``receivedAt``); about 5% of the lines carry no messageId.
+    Returns the file's bytes and how many distinct events it holds."""
+    month_ago = timedelta(days=30)
+    ids: set[str] = set()
+    without_id = 0
+    lines = []
+    for message in messages_make(count, visitors=visitors, rng=rng):
+        at = datetime.fromisoformat(message["timestamp"]) - month_ago
+        line = {
+            **message,
+            "originalTimestamp": (at - timedelta(milliseconds=200)).isoformat(),
+            "timestamp": at.isoformat(),
+            "sentAt": (at + timedelta(milliseconds=300)).isoformat(),
+            "receivedAt": (at + timedelta(milliseconds=400)).isoformat(),
+        }
+        if message["messageId"] not in ids and rng.random() < 0.05:
+            del line["messageId"]  # each such line is an event of its own
+            without_id += 1
+        else:
+            ids.add(line["messageId"])
+        lines.append(orjson.dumps(line))
+    return gzip.compress(b"\n".join(lines) + b"\n", compresslevel=6), len(ids) + without_id
+
+
+def import_measure(args, source, *, visitors: int, rng: random.Random) -> Imported:
+    """``manage.py import_events`` of one export, then of the same file again, in this
+    process (the worker's drain threads); time and CPU from the command's start to its end."""
+    import re
+    import tempfile
+
+    from django.core.management import call_command
+
+    data, unique = exported_lines(args.imports, visitors=visitors, rng=rng)
+    runs = []
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "export.ndjson.gz"
+        path.write_bytes(data)
+        for _ in range(2):
+            out = io.StringIO()
+            cpu = resource.getrusage(resource.RUSAGE_SELF)
+            started = time.perf_counter()
+            call_command(
+                "import_events", str(path), "--write-key", source.write_key, "--quiet", stdout=out
+            )
+            seconds = time.perf_counter() - started
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            used = (after.ru_utime + after.ru_stime) - (cpu.ru_utime + cpu.ru_stime)
+            stored = int(re.search(r"stored +([\d,]+)", out.getvalue())[1].replace(",", ""))
+            runs.append((stored, seconds, used))
+            print("  " + out.getvalue().strip().replace("\n", "\n  "), file=sys.stderr)
+    (stored, seconds, cpu), (again_stored, again_seconds, _) = runs
+    return Imported(args.imports, unique, stored, seconds, cpu, again_stored, again_seconds)
 
 
 def copy_baseline(messages: list[dict], workspace_id: int, source_id: int) -> float:
@@ -689,7 +776,20 @@ def copy_text(value) -> str:
 
 
 def report(
-    args, *, accept, single, process, flows, flows_max, copy_rate, memory, unique, stored, failed
+    args,
+    *,
+    accept,
+    single,
+    process,
+    flows,
+    flows_max,
+    copy_rate,
+    memory,
+    unique,
+    stored,
+    failed,
+    imported,
+    backfill_stored,
 ):
     cores = os.cpu_count() or 1
 
@@ -700,6 +800,7 @@ def report(
     single_rate = single.items / single.seconds
     process_rate = process.events / process.seconds
     flows_rate = flows.items / flows.seconds
+    import_rate = imported.stored / imported.seconds
     rows = [
         (
             "figure",
@@ -762,6 +863,27 @@ def report(
             f"{flows.web_ms()} ms/request",
             share(flows),
         ),
+        (
+            "import_events (NDJSON .gz)",
+            f"{import_rate:,.0f} events/s",
+            "",
+            "",
+            f"{import_rate / copy_rate:.2f}",
+            f">= process: {import_rate / process_rate:.2f}x",
+            f"{imported.cpu / max(imported.stored, 1) * 1e6:.0f} us/event, "
+            f"{imported.cpu / imported.seconds:.0%} busy",
+            "",
+        ),
+        (
+            "import_events, same file again",
+            f"{imported.lines / imported.again_seconds:,.0f} lines/s",
+            "",
+            "",
+            "",
+            "stores nothing",
+            f"stored {imported.again_stored:,}",
+            "",
+        ),
         ("raw COPY, same rows", f"{copy_rate:,.0f} rows/s", "", "", "1.00", "", "", ""),
         (
             "peak RSS",
@@ -779,7 +901,8 @@ def report(
     print(
         f"Footprint ingestion benchmark: {cores} cores, gunicorn {args.web_workers} workers x "
         f"{args.threads} threads, "
-        f"{args.concurrency} connections, {args.batches:,} batches + {args.tracks:,} tracks"
+        f"{args.concurrency} connections, {args.batches:,} batches + {args.tracks:,} tracks "
+        f"+ {args.imports:,} lines imported"
     )
     for index, row in enumerate(rows):
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
@@ -789,6 +912,10 @@ def report(
     print(
         f"\nsent {unique:,} unique messages (+ ~1% repeated ids), stored {stored:,}, "
         f"failed {failed}; HTTP errors {errors or 'none'}"
+    )
+    print(
+        f"imported {imported.lines:,} lines ({imported.unique:,} distinct events), stored "
+        f"{backfill_stored:,}; the same file again stored {imported.again_stored:,}"
     )
 
 

@@ -376,10 +376,18 @@ class FailedEventAdmin(SystemRecordAdmin):
         "received_at",
         "created_at",
         "replayed_at",
+        "import_file",
+        "import_line",
         "payload_pretty",
     ]
     readonly_fields = fields
     actions = ["replay"]
+
+    def get_fields(self, request, obj=None):
+        # Where in an imported file the line was; other failed events came by a door.
+        if obj is not None and obj.import_file:
+            return self.fields
+        return [f for f in self.fields if not f.startswith("import_")]
 
     def has_replay_permission(self, request, obj=None):
         # Replaying takes the model's change permission, which the record page itself never

@@ -278,6 +278,55 @@ def corrected_timestamp(
     return timestamp, False
 
 
+def historic_times(
+    raw: dict, *, now: datetime, max_future_skew: timedelta
+) -> tuple[datetime, datetime | None, datetime | None, datetime, bool]:
+    """The times of a message read back from an export, as ``(timestamp, originalTimestamp,
+    sentAt, receivedAt, clamped)``.
+
+    An export (Segment's, RudderStack's, Footprint's own) writes each message as it was stored:
+    ``timestamp`` is already the clock-corrected time and ``receivedAt`` the time it first
+    arrived. Correcting again against the time of the import would make a year-old event look
+    a moment old, so ``timestamp`` is kept as it is. Only a message with nothing but its
+    ``originalTimestamp`` is corrected, with its own ``sentAt`` and ``receivedAt`` as the live
+    door would have. Without ``receivedAt`` the event is taken to have been received when it
+    happened (never later than now). A message with no time at all is refused: stored, it
+    would look like something that happened during the import. The future-skew rule is the
+    live one, against the message's own ``receivedAt``.
+    """
+    given = parse_timestamp(raw.get("timestamp"), "timestamp")
+    original = parse_timestamp(raw.get("originalTimestamp"), "originalTimestamp")
+    sent_at = parse_timestamp(raw.get("sentAt"), "sentAt")
+    received_at = parse_timestamp(raw.get("receivedAt"), "receivedAt")
+    if received_at is not None and received_at > now + max_future_skew:
+        raise IngestError(
+            "invalid_timestamp",
+            f"receivedAt lies in the future: {raw.get('receivedAt')[:64]!r}",
+            field="receivedAt",
+        )
+    if given is None and original is not None and received_at is not None:
+        timestamp, clamped = corrected_timestamp(
+            original=original,
+            sent_at=sent_at,
+            received_at=received_at,
+            max_future_skew=max_future_skew,
+        )
+        return timestamp, original, sent_at, received_at, clamped
+    timestamp = given or original or received_at
+    if timestamp is None:
+        raise IngestError(
+            "missing_timestamp",
+            "an imported message needs a timestamp (timestamp, originalTimestamp or receivedAt)",
+            field="timestamp",
+        )
+    if received_at is None:
+        received_at = min(timestamp, now)
+    clamped = timestamp > received_at + max_future_skew
+    if clamped:
+        timestamp = received_at
+    return timestamp, original or given, sent_at, received_at, clamped
+
+
 def segment_message_normalize(
     raw: Any,
     *,
@@ -288,8 +337,14 @@ def segment_message_normalize(
     forced_type: str | None,
     fallback_message_id: str,
     max_future_skew: timedelta,
+    historic: bool = False,
 ) -> Message:
-    """Validate one Segment-spec message and build the internal ``Message`` from it."""
+    """Validate one Segment-spec message and build the internal ``Message`` from it.
+
+    ``historic`` is for a message read back from an export (``manage.py import_events``): its
+    times are the ones the export recorded (``historic_times``), and ``defaults.received_at``
+    is only the moment of the import.
+    """
     if not isinstance(raw, dict):
         raise IngestError("invalid_message", "each message must be a JSON object")
 
@@ -343,16 +398,22 @@ def segment_message_normalize(
         integrations = {**defaults.integrations, **(integrations or {})}
 
     message_id = _id_field(raw, "messageId") or fallback_message_id
-    original = parse_timestamp(raw.get("timestamp"), "timestamp") or parse_timestamp(
-        raw.get("originalTimestamp"), "originalTimestamp"
-    )
-    sent_at = parse_timestamp(raw.get("sentAt"), "sentAt") or defaults.sent_at
-    timestamp, clamped = corrected_timestamp(
-        original=original,
-        sent_at=sent_at,
-        received_at=defaults.received_at,
-        max_future_skew=max_future_skew,
-    )
+    if historic:
+        timestamp, original, sent_at, received_at, clamped = historic_times(
+            raw, now=defaults.received_at, max_future_skew=max_future_skew
+        )
+    else:
+        original = parse_timestamp(raw.get("timestamp"), "timestamp") or parse_timestamp(
+            raw.get("originalTimestamp"), "originalTimestamp"
+        )
+        sent_at = parse_timestamp(raw.get("sentAt"), "sentAt") or defaults.sent_at
+        received_at = defaults.received_at
+        timestamp, clamped = corrected_timestamp(
+            original=original,
+            sent_at=sent_at,
+            received_at=received_at,
+            max_future_skew=max_future_skew,
+        )
 
     client_ip = context.get("ip")
     if client_ip in (None, "") and defaults.ip:
@@ -395,7 +456,7 @@ def segment_message_normalize(
         timestamp=timestamp,
         original_timestamp=original,
         sent_at=sent_at,
-        received_at=defaults.received_at,
+        received_at=received_at,
         timestamp_clamped=clamped,
         ip=ip,
         channel=channel,

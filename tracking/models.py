@@ -244,9 +244,22 @@ class FailedEvent(models.Model):
     received_at = models.DateTimeField()
     replayed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # A line of a file read by ``manage.py import_events``: the file's name, the line's number
+    # and the line's key (its content's hash and how many identical lines came before it), so
+    # importing the file again records the line once.
+    import_file = models.CharField(max_length=255, blank=True)
+    import_line = models.PositiveBigIntegerField(null=True, blank=True)
+    import_key = models.CharField(max_length=64, blank=True, editable=False)
 
     class Meta:
         ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "import_key"],
+                condition=~Q(import_key=""),
+                name="failed_event_import_key_unique",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.code}: {self.reason}"

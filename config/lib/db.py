@@ -187,6 +187,35 @@ def copy_out(query):
         yield rest
 
 
+def texts_present(table: str, column: str, values, *, where: str, params: list) -> set[str]:
+    """Which of the text ``values`` the table holds in ``column``, among its rows that match
+    ``where`` (SQL over the table's own columns, with ``params``).
+
+    On PostgreSQL the values are bound as one array (``= ANY``), in one statement, so an index
+    on ``column`` answers for thousands of them at once; on SQLite, 500 a statement.
+    """
+    values = list(values)
+    if not values:
+        return set()
+    found: set[str] = set()
+    with connection.cursor() as cursor:
+        if on_postgres():
+            cursor.execute(
+                f"SELECT {column} FROM {table} WHERE {where} AND {column} = ANY(%s::text[])",  # noqa: S608
+                [*params, pg_array(values)],
+            )
+            return {row[0] for row in cursor.fetchall()}
+        for start in range(0, len(values), 500):
+            chunk = values[start : start + 500]
+            marks = ", ".join(["%s"] * len(chunk))
+            cursor.execute(
+                f"SELECT {column} FROM {table} WHERE {where} AND {column} IN ({marks})",  # noqa: S608
+                [*params, *chunk],
+            )
+            found.update(row[0] for row in cursor.fetchall())
+    return found
+
+
 def within_days(later: str, earlier: str) -> str:
     """SQL saying ``later`` is at most a bound number of days (``%s``) after ``earlier``."""
     if on_postgres():

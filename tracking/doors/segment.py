@@ -8,6 +8,7 @@ messages with their reasons.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -135,22 +136,10 @@ def inbox_parse(ctx: InboxContext) -> tuple[list[Message], list[Rejected]]:
     messages: list[Message] = []
     rejected: list[Rejected] = []
     for index, raw in enumerate(items):
-        if isinstance(raw, dict):
-            # analytics.js sends the key in the body; a failed event must not keep it.
-            raw.pop("writeKey", None)
         try:
-            if check_shape:
-                try:
-                    size = len(orjson.dumps(raw))
-                except orjson.JSONEncodeError:
-                    raise nesting_error() from None
-                if check_sizes and size > MAX_MESSAGE_BYTES:
-                    raise IngestError(
-                        "message_too_large",
-                        f"a message may be at most {MAX_MESSAGE_BYTES // 1024} KB",
-                    )
-            if check_nul and contains_nul(raw):
-                raise IngestError("invalid_character", "strings must not contain U+0000")
+            _message_check(
+                raw, check_sizes=check_sizes, check_nul=check_nul, check_shape=check_shape
+            )
             messages.append(
                 segment_message_normalize(
                     raw,
@@ -167,6 +156,63 @@ def inbox_parse(ctx: InboxContext) -> tuple[list[Message], list[Rejected]]:
         except IngestError as error:
             rejected.append(Rejected(error=error, payload=raw))
     return messages, rejected
+
+
+def _message_check(raw: Any, *, check_sizes: bool, check_nul: bool, check_shape: bool) -> None:
+    """The checks of one message of a body that the body as a whole could not settle: its
+    size, its nesting, U+0000. Raises ``IngestError``."""
+    if isinstance(raw, dict):
+        # analytics.js sends the key in the body; a failed event must not keep it.
+        raw.pop("writeKey", None)
+    if check_shape:
+        try:
+            size = len(orjson.dumps(raw))
+        except orjson.JSONEncodeError:
+            raise nesting_error() from None
+        if check_sizes and size > MAX_MESSAGE_BYTES:
+            raise IngestError(
+                "message_too_large",
+                f"a message may be at most {MAX_MESSAGE_BYTES // 1024} KB",
+            )
+    if check_nul and contains_nul(raw):
+        raise IngestError("invalid_character", "strings must not contain U+0000")
+
+
+def exported_message_parse(
+    line: bytes,
+    raw: Any,
+    *,
+    workspace_id: int,
+    source_id: int,
+    source_kind: str,
+    fallback_message_id: str,
+    imported_at: datetime,
+    max_future_skew: timedelta,
+) -> Message:
+    """One message of an export file (``manage.py import_events``): ``line`` as read, ``raw``
+    its parsed JSON. The checks and the normalisation of a batch's message, with the times the
+    export recorded (``messages.historic_times``) instead of the time of the import.
+    Raises ``IngestError``."""
+    check_sizes = len(line) > MAX_MESSAGE_BYTES
+    _message_check(
+        raw,
+        check_sizes=check_sizes,
+        check_nul=b"\\u0000" in line,
+        check_shape=check_sizes or line.count(b"[") + line.count(b"{") > MAX_NESTING,
+    )
+    return segment_message_normalize(
+        raw,
+        workspace_id=workspace_id,
+        source_id=source_id,
+        door=DOOR,
+        defaults=BatchDefaults(
+            received_at=imported_at, channel=channel_of_source_kind(source_kind)
+        ),
+        forced_type=None,
+        fallback_message_id=fallback_message_id,
+        max_future_skew=max_future_skew,
+        historic=True,
+    )
 
 
 def replay_requests(payloads: list[dict]) -> list[tuple[bytes, dict]]:
