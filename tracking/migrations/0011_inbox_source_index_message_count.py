@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tracking', '0009_event_channel_vocabulary'),
+        ('tracking', '0010_failed_event_import_line'),
     ]
 
     operations = [
