@@ -8,8 +8,9 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.http import JsonResponse, StreamingHttpResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from tracking.admin import ChannelFilter, channel_shown
 from tracking.admin_base import (
@@ -38,7 +39,7 @@ from .models import (
 from .rules import RuleError
 from .segment_sql import members_query
 from .segments import segment_recompute, segment_validate
-from .selectors import guest_identities_by_kind, guest_totals
+from .selectors import guest_identities_by_kind, guest_totals, rule_names
 from .tasks import segment_recompute as segment_recompute_task
 from .timeline import event_sentence
 
@@ -46,6 +47,8 @@ TIMELINE_PAGE_SIZE = 25
 # The timeline's offset is a bigint in SQL: a page past that is not a page (the first is shown).
 TIMELINE_LAST_PAGE = (2**63 - 1) // TIMELINE_PAGE_SIZE - 1
 GUEST_PAGE_SESSIONS = 20
+# Matching guests the segment editor shows beside the live count.
+PREVIEW_SAMPLE = 10
 
 
 class LastSeenFilter(SeenWithinFilter):
@@ -318,13 +321,19 @@ def preview_refused(message: str) -> JsonResponse:
 @admin.register(Segment)
 class SegmentAdmin(WorkspaceScopedAdmin):
     form = SegmentForm
-    list_display = ["name", "slug", "workspace", "member_count", "computed_at", "is_active"]
+    list_display = ["name", "slug", "workspace", "members", "computed_at", "is_active"]
     list_filter = ["is_active"]
     list_select_related = ["workspace"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["member_count", "computed_at"]
     actions = ["recompute_now", "export_csv"]
+
+    @admin.display(description="members", ordering="member_count")
+    def members(self, obj):
+        """The member count, linking to those guests (the guest list filtered by the segment)."""
+        url = reverse("admin:profiles_guest_changelist")
+        return format_html('<a href="{}?segment={}">{}</a>', url, obj.pk, f"{obj.member_count:,}")
 
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)
@@ -338,7 +347,12 @@ class SegmentAdmin(WorkspaceScopedAdmin):
             self.admin_site.admin_view(self.preview_view),
             name="profiles_segment_preview",
         )
-        return [preview, *super().get_urls()]
+        names = path(
+            "names/",
+            self.admin_site.admin_view(self.names_view),
+            name="profiles_segment_names",
+        )
+        return [preview, names, *super().get_urls()]
 
     def preview_view(self, request):
         """How many guests a rule selects right now (the editor's live count)."""
@@ -362,8 +376,25 @@ class SegmentAdmin(WorkspaceScopedAdmin):
             segment_validate(workspace_id=workspace.pk, slug=slug, rule=rule)
         except RuleError as error:
             return JsonResponse({"error": {"path": error.path, "message": error.message}})
-        count = members_query(rule, workspace_id=workspace.pk, now=timezone.now()).count()
-        return JsonResponse({"count": count})
+        members = members_query(rule, workspace_id=workspace.pk, now=timezone.now())
+        sample = [
+            {
+                "label": guest_display_name(guest),
+                "url": reverse("admin:profiles_guest_change", args=[guest.pk]),
+            }
+            for guest in members.order_by().only(
+                "pk", "ref", "email", "first_name", "last_name", "guest_type"
+            )[:PREVIEW_SAMPLE]
+        ]
+        return JsonResponse({"count": members.count(), "sample": sample})
+
+    def names_view(self, request):
+        """The names a rule can use in a workspace (the builder's choices and warnings)."""
+        workspace_id = object_pk(Workspace, request.GET.get("workspace"))
+        visible = workspaces_visible(request.user)
+        if workspace_id is None or not visible.filter(pk=workspace_id).exists():
+            return JsonResponse({"error": {"path": "workspace", "message": "choose a workspace"}})
+        return JsonResponse(rule_names(workspace_id=workspace_id))
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

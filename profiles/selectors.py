@@ -141,3 +141,33 @@ def guest_identities_by_kind(guest: Guest) -> list[tuple[str, list[Identity]]]:
         kind for kind in groups if kind not in labels
     )
     return [(labels.get(kind, kind), groups[kind]) for kind in order]
+
+
+# --- The rule builder ---------------------------------------------------------------------------
+
+# The most names of each kind the builder is offered (the catalogue of a busy workspace can hold
+# many more property keys than a person picks from).
+RULE_NAMES_LIMIT = 1000
+
+
+def rule_names(*, workspace_id: int) -> dict:
+    """The names a segment rule of the workspace can use, from the event and trait catalogue:
+    event names, trait keys, each event's property keys, and the workspace's segment slugs."""
+    from tracking.selectors import catalogue_event_names, catalogue_keys
+
+    from .models import Segment
+
+    properties: dict[str, list[str]] = {}
+    for key in catalogue_keys(workspace_ids=[workspace_id], kind="property")[:RULE_NAMES_LIMIT]:
+        properties.setdefault(key.event_name, []).append(key.key)
+    traits = catalogue_keys(workspace_ids=[workspace_id], kind="trait")[:RULE_NAMES_LIMIT]
+    return {
+        "events": catalogue_event_names(workspace_ids=[workspace_id])[:RULE_NAMES_LIMIT],
+        "traits": sorted({key.key for key in traits}),
+        "properties": properties,
+        "segments": list(
+            Segment.objects.filter(workspace_id=workspace_id)
+            .order_by("slug")
+            .values_list("slug", flat=True)[:RULE_NAMES_LIMIT]
+        ),
+    }

@@ -106,6 +106,9 @@ MARKETERS_READABLE = {
     "profiles": ["guest", "identity", "session", "guestmerge"],
     "tracking": ["event", "source"],
 }
+# What they may also add and change: segments (the rule builder is theirs).
+MARKETERS_EDITABLE = {"profiles": ["segment"]}
+VERBS_EDIT = ("view", "add", "change")
 
 
 def marketers_group_ensure(**kwargs) -> None:
@@ -122,6 +125,13 @@ def marketers_group_ensure(**kwargs) -> None:
             *Permission.objects.filter(
                 content_type__app_label=app_label,
                 codename__in=[f"view_{model}" for model in models],
+            )
+        )
+    for app_label, models in MARKETERS_EDITABLE.items():
+        group.permissions.add(
+            *Permission.objects.filter(
+                content_type__app_label=app_label,
+                codename__in=[f"{verb}_{model}" for model in models for verb in VERBS_EDIT],
             )
         )
 
