@@ -82,20 +82,23 @@ def test_marketers_build_segments_of_their_workspaces(client, source, sent):
     assert client.get(f"/admin/profiles/segment/{segment.pk}/delete/").status_code == 403
 
 
-def test_member_count_links_to_the_members(client, source, sent):
+def test_member_count_links_to_the_members(
+    client, source, sent, django_capture_on_commit_callbacks
+):
     client.force_login(marketer_of(source.workspace))
-    client.post(
-        "/admin/profiles/segment/add/",
-        {
-            "workspace": source.workspace.pk,
-            "name": "Pro",
-            "slug": "pro",
-            "description": "",
-            "rule": '{"trait": {"key": "plan", "op": "eq", "value": "pro"}}',
-            "is_active": "on",
-            "recompute_every": "01:00:00",
-        },
-    )
+    with django_capture_on_commit_callbacks(execute=True):  # saving recomputes the members
+        client.post(
+            "/admin/profiles/segment/add/",
+            {
+                "workspace": source.workspace.pk,
+                "name": "Pro",
+                "slug": "pro",
+                "description": "",
+                "rule": '{"trait": {"key": "plan", "op": "eq", "value": "pro"}}',
+                "is_active": "on",
+                "recompute_every": "01:00:00",
+            },
+        )
     segment = Segment.objects.get(slug="pro")
     listing = client.get("/admin/profiles/segment/").content.decode()
     link = f'<a href="/admin/profiles/guest/?segment={segment.pk}">1</a>'

@@ -232,7 +232,7 @@
       const adders = el("div", { className: "fp-rb-actions" }, [
         el("button", { type: "button", className: "button fp-rb-add", text: "+ condition", onclick: function () { children.push(NEW_CONDITION.trait()); redraw(); } }),
         el("button", { type: "button", className: "button fp-rb-add-group", text: "+ group", onclick: function () { children.push({ any: [NEW_CONDITION.trait()] }); redraw(); } }),
-        el("button", { type: "button", className: "button fp-rb-negate", text: "not…", title: "Guests NOT matching this group", onclick: function () { set({ not: node }); redraw(); } }),
+        el("button", { type: "button", className: "button fp-rb-negate", text: "negate", title: "Guests NOT matching this group", onclick: function () { set({ not: node }); redraw(); } }),
         remove ? el("button", { type: "button", className: "button fp-rb-remove", text: "remove group", onclick: remove }) : null,
       ]);
       box.appendChild(adders);
@@ -398,7 +398,6 @@
         if (v === "") delete body.variant; else body.variant = v;
         changed();
       }, "variant (any)"));
-      warn.dataset.check = "experience";
     } else if (kind === "segment") {
       row.appendChild(textInput(body.slug, function (v) { body.slug = v; changed(); }, "segment", "fp-rb-segments"));
       warn.dataset.check = "segment";
@@ -426,7 +425,7 @@
       const known = { trait: names.traits, event: names.events, segment: names.segments, experience: names.experiences }[check] || [];
       const noun = { trait: "trait", event: "event", segment: "segment", experience: "experience" }[check];
       warn.textContent = value && !known.includes(value)
-        ? "⚠ no " + noun + " named “" + value + "” in this workspace" + (check === "trait" || check === "event" ? " has been seen yet" : "")
+        ? "⚠ no " + noun + " named “" + value + "” " + (check === "segment" ? "in this workspace" : "seen in this workspace")
         : "";
     });
     this.root.querySelectorAll(".fp-rb-where-row").forEach(function (line) {
@@ -446,9 +445,9 @@
       .then(function (r) { return r.json(); })
       .then(function (data) {
         if (data.error) return;
-        self.names = Object.assign({ loaded: true }, data);
+        self.names = Object.assign({ loaded: true, experiences: [] }, data);
         self.datalists();
-        self.warnAll();
+        self.render();
       });
   };
 
