@@ -139,3 +139,69 @@ def members(segment) -> set[str]:
     return set(
         segment.memberships.filter(exited_at__isnull=True).values_list("guest__email", flat=True)
     )
+
+
+SHAPES = [
+    {"trait": {"key": "plan", "op": "in", "value": ["plus", "pro"]}},
+    {"trait": {"key": "age", "op": "gte", "value": 21.5}},
+    {"trait": {"key": "vip", "op": "eq", "value": True}},
+    {"trait": {"key": "email", "op": "exists", "value": False}},
+    {
+        "event": {
+            "name": "Order Completed",
+            "count": {"op": "gte", "value": 2},
+            "within_days": 30,
+            "where": [{"property": "n", "op": "lt", "value": 3}],
+        }
+    },
+    {"revenue": {"op": "gt", "value": 100, "within_days": 90}},
+    {"sessions": {"op": "lte", "value": 3}},
+    {"field": {"name": "guest_type", "op": "in", "value": ["customer", "visitor"]}},
+    {"field": {"name": "last_seen", "op": "gte", "value": {"days_ago": 14}}},
+    {"field": {"name": "first_seen", "op": "lt", "value": "2026-01-01T00:00:00Z"}},
+    {"field": {"name": "email_domain", "op": "eq", "value": "ex.io"}},
+    {"experience": {"friendly_id": "hero_banner", "variant": "B"}},
+    {"segment": {"slug": "vip"}},
+]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_condition_shows_as_fields_and_round_trips(live_server, door):
+    from django.contrib.auth.models import Group
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.factories import SegmentFactory
+
+    people(door)
+    workspace = door.source.workspace
+    SegmentFactory(workspace=workspace, slug="vip", rule={"sessions": {"op": "gte", "value": 1}})
+    marketer = UserFactory(is_staff=True, workspaces=[workspace])
+    marketer.groups.add(Group.objects.get(name="Marketers"))
+    rule = {"any": [{"all": SHAPES[:6]}, {"not": {"any": SHAPES[6:]}}]}
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = logged_in(browser, live_server, marketer)
+            page.goto(f"{live_server.url}/admin/profiles/segment/add/")
+            page.select_option("#id_workspace", str(workspace.pk))
+            page.fill("#id_slug", "shapes")
+            page.locator("#fp-rule-json summary").click()
+            page.fill("#id_rule", json.dumps(rule))
+            builder = page.locator("#fp-rule-builder")
+            expect(builder.locator(".fp-rb-condition")).to_have_count(len(SHAPES))
+            expect(builder.locator(".fp-rb-rawbox")).to_have_count(0)  # all as fields
+            expect(builder.locator(".fp-rb-not")).to_have_count(1)
+            # The server takes the rule (the count is shown, not an error).
+            expect(page.locator("#fp-preview")).to_contain_text("match right now")
+            # Builder -> JSON: what the builder writes back is the rule it read.
+            page.evaluate("window.footprintRuleBuilder.changed()")
+            assert json.loads(page.locator("#id_rule").input_value()) == rule
+            # An unknown shape stays as JSON of its own, untouched.
+            odd = {"all": [{"trait": {"key": "plan", "op": "eq", "value": "pro", "x": 1}}]}
+            page.fill("#id_rule", json.dumps(odd))
+            expect(builder.locator(".fp-rb-rawbox")).to_have_count(1)
+            page.evaluate("window.footprintRuleBuilder.changed()")
+            assert json.loads(page.locator("#id_rule").input_value()) == odd
+        finally:
+            browser.close()
