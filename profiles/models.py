@@ -316,3 +316,44 @@ class DirtyGuest(models.Model):
 
     def __str__(self) -> str:
         return str(self.guest_id)
+
+
+class GuestDay(models.Model):
+    """A day (UTC) on which a guest was active: how the pipeline counts each guest once a day.
+    Days older than ``GuestRollup.DAYS_KEPT`` are forgotten by the daily sweep."""
+
+    workspace_id = models.BigIntegerField()
+    day = models.DateField()
+    guest_id = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["guest_id", "day"], name="guest_day_key"),
+        ]
+        indexes = [models.Index(fields=["day"], name="guest_day_day_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.guest_id} on {self.day}"
+
+
+class GuestRollup(models.Model):
+    """Per workspace and day (UTC): the guests active that day, split into new ones (first
+    seen that day) and returning ones, and how many of them were identified customers."""
+
+    DAYS_KEPT = 120
+
+    workspace = models.ForeignKey(
+        "tracking.Workspace", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    day = models.DateField()
+    new_guests = models.PositiveIntegerField(default=0)
+    returning_guests = models.PositiveIntegerField(default=0)
+    identified_guests = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "day"], name="guest_rollup_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day}: {self.new_guests} new, {self.returning_guests} returning"

@@ -56,3 +56,11 @@ def segments_touch(batch: Batch) -> None:
     from .tasks import segments_incremental_enqueue
 
     transaction.on_commit(segments_incremental_enqueue)
+
+
+def guests_count(batch: Batch) -> None:
+    """Count the batch's guests once per day they were active on (new, returning, identified)."""
+    from .rollups import guests_count as count
+
+    resolution = batch.notes.get("guests")
+    count(messages=batch.messages, guests=resolution.guests if resolution else [])

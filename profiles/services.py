@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from itertools import chain
 from typing import TYPE_CHECKING
 
 from django.contrib.admin.models import LogEntry
@@ -10,7 +11,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models import Q
 
-from .models import Erasure, Guest, GuestMerge, Identity, Session, SuppressedIdentity
+from .models import Erasure, Guest, GuestDay, GuestMerge, Identity, Session, SuppressedIdentity
 
 if TYPE_CHECKING:
     from tracking.messages import Message
@@ -48,6 +49,7 @@ def guest_erase(*, guest: Guest, erased_by: str) -> Erasure:
     identifiers as one-way hashes so later events carrying them are dropped.
     """
     from tracking.models import Event, FailedEvent
+    from tracking.store import catalogue_examples_forget, example_values
 
     guest = Guest.objects.select_for_update().get(pk=guest.pk)
     guest_ids = [guest.pk, *Guest.objects.filter(merged_into=guest).values_list("pk", flat=True)]
@@ -76,6 +78,12 @@ def guest_erase(*, guest: Guest, erased_by: str) -> Erasure:
         ],
         ignore_conflicts=True,
     )
+    # The catalogue's example values may be this guest's: they go with the events.
+    sent = Event.objects.filter(guest_id__in=guest_ids).values_list("properties", "traits")
+    examples = example_values(chain.from_iterable(sent.iterator(chunk_size=2000)))
+    examples |= example_values([guest.traits])
+    catalogue_examples_forget(workspace_id=guest.workspace_id, values=examples)
+    GuestDay.objects.filter(guest_id__in=guest_ids).delete()
     erasure.events, _ = Event.objects.filter(guest_id__in=guest_ids).delete()
     erasure.sessions, _ = Session.objects.filter(guest_id__in=guest_ids).delete()
     ids = {value for _, value in identities}

@@ -75,3 +75,11 @@ def segments_incremental() -> int:
         handled += count
         if not count:
             return handled
+
+
+@shared_task
+def guest_days_purge() -> int:
+    """Forget guest-days older than the daily guest counts need (run by beat daily)."""
+    from .rollups import guest_days_purge as purge
+
+    return purge()

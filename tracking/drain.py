@@ -26,7 +26,7 @@ from .models import (
     FailedEvent,
     InboxRequest,
 )
-from .store import Stored, events_store
+from .store import Stored, events_store, failed_rollups_count
 
 logger = logging.getLogger(__name__)
 
@@ -214,6 +214,7 @@ def _inbox_rows_store(rows: list[InboxRequest]) -> tuple[DrainStats, Stored]:
     )
     if failed:
         FailedEvent.objects.bulk_create(failed, batch_size=500)
+        failed_rollups_count(failed)
     debugger.bodies_keep(rows)
     # One UPDATE per distinct message count: a batch's requests mostly hold the same number.
     by_count: dict[int, list[int]] = {}

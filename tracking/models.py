@@ -263,3 +263,107 @@ class FailedEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.reason}"
+
+
+class EventRollup(models.Model):
+    """How many events a workspace's source stored per hour (of their timestamp, UTC), type
+    and name. The pipeline adds to it in the transaction that stores the events, so the
+    dashboard reads these counts instead of counting the events table."""
+
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+", db_index=False)
+    hour = models.DateTimeField()
+    type = models.CharField(max_length=64)
+    name = models.CharField(max_length=255, blank=True)
+    n = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "hour", "source", "type", "name"], name="event_rollup_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.type} {self.name}: {self.n}"
+
+
+class FailedEventRollup(models.Model):
+    """How many messages of a workspace's source were refused per hour (received, UTC) and
+    reason code; added to as the refused messages are recorded."""
+
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+", db_index=False)
+    hour = models.DateTimeField()
+    code = models.CharField(max_length=64)
+    n = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "hour", "source", "code"], name="failed_rollup_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.code}: {self.n}"
+
+
+class CatalogueEvent(models.Model):
+    """An event name a workspace has sent: when first and last (by event time) and how often."""
+
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    name = models.CharField(max_length=255)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "name"], name="catalogue_event_key"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CatalogueKey(models.Model):
+    """A trait (set by identify-like events) or an event property a workspace has sent, with
+    a few example values."""
+
+    class Kind(models.TextChoices):
+        TRAIT = "trait", "Trait"
+        PROPERTY = "property", "Property"
+
+    EXAMPLES = 5
+
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    # The event the property came with; "" for traits.
+    event_name = models.CharField(max_length=255, blank=True)
+    key = models.CharField(max_length=255)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    count = models.PositiveBigIntegerField(default=0)
+    # Up to EXAMPLES distinct short values, as text (values that look personal are left out).
+    examples = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["kind", "event_name", "key"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "kind", "event_name", "key"], name="catalogue_key_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_name}.{self.key}" if self.event_name else self.key

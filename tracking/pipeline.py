@@ -93,3 +93,10 @@ def events_insert(batch: Batch) -> None:
     from .store import events_insert as insert
 
     batch.event_ids = insert(batch.messages)
+
+
+def rollups_count(batch: Batch) -> None:
+    """Add the stored events to the hourly rollups and the event and trait catalogue."""
+    from .store import rollups_count as count
+
+    count(batch.messages)

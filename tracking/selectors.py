@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from .errors import IngestError
-from .models import Event, Source, Workspace, write_key_digest
+from .models import CatalogueEvent, CatalogueKey, Event, Source, Workspace, write_key_digest
 
 _sources: dict[str, tuple[float, Source]] = {}
 
@@ -86,6 +86,30 @@ def event_refs(event_id: int | None) -> dict[str, str | None]:
     row = Event.objects.filter(pk=event_id).values("guest__ref", "session__ref").first() or {}
     guest, session = row.get("guest__ref"), row.get("session__ref")
     return {"guest": str(guest) if guest else None, "session": str(session) if session else None}
+
+
+def catalogue_event_names(*, workspace_ids) -> list[str]:
+    """Every event name the workspaces have sent, sorted, each once."""
+    return list(
+        CatalogueEvent.objects.filter(workspace_id__in=list(workspace_ids))
+        .order_by("name")
+        .values_list("name", flat=True)
+        .distinct()
+    )
+
+
+def catalogue_keys(
+    *, workspace_ids, kind: str, event_name: str | None = None
+) -> list[CatalogueKey]:
+    """The trait (``kind="trait"``) or property keys (``"property"``, of one event when
+    ``event_name`` is given) the workspaces have sent, by key; a key sent in several
+    workspaces or with several events comes once per row."""
+    if kind not in CatalogueKey.Kind.values:
+        raise ValueError(f"kind must be one of {', '.join(CatalogueKey.Kind.values)}, not {kind!r}")
+    keys = CatalogueKey.objects.filter(workspace_id__in=list(workspace_ids), kind=kind)
+    if event_name is not None:
+        keys = keys.filter(event_name=event_name)
+    return list(keys.order_by("key", "event_name", "workspace_id"))
 
 
 def inbox_backlog() -> tuple[int, datetime | None]:

@@ -4,26 +4,39 @@ anonymisation, dedup keys, the events COPY)."""
 from __future__ import annotations
 
 import logging
+from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from itertools import chain
 
-from django.db import connection
+import orjson
+from django.db import connection, transaction
 from django.db.models import JSONField
 from django.utils import timezone
 
 from config.lib.db import (
     COPY_FROM_ROWS,
+    Upsert,
+    counts_upsert,
+    counts_upsert_all,
     ids_reserve,
     keys_upsert_returning,
     on_postgres,
     row_values,
     rows_copy,
+    sql_greatest,
+    sql_json_list_merge,
+    sql_least,
 )
 
 from .messages import Message, ip_anonymize
 from .models import (
+    CatalogueEvent,
+    CatalogueKey,
     DedupKey,
     Event,
+    EventRollup,
+    FailedEventRollup,
     Workspace,
 )
 from .pipeline import Batch, batch_run
@@ -146,3 +159,347 @@ def dedup_keys_purge(*, now: datetime | None = None) -> int:
     """Forget dedup keys whose window has ended."""
     deleted, _ = DedupKey.objects.filter(expires_at__lte=now or timezone.now()).delete()
     return deleted
+
+
+# --- rollups and the catalogue ----------------------------------------------------------------
+
+# Trait keys whose values are the person (never kept as examples), and the longest example.
+PERSONAL_KEYS = frozenset(
+    {
+        "email",
+        "firstName",
+        "first_name",
+        "lastName",
+        "last_name",
+        "name",
+        "phone",
+        "address",
+        "street",
+        "birthday",
+        "ip",
+        "username",
+        "userId",
+        "user_id",
+    }
+)
+EXAMPLE_MAX = 60
+
+
+def _example(value) -> str | None:
+    """A value as a short example, or None: nested values, long text and anything with an
+    ``@`` (an address) are not examples."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        text = value.strip()
+        return text if text and len(text) <= EXAMPLE_MAX and "@" not in text else None
+    if isinstance(value, int | float):
+        return str(value)
+    return None
+
+
+def _hour(moment: datetime) -> datetime:
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+# Messages of one event name (or identify-like messages) searched for a key's examples.
+EXAMPLE_SCAN = 50
+
+
+def rollups_count(messages: list[Message]) -> None:
+    """Add the stored messages to the hourly rollups and the event and trait catalogue.
+
+    Counted in Python first, then written with one ``INSERT … ON CONFLICT DO UPDATE SET n =
+    n + excluded.n`` per table, rows sorted by key so that concurrent drains wait rather than
+    deadlock. Runs in the transaction that stores the events: the counts and the events
+    commit or roll back together. A key's first and last seen are those of the batch's events
+    of its name (a batch spans seconds).
+    """
+    if not messages:
+        return
+    # Hours as whole hours since the epoch while counting: cheaper to hash than datetimes.
+    counted = Counter(
+        (m.workspace_id, int(m.timestamp.timestamp() // 3600), m.source_id, m.type, m.name)
+        for m in messages
+    )
+    hours = {
+        (ws, datetime.fromtimestamp(hour * 3600, UTC), source, type_[:64], name[:255]): n
+        for (ws, hour, source, type_, name), n in counted.items()
+    }
+    groups: dict[tuple, list[Message]] = defaultdict(list)
+    profiles: dict[int, list[Message]] = defaultdict(list)
+    for m in messages:
+        if m.name:
+            groups[(m.workspace_id, m.name[:255])].append(m)
+        if m.updates_profile and m.traits:
+            profiles[m.workspace_id].append(m)
+    names = []
+    keys = []
+    for (workspace_id, name), group in groups.items():
+        first = min(m.timestamp for m in group)
+        last = max(m.timestamp for m in group)
+        names.append((workspace_id, name, len(group), first, last))
+        with_properties = [m for m in group if m.properties]
+        keys += _keys_count(workspace_id, "property", name, with_properties, "properties")
+    for workspace_id, group in profiles.items():
+        keys += _keys_count(workspace_id, "trait", "", group, "traits", personal=True)
+    rollups = EventRollup._meta.db_table
+    events = CatalogueEvent._meta.db_table
+    keys_table = CatalogueKey._meta.db_table
+    counts_upsert_all(
+        [
+            Upsert(
+                rollups,
+                ["workspace_id", "hour", "source_id", "type", "name", "n"],
+                ["bigint", "timestamptz", "bigint", "text", "text", "bigint"],
+                [(*key, n) for key, n in sorted(hours.items(), key=lambda item: item[0])],
+                conflict="workspace_id, hour, source_id, type, name",
+                assign=f"n = {rollups}.n + excluded.n",
+            ),
+            Upsert(
+                events,
+                ["workspace_id", "name", "count", "first_seen", "last_seen"],
+                ["bigint", "text", "bigint", "timestamptz", "timestamptz"],
+                sorted(names, key=lambda row: row[:2]),
+                conflict="workspace_id, name",
+                assign=_seen_assign(events),
+            ),
+            Upsert(
+                keys_table,
+                [
+                    "workspace_id",
+                    "kind",
+                    "event_name",
+                    "key",
+                    "count",
+                    "first_seen",
+                    "last_seen",
+                    "examples",
+                ],
+                ["bigint", "text", "text", "text", "bigint", "timestamptz", "timestamptz", "jsonb"],
+                sorted(keys, key=lambda row: row[:4]),
+                conflict="workspace_id, kind, event_name, key",
+                assign=_seen_assign(keys_table)
+                + ", examples = "
+                + sql_json_list_merge(
+                    f"{keys_table}.examples", "excluded.examples", limit=CatalogueKey.EXAMPLES
+                ),
+            ),
+        ]
+    )
+
+
+# Events of a batch within this span give their keys the batch's first and last times;
+# wider batches (a backfill) time each key by its own events.
+KEY_TIMES_SPAN = timedelta(minutes=1)
+
+
+def _keys_count(
+    workspace_id: int,
+    kind: str,
+    event_name: str,
+    group: list,
+    attribute: str,
+    *,
+    personal: bool = False,
+) -> list[tuple]:
+    """One catalogue row per key of the ``attribute`` dicts of ``group`` (messages, or
+    ``(timestamp, dict)`` pairs when ``attribute`` is None): how many carry it, when first
+    and last, and up to five examples from the first ``EXAMPLE_SCAN`` of them."""
+    pairs = group if attribute is None else [(m.timestamp, getattr(m, attribute)) for m in group]
+    if not pairs:
+        return []
+    dicts = [values for _, values in pairs]
+    counts = Counter(chain.from_iterable(dicts))
+    first = min(ts for ts, _ in pairs)
+    last = max(ts for ts, _ in pairs)
+    firsts: dict[str, datetime] = {}
+    lasts: dict[str, datetime] = {}
+    if last - first > KEY_TIMES_SPAN:
+        for ts, values in pairs:
+            for key in values:
+                if key not in firsts or ts < firsts[key]:
+                    firsts[key] = ts
+                if key not in lasts or ts > lasts[key]:
+                    lasts[key] = ts
+    limit = CatalogueKey.EXAMPLES
+    scanned = dicts[:EXAMPLE_SCAN]
+    rows = []
+    for key, count in counts.items():
+        examples: list[str] = []
+        if not (personal and key in PERSONAL_KEYS):
+            for values in scanned:
+                if key in values:
+                    example = _example(values[key])
+                    if example is not None and example not in examples:
+                        examples.append(example)
+                        if len(examples) == limit:
+                            break
+        rows.append(
+            (
+                workspace_id,
+                kind,
+                event_name,
+                key[:255],
+                count,
+                firsts.get(key, first),
+                lasts.get(key, last),
+                orjson.dumps(examples).decode(),
+            )
+        )
+    return rows
+
+
+def _seen_assign(table: str) -> str:
+    return (
+        f"count = {table}.count + excluded.count, "
+        f"first_seen = {sql_least(f'{table}.first_seen', 'excluded.first_seen')}, "
+        f"last_seen = {sql_greatest(f'{table}.last_seen', 'excluded.last_seen')}"
+    )
+
+
+def failed_rollups_count(failed) -> None:
+    """Add refused messages (``FailedEvent`` rows being recorded) to the hourly failure counts."""
+    counts: dict[tuple, int] = {}
+    for item in failed:
+        key = (item.workspace_id, _hour(item.received_at), item.source_id, item.code[:64])
+        counts[key] = counts.get(key, 0) + 1
+    table = FailedEventRollup._meta.db_table
+    counts_upsert(
+        table,
+        ["workspace_id", "hour", "source_id", "code", "n"],
+        ["bigint", "timestamptz", "bigint", "text", "bigint"],
+        [(*key, n) for key, n in sorted(counts.items(), key=lambda item: item[0])],
+        conflict="workspace_id, hour, source_id, code",
+        assign=f"n = {table}.n + excluded.n",
+    )
+
+
+# Events the examples of a rebuilt catalogue are drawn from, newest first, per workspace.
+REBUILD_EXAMPLE_EVENTS = 20_000
+
+
+def rollups_rebuild(*, workspace_ids: list[int]) -> None:
+    """Recount the hourly rollups and the catalogue of the workspaces from their stored events
+    (``manage.py rollups_rebuild``): for installations that had events before the pipeline
+    kept them, or after events were loaded by hand. Failure counts come from the failed events
+    still kept."""
+    from .models import FailedEvent
+
+    pg = on_postgres()
+    events = Event._meta.db_table
+    marks = ", ".join(["%s"] * len(workspace_ids))
+    hour = (
+        "date_trunc('hour', {0} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+        if pg
+        else "strftime('%%Y-%%m-%%d %%H:00:00', {0})"
+    )
+    keys_of = "jsonb_object_keys({0}) AS j(key)" if pg else "json_each({0}) AS j"
+    is_object = "jsonb_typeof({0}) = 'object'" if pg else "json_type({0}) = 'object'"
+    tables = [EventRollup, FailedEventRollup, CatalogueEvent, CatalogueKey]
+    with transaction.atomic(), connection.cursor() as cursor:
+        for model in tables:
+            cursor.execute(
+                f"DELETE FROM {model._meta.db_table} WHERE workspace_id IN ({marks})",  # noqa: S608
+                workspace_ids,
+            )
+        cursor.execute(
+            f"INSERT INTO {EventRollup._meta.db_table} "  # noqa: S608
+            "(workspace_id, hour, source_id, type, name, n) "
+            f"SELECT workspace_id, {hour.format('timestamp')}, source_id, type, name, count(*) "
+            f"FROM {events} WHERE workspace_id IN ({marks}) "
+            "GROUP BY workspace_id, 2, source_id, type, name",
+            workspace_ids,
+        )
+        cursor.execute(
+            f"INSERT INTO {FailedEventRollup._meta.db_table} "  # noqa: S608
+            "(workspace_id, hour, source_id, code, n) "
+            f"SELECT workspace_id, {hour.format('received_at')}, source_id, code, count(*) "
+            f"FROM {FailedEvent._meta.db_table} WHERE workspace_id IN ({marks}) "
+            "GROUP BY workspace_id, 2, source_id, code",
+            workspace_ids,
+        )
+        cursor.execute(
+            f"INSERT INTO {CatalogueEvent._meta.db_table} "  # noqa: S608
+            "(workspace_id, name, count, first_seen, last_seen) "
+            "SELECT workspace_id, name, count(*), min(timestamp), max(timestamp) "
+            f"FROM {events} WHERE workspace_id IN ({marks}) AND name <> '' "
+            "GROUP BY workspace_id, name",
+            workspace_ids,
+        )
+        for kind, column, event_name, where in (
+            ("property", "properties", "e.name", "e.name <> ''"),
+            ("trait", "traits", "''", "e.type IN ('identify', 'IDENTITY')"),
+        ):
+            cursor.execute(
+                f"INSERT INTO {CatalogueKey._meta.db_table} "  # noqa: S608
+                "(workspace_id, kind, event_name, key, count, first_seen, last_seen, examples) "
+                f"SELECT e.workspace_id, %s, {event_name}, substr(j.key, 1, 255), count(*), "
+                "min(e.timestamp), max(e.timestamp), '[]' "
+                f"FROM {events} e, {keys_of.format('e.' + column)} "
+                f"WHERE e.workspace_id IN ({marks}) AND {where} "
+                f"AND {is_object.format('e.' + column)} "
+                "GROUP BY e.workspace_id, 3, 4",
+                [kind, *workspace_ids],
+            )
+    _examples_rebuild(workspace_ids)
+
+
+def _examples_rebuild(workspace_ids: list[int]) -> None:
+    for workspace_id in workspace_ids:
+        recent = (
+            Event.objects.filter(workspace_id=workspace_id)
+            .order_by("-timestamp")
+            .values_list("timestamp", "type", "name", "properties", "traits")[
+                :REBUILD_EXAMPLE_EVENTS
+            ]
+        )
+        by_name: dict[str, list[tuple]] = defaultdict(list)
+        traits: list[tuple] = []
+        for ts, type_, name, properties, trait_values in recent.iterator(chunk_size=2000):
+            if name and isinstance(properties, dict) and properties:
+                by_name[name].append((ts, properties))
+            if type_ in ("identify", "IDENTITY") and isinstance(trait_values, dict):
+                traits.append((ts, trait_values))
+        found = {}
+        for name, pairs in by_name.items():
+            for row in _keys_count(workspace_id, "property", name, pairs[::-1], None):
+                found[row[1:4]] = orjson.loads(row[7])
+        for row in _keys_count(workspace_id, "trait", "", traits[::-1], None, personal=True):
+            found[row[1:4]] = orjson.loads(row[7])
+        changed = []
+        for row in CatalogueKey.objects.filter(workspace_id=workspace_id):
+            examples = found.get((row.kind, row.event_name, row.key))
+            if examples:
+                row.examples = examples
+                changed.append(row)
+        CatalogueKey.objects.bulk_update(changed, ["examples"], batch_size=500)
+
+
+def example_values(dicts) -> set[str]:
+    """The values of ``dicts`` (properties or traits) as the catalogue keeps examples."""
+    found = set()
+    for values in dicts:
+        if isinstance(values, dict):
+            for value in values.values():
+                example = _example(value)
+                if example is not None:
+                    found.add(example)
+    return found
+
+
+def catalogue_examples_forget(*, workspace_id: int, values: set[str]) -> int:
+    """Take ``values`` (an erased guest's) out of the workspace's catalogue examples; returns
+    how many keys changed."""
+    if not values:
+        return 0
+    changed = []
+    for key in CatalogueKey.objects.filter(workspace_id=workspace_id).exclude(examples=[]):
+        kept = [example for example in key.examples if example not in values]
+        if kept != key.examples:
+            key.examples = kept
+            changed.append(key)
+    CatalogueKey.objects.bulk_update(changed, ["examples"], batch_size=500)
+    return len(changed)

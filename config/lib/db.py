@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import orjson
 from django.db import connection, transaction
@@ -241,33 +242,186 @@ def keys_upsert_returning(
     on SQLite as plain VALUES, 500 rows a statement. ``assign`` and ``where`` name the new row
     as ``excluded``.
     """
+    return _insert(
+        table,
+        columns,
+        types,
+        rows,
+        f"ON CONFLICT ({conflict}) DO UPDATE SET {assign} WHERE {where} RETURNING {returning}",
+        returns=True,
+    )
+
+
+def rows_insert_new(
+    table: str,
+    columns: list[str],
+    types: list[str],
+    rows: list[tuple],
+    *,
+    conflict: str,
+    returning: str,
+) -> list[tuple]:
+    """``INSERT … ON CONFLICT (conflict) DO NOTHING RETURNING returning``: the rows that were
+    not there yet."""
+    return _insert(
+        table,
+        columns,
+        types,
+        rows,
+        f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {returning}",
+        returns=True,
+    )
+
+
+def counts_upsert(
+    table: str,
+    columns: list[str],
+    types: list[str],
+    rows: list[tuple],
+    *,
+    conflict: str,
+    assign: str,
+) -> None:
+    """``INSERT … ON CONFLICT (conflict) DO UPDATE SET assign`` of ``rows``: counters that add
+    up (``n = table.n + excluded.n``), in one statement on PostgreSQL.
+
+    Pass the rows sorted by their conflict key, so that transactions upserting overlapping
+    rows wait for each other rather than deadlock.
+    """
+    _insert(
+        table,
+        columns,
+        types,
+        rows,
+        f"ON CONFLICT ({conflict}) DO UPDATE SET {assign}",
+        returns=False,
+    )
+
+
+@dataclass
+class Upsert:
+    """One ``counts_upsert``, for ``counts_upsert_all``."""
+
+    table: str
+    columns: list[str]
+    types: list[str]
+    rows: list[tuple]
+    conflict: str
+    assign: str
+
+
+def counts_upsert_all(upserts: list[Upsert]) -> None:
+    """Several ``counts_upsert`` at once: one statement on PostgreSQL (each a data-modifying
+    ``WITH``), so a one-message request pays one round trip for all its counters."""
+    upserts = [u for u in upserts if u.rows]
+    if not upserts:
+        return
+    if not on_postgres() or len(upserts) == 1:
+        for u in upserts:
+            counts_upsert(u.table, u.columns, u.types, u.rows, conflict=u.conflict, assign=u.assign)
+        return
+    parts, params = [], []
+    for u in upserts:
+        unnest = ", ".join(f"%s::{kind}[]" for kind in u.types)
+        parts.append(
+            f"INSERT INTO {u.table} ({', '.join(u.columns)}) SELECT * FROM unnest({unnest}) "  # noqa: S608
+            f"ON CONFLICT ({u.conflict}) DO UPDATE SET {u.assign}"
+        )
+        params += arrays(u.rows)
+    ctes = ", ".join(f"u{index} AS ({part})" for index, part in enumerate(parts[:-1]))
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {ctes} {parts[-1]}", params)
+
+
+def rows_insert_new_then(
+    table: str,
+    columns: list[str],
+    types: list[str],
+    rows: list[tuple],
+    *,
+    conflict: str,
+    returning: str,
+    then: str,
+) -> None:
+    """PostgreSQL only: ``WITH added AS (INSERT … ON CONFLICT DO NOTHING RETURNING …) then``,
+    where the statement ``then`` reads the rows that went in as ``added``: one round trip."""
+    unnest = ", ".join(f"%s::{kind}[]" for kind in types)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH added AS (INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608
+            f"SELECT * FROM unnest({unnest}) ON CONFLICT ({conflict}) DO NOTHING "
+            f"RETURNING {returning}) {then}",
+            arrays(rows),
+        )
+
+
+def _insert(
+    table: str,
+    columns: list[str],
+    types: list[str],
+    rows: list[tuple],
+    tail: str,
+    *,
+    returns: bool,
+) -> list[tuple]:
+    if not rows:
+        return []
     names = ", ".join(columns)
-    won: list[tuple] = []
+    out: list[tuple] = []
     with connection.cursor() as cursor:
         if on_postgres():
             unnest = ", ".join(f"%s::{kind}[]" for kind in types)
             cursor.execute(
-                f"INSERT INTO {table} ({names}) SELECT * FROM unnest({unnest}) "  # noqa: S608
-                f"ON CONFLICT ({conflict}) DO UPDATE SET {assign} WHERE {where} "
-                f"RETURNING {returning}",
+                f"INSERT INTO {table} ({names}) SELECT * FROM unnest({unnest}) {tail}",  # noqa: S608
                 arrays(rows),
             )
-            return list(cursor.fetchall())
+            return list(cursor.fetchall()) if returns else []
         adapt = connection.ops.adapt_datetimefield_value
         plain = [
             tuple(
-                adapt(v) if kind == "timestamptz" else v for v, kind in zip(row, types, strict=True)
+                adapt(v)
+                if kind == "timestamptz"
+                else (v.isoformat() if kind == "date" and v is not None else v)
+                for v, kind in zip(row, types, strict=True)
             )
             for row in rows
         ]
         one = "(" + ", ".join(["%s"] * len(columns)) + ")"
-        for start in range(0, len(plain), 500):
-            chunk = plain[start : start + 500]
+        # SQLite allows 32,766 parameters a statement.
+        step = max(1, min(500, 30000 // len(columns)))
+        for start in range(0, len(plain), step):
+            chunk = plain[start : start + step]
             cursor.execute(
-                f"INSERT INTO {table} ({names}) VALUES {', '.join([one] * len(chunk))} "  # noqa: S608
-                f"ON CONFLICT ({conflict}) DO UPDATE SET {assign} WHERE {where} "
-                f"RETURNING {returning}",
+                f"INSERT INTO {table} ({names}) VALUES {', '.join([one] * len(chunk))} {tail}",  # noqa: S608
                 [value for row in chunk for value in row],
             )
-            won.extend(cursor.fetchall())
-    return won
+            if returns:
+                out.extend(cursor.fetchall())
+    return out
+
+
+def sql_least(a: str, b: str) -> str:
+    return f"LEAST({a}, {b})" if on_postgres() else f"min({a}, {b})"
+
+
+def sql_greatest(a: str, b: str) -> str:
+    return f"GREATEST({a}, {b})" if on_postgres() else f"max({a}, {b})"
+
+
+def sql_json_list_merge(existing: str, new: str, *, limit: int) -> str:
+    """SQL for the JSON list ``existing`` followed by the items of ``new`` it lacks, cut to
+    ``limit`` items (kept as they are once full)."""
+    if on_postgres():
+        return (
+            f"CASE WHEN jsonb_array_length({existing}) >= {limit} THEN {existing} ELSE "  # noqa: S608
+            f"(SELECT coalesce(jsonb_agg(v ORDER BY o), '[]'::jsonb) FROM (SELECT v, min(o) AS o "
+            f"FROM jsonb_array_elements({existing} || {new}) WITH ORDINALITY AS e(v, o) "
+            f"GROUP BY v ORDER BY min(o) LIMIT {limit}) AS s) END"
+        )
+    return (
+        f"CASE WHEN json_array_length({existing}) >= {limit} THEN {existing} ELSE "  # noqa: S608
+        f"(SELECT json_group_array(v) FROM (SELECT value AS v, min(o) AS o FROM ("
+        f"SELECT value, key AS o FROM json_each({existing}) UNION ALL "
+        f"SELECT value, 1000000 + key FROM json_each({new})) GROUP BY value "
+        f"ORDER BY min(o) LIMIT {limit})) END"
+    )

@@ -188,6 +188,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "profiles.tasks.segments_incremental",
         "schedule": timedelta(minutes=1),
     },
+    "guest-days-purge": {
+        "task": "profiles.tasks.guest_days_purge",
+        "schedule": crontab(hour=3, minute=37),
+    },
     "sessions-close-idle": {
         "task": "profiles.tasks.sessions_close_idle",
         "schedule": timedelta(minutes=1),
@@ -230,6 +234,9 @@ FOOTPRINT = {
         "profiles.pipeline.sessions_place",
         "tracking.pipeline.events_insert",
         "profiles.pipeline.segments_touch",
+        "profiles.pipeline.guests_count",
+        # Last, so the hot counter rows stay locked only until the commit.
+        "tracking.pipeline.rollups_count",
     ],
     # What else follows a guest merge, after identities, events and sessions moved.
     "GUEST_MERGE_FOLLOWERS": ["experiences.services.assignments_follow_merge"],
