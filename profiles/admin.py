@@ -224,7 +224,9 @@ def guest_display_name(guest: Guest) -> str:
         return name
     if guest.email:
         return guest.email
-    return f"Anonymous {guest.get_guest_type_display().lower()} {str(guest.ref)[:8]}"
+    if guest.guest_type == Guest.Type.CUSTOMER:
+        return f"Customer {str(guest.ref)[:8]}"
+    return f"Anonymous visitor {str(guest.ref)[:8]}"
 
 
 def activity_chart(totals) -> dict:
