@@ -37,6 +37,7 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
+from config.lib import metrics
 from config.lib.db import on_postgres, texts_present
 
 from .doors import segment
@@ -44,7 +45,7 @@ from .drain import failed_payload
 from .errors import IngestError
 from .messages import MAX_BATCH_BYTES, Message
 from .models import Door, Event, FailedEvent, Source
-from .store import events_store
+from .store import events_store, failed_rollups_count
 
 logger = logging.getLogger(__name__)
 
@@ -309,9 +310,20 @@ def _chunk_store(context: _Context, parsed: _Parsed) -> ImportStats:
         stats.stored = len(stored.event_ids)
         stats.duplicates = stored.duplicates
         stats.suppressed = stored.suppressed
-        stats.failed_known = stats.failed - _failed_record(source.workspace_id, parsed.failed)
+        new_failed = _failed_record(source.workspace_id, parsed.failed)
+        stats.failed_known = stats.failed - len(new_failed)
+        transaction.on_commit(lambda: _metrics_count(stats, new_failed))
     stats.seconds += time.perf_counter() - started
     return stats
+
+
+def _metrics_count(stats: ImportStats, failed: list[FailedEvent]) -> None:
+    """Count a committed batch for the operators' metrics, as the worker counts its own."""
+    metrics.events_stored.inc(stats.stored)
+    if stats.duplicates + stats.already_stored:
+        metrics.duplicates_dropped.inc(stats.duplicates + stats.already_stored)
+    for code, count in Counter(item.code for item in failed).items():
+        metrics.events_failed.labels(door=Door.SEGMENT, reason=code).inc(count)
 
 
 def _message_ids_stored(*, workspace_id: int, message_ids: set[str]) -> set[str]:
@@ -325,10 +337,11 @@ def _message_ids_stored(*, workspace_id: int, message_ids: set[str]) -> set[str]
     )
 
 
-def _failed_record(workspace_id: int, failed: list[FailedEvent]) -> int:
-    """Store the failed lines no earlier run recorded; how many were new."""
+def _failed_record(workspace_id: int, failed: list[FailedEvent]) -> list[FailedEvent]:
+    """Store the failed lines no earlier run recorded (and count them in the hourly failure
+    rollups); the ones that were new."""
     if not failed:
-        return 0
+        return []
     known = set(
         FailedEvent.objects.filter(
             workspace_id=workspace_id, import_key__in=[f.import_key for f in failed]
@@ -337,4 +350,6 @@ def _failed_record(workspace_id: int, failed: list[FailedEvent]) -> int:
     new = [f for f in failed if f.import_key not in known]
     # A concurrent import of the same file may record a line first: it is kept once.
     FailedEvent.objects.bulk_create(new, batch_size=500, ignore_conflicts=True)
-    return len(new)
+    if new:
+        failed_rollups_count(new)
+    return new

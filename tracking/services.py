@@ -198,16 +198,24 @@ def failed_events_replay(*, failed: list[FailedEvent]) -> int:
     so one that still fails is recorded again with its reason. Failed events without a payload
     (the whole request was unreadable) cannot be replayed and are left alone.
     """
-    groups: dict[tuple[int, str], list[FailedEvent]] = {}
+    groups: dict[tuple[int, str, bool], list[FailedEvent]] = {}
     for item in failed:
         if item.payload is not None and item.replayed_at is None:
-            groups.setdefault((item.source_id, item.door), []).append(item)
+            groups.setdefault((item.source_id, item.door, bool(item.import_file)), []).append(item)
     now = timezone.now()
     with transaction.atomic():
-        for (source_id, door), items in groups.items():
+        for (source_id, door, imported), items in groups.items():
             InboxRequest.objects.bulk_create(
-                InboxRequest(source_id=source_id, door=door, body=body, meta=meta, received_at=now)
-                for body, meta in DOORS[door].replay_requests([item.payload for item in items])
+                InboxRequest(
+                    source_id=source_id,
+                    door=door,
+                    body=body,
+                    meta=_replay_meta(meta, imported=imported),
+                    received_at=now,
+                )
+                for body, meta in DOORS[door].replay_requests(
+                    [_replay_payload(item.payload, item) for item in items]
+                )
             )
             FailedEvent.objects.filter(pk__in=[item.pk for item in items]).update(replayed_at=now)
         if groups:
@@ -226,15 +234,33 @@ def failed_event_replay_edited(*, failed: FailedEvent, payload: dict) -> InboxRe
     """
     now = timezone.now()
     with transaction.atomic():
-        [(body, meta)] = DOORS[failed.door].replay_requests([payload])
+        [(body, meta)] = DOORS[failed.door].replay_requests([_replay_payload(payload, failed)])
         inbox = InboxRequest.objects.create(
-            source_id=failed.source_id, door=failed.door, body=body, meta=meta, received_at=now
+            source_id=failed.source_id,
+            door=failed.door,
+            body=body,
+            meta=_replay_meta(meta, imported=bool(failed.import_file)),
+            received_at=now,
         )
         FailedEvent.objects.filter(pk=failed.pk).update(replayed_at=now)
         from .tasks import inbox_drain_enqueue
 
         transaction.on_commit(inbox_drain_enqueue)
     return inbox
+
+
+def _replay_payload(payload, failed: FailedEvent):
+    """A replayed line of an imported file without a messageId gets the one its import gave it
+    (its line key), so importing the file again later does not store it a second time."""
+    if failed.import_key and isinstance(payload, dict) and not payload.get("messageId"):
+        return {**payload, "messageId": failed.import_key}
+    return payload
+
+
+def _replay_meta(meta: dict, *, imported: bool) -> dict:
+    """A replayed line of an imported file keeps the times its export recorded, as on import
+    (the door parses it as historic) rather than being corrected against the replay's time."""
+    return {**meta, "historic": True} if imported else meta
 
 
 __all__ = [

@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from profiles.models import Guest, Identity, Session
 from tests.conftest import T0, Door
 from tracking import services
-from tracking.models import DedupKey, Event, FailedEvent
+from tracking.models import DedupKey, Event, EventRollup, FailedEvent, FailedEventRollup
 
 from ..factories import SourceFactory
 
@@ -294,6 +294,12 @@ class TestRunningTwice:
         assert (
             "failed      1 line(s) (0 new failed event(s), 1 recorded by an earlier run)" in again
         )
+        # The dashboard's counts too: the events' own hour, each event and bad line once.
+        assert sorted(EventRollup.objects.values_list("hour", "name", "n")) == [
+            (DAY, "No id", 2),
+            (DAY, "With id", 1),
+        ]
+        assert FailedEventRollup.objects.get().n == 1
 
     def test_long_after_the_dedup_window_and_its_keys_are_gone(self, import_file, clock):
         path = import_file(self.lines())
@@ -492,3 +498,28 @@ def test_threads_store_every_line_once(tmp_path):
     assert Guest.objects.filter(workspace=source.workspace, merged_into=None).count() == 40
     # A visitor comes back every 40 seconds: one session, whatever thread stored its events.
     assert Session.objects.filter(workspace=source.workspace).count() == 40
+
+
+def test_a_fixed_and_replayed_line_keeps_its_times_and_its_id(import_file):
+    line = {
+        "type": "track",
+        "userId": "u",
+        "timestamp": iso(DAY),
+        "sentAt": iso(DAY + timedelta(seconds=2)),
+        "receivedAt": iso(DAY + timedelta(seconds=3)),
+    }  # no event name, no messageId
+    path = import_file([line])
+    import_file.run(path)
+    failed = FailedEvent.objects.get()
+    assert failed.code == "missing_event"
+
+    services.failed_event_replay_edited(failed=failed, payload={**line, "event": "Fixed"})
+    call_command("process_inbox", stdout=StringIO())
+
+    event = Event.objects.get()
+    # As imported: not corrected against the time of the replay.
+    assert (event.timestamp, event.received_at) == (DAY, DAY + timedelta(seconds=3))
+    assert event.message_id == failed.import_key
+    # The file again: the line still fails, and is not recorded twice.
+    import_file.run(path)
+    assert FailedEvent.objects.count() == 1 and Event.objects.count() == 1

@@ -130,6 +130,7 @@ def inbox_parse(ctx: InboxContext) -> tuple[list[Message], list[Rejected]]:
         forced_type = route
         check_sizes = False
     check_nul = b"\\u0000" in body
+    historic = bool(ctx.meta.get("historic"))
     # Likewise nesting: only a body with that many brackets in all can hold a too deep message.
     check_shape = check_sizes or body.count(b"[") + body.count(b"{") > MAX_NESTING
 
@@ -151,6 +152,8 @@ def inbox_parse(ctx: InboxContext) -> tuple[list[Message], list[Rejected]]:
                     # Deterministic, so a re-run of the same inbox row deduplicates.
                     fallback_message_id=f"fp-{ctx.inbox_id}-{index}",
                     max_future_skew=ctx.max_future_skew,
+                    # A replayed line of an imported export keeps its export's times.
+                    historic=historic,
                 )
             )
         except IngestError as error:
