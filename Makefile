@@ -6,7 +6,7 @@ PORT ?= 8000
 STAMP := $(VENV)/.installed
 NODE_SDK := tests/sdks/node
 
-.PHONY: run test lint format install bench bench-segments bench-admin soak clean node-sdk vendor
+.PHONY: run test lint format install bench bench-segments bench-admin soak clean node-sdk vendor screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ bench-segments: $(STAMP)
 # The admin's busiest pages on DATABASE_URL (fill it first with manage.py seed_demo).
 bench-admin: $(STAMP)
 	$(BIN)/python bench/admin_pages.py
+
+# Full-page PNGs at 1440 px of the admin as a marketer sees it, seeded by seed_demo, in screenshots/.
+screenshots: $(STAMP)
+	$(BIN)/python bench/screenshots.py $(SCREENSHOTS_ARGS)
 
 # Refresh the vendored front-end libraries (vendor/package.json pins them; the copies are committed).
 vendor:

@@ -108,11 +108,13 @@ def guest_erase(*, guest: Guest, erased_by: str) -> Erasure:
 
 
 MARKETERS = "Marketers"
-# What the Marketers group may view (and nothing more): guests, their sessions and events, and
-# the sources (whose pages hold the install snippets and the live debugger).
+# What the Marketers group may view (and nothing more): guests, their sessions and events,
+# segments, experiences, and the sources (whose pages hold the install snippets and the live
+# debugger).
 MARKETERS_READABLE = {
-    "profiles": ["guest", "identity", "session", "guestmerge"],
+    "profiles": ["guest", "identity", "session", "guestmerge", "segment"],
     "tracking": ["event", "source"],
+    "experiences": ["experience"],
 }
 # What they may also add and change: segments (the rule builder is theirs).
 MARKETERS_EDITABLE = {"profiles": ["segment"]}

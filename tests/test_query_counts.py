@@ -207,9 +207,10 @@ ESTIMATED_COUNT_EXTRA = 6 if ON_POSTGRES else 0
 @pytest.mark.parametrize(
     ("model", "fill", "bound"),
     [
-        # Session, user, count and page; the event list's filters list the sources, the failed
-        # event list's the sources and codes, the guest list's the segments.
-        pytest.param("tracking/event", events, 5, id="event"),
+        # Session, user, count and page; the event list's filters list the sources, the event
+        # names (from the catalogue) and the experiences, the failed event list's the sources
+        # and codes, the guest list's the segments.
+        pytest.param("tracking/event", events, 7, id="event"),
         pytest.param("tracking/failedevent", failed_events, 6, id="failedevent"),
         pytest.param("tracking/inboxrequest", inbox_requests, 4, id="inboxrequest"),
         pytest.param("profiles/guest", guests, 5, id="guest"),

@@ -290,6 +290,30 @@ class EventRollup(models.Model):
         return f"{self.hour:%Y-%m-%d %H}h {self.type} {self.name}: {self.n}"
 
 
+class EventTypeRollup(models.Model):
+    """``EventRollup`` without the event name: events per workspace, hour, source and type.
+    A few rows an hour, so the dashboard's charts over 30 days read thousands of rows, not
+    hundreds of thousands. Kept in the same statement as ``EventRollup``."""
+
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+", db_index=False)
+    hour = models.DateTimeField()
+    type = models.CharField(max_length=64)
+    n = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "hour", "source", "type"], name="event_type_rollup_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.type}: {self.n}"
+
+
 class FailedEventRollup(models.Model):
     """How many messages of a workspace's source were refused per hour (received, UTC) and
     reason code; added to as the refused messages are recorded."""

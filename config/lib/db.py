@@ -456,3 +456,30 @@ def sql_json_list_merge(existing: str, new: str, *, limit: int) -> str:
         f"SELECT value, 1000000 + key FROM json_each({new})) GROUP BY value "
         f"ORDER BY min(o) LIMIT {limit})) END"
     )
+
+
+def within_days_before(earlier: str, later: str) -> str:
+    """SQL saying ``earlier`` is at most a bound number of days (``%s``) before ``later``."""
+    if on_postgres():
+        return f"{earlier} >= {later} - (%s * interval '1 day')"
+    return f"julianday({earlier}) >= julianday({later}) - %s"
+
+
+def day_of(column: str) -> str:
+    """SQL for the UTC calendar day of a timestamp column (a date, or ISO text on SQLite)."""
+    if on_postgres():
+        return f"(({column}) AT TIME ZONE 'UTC')::date"
+    return f"date({column})"
+
+
+def json_text(column: str, *keys: str) -> str:
+    """SQL for the text at ``column``'s nested ``keys`` (NULL when absent).
+
+    The keys are the code's own constants (letters, digits, underscores), written into the
+    SQL so that the same expression can be grouped by on both databases.
+    """
+    if not all(key.replace("_", "").isalnum() for key in keys):
+        raise ValueError(f"JSON keys must be identifiers: {keys!r}")
+    if on_postgres():
+        return f"({column} #>> '{{{','.join(keys)}}}')"
+    return f"json_extract({column}, '$.{'.'.join(keys)}')"

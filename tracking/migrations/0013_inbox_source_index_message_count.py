@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tracking', '0011_merge_rollups_import_line'),
+        ('tracking', '0012_event_type_rollup'),
     ]
 
     operations = [
