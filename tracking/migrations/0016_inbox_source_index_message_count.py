@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tracking', '0012_event_type_rollup'),
+        ('tracking', '0015_event_partitioned'),
     ]
 
     operations = [
