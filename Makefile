@@ -39,6 +39,7 @@ bench: $(STAMP)
 
 # Mixed valid and invalid traffic with a worker killed mid-run; checks stored and failed counts
 # at the end. Three minutes; SOAK_ARGS=--quick for about 20 s, SOAK_ARGS="--minutes 10" for longer.
+# SOAK_ARGS=--topology: two gunicorn instances, 3+1 Celery workers, PgBouncer and RabbitMQ (as CI).
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 

@@ -228,8 +228,16 @@ class FailedEvent(models.Model):
 
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
+    # No database constraint: the inbox is a queue local to one database server, while failed
+    # events can be distributed by workspace (config/distribution.py). Django still sets it to
+    # null when the request is deleted.
     inbox = models.ForeignKey(
-        InboxRequest, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        InboxRequest,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
     )
     door = models.CharField(max_length=16, choices=Door.choices, default=Door.SEGMENT)
     code = models.CharField(max_length=64)

@@ -92,6 +92,15 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 # (PostgreSQL restarted) fails one request with 503, is dropped at the end of it, and the next
 # request reconnects.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
+# Behind PgBouncer in transaction mode each transaction may run on another server connection,
+# so nothing may outlive one: psycopg prepares no statements on the server, and Django opens no
+# server-side cursor (Footprint's own code never keeps one: exports page by key). SET is only
+# ever SET LOCAL (config.lib.db.setting_local); no advisory lock, LISTEN or temporary table is
+# used across transactions.
+DATABASE_POOLED = env.bool("DATABASE_POOLED", default=False)
+if DATABASE_POOLED and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded default: WAL lets the dev server read while a task writes.
     DATABASES["default"]["OPTIONS"] = {
@@ -191,6 +200,10 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BEAT_SCHEDULE = {
     "inbox-sweep": {"task": "tracking.tasks.inbox_sweep", "schedule": timedelta(seconds=30)},
     "dedup-keys-purge": {"task": "tracking.tasks.dedup_keys_purge", "schedule": crontab(minute=7)},
+    "event-partitions-ahead": {
+        "task": "tracking.tasks.event_partitions_ahead",
+        "schedule": crontab(hour=2, minute=47),
+    },
     "retention-purge": {
         "task": "tracking.tasks.retention_purge",
         "schedule": crontab(hour=3, minute=17),
