@@ -463,16 +463,22 @@ class EventAdmin(WorkspaceScopedAdmin):
         guest_model = Event._meta.get_field("guest").related_model
         identity_model = guest_model._meta.get_field("identities").related_model
         visible = workspaces_visible(request.user)
-        owners = identity_model.objects.filter(value=term, workspace__in=visible).values("guest_id")
-        by_email = guest_model.objects.filter(email=term, workspace__in=visible).values("pk")
-        return (
-            queryset.filter(
-                models.Q(message_id=term)
-                | models.Q(guest_id__in=owners)
-                | models.Q(guest_id__in=by_email)
-            ),
-            False,
+        # The guests first, as a short list of ids: with subqueries inside the OR the planner
+        # scans the whole events table; with ids it ORs two index scans.
+        owners = set(
+            identity_model.objects.filter(value=term, workspace__in=visible).values_list(
+                "guest_id", flat=True
+            )[:100]
         )
+        owners |= set(
+            guest_model.objects.filter(email=term, workspace__in=visible).values_list(
+                "pk", flat=True
+            )[:100]
+        )
+        found = models.Q(message_id=term)
+        if owners:
+            found |= models.Q(guest_id__in=sorted(owners))
+        return queryset.filter(found), False
 
     @admin.display(description="when", ordering="timestamp")
     def when(self, obj):

@@ -162,6 +162,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Ingestion doors and the read and management API of Footprint.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Fields of the same name with different choices get their own enum names.
+    "ENUM_NAME_OVERRIDES": {
+        "ExperienceKindEnum": "experiences.models.Experience.Kind",
+        "MetricKindEnum": "experiences.models.Metric.Kind",
+        "ExperienceStatusEnum": "experiences.models.Experience.Status",
+    },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
