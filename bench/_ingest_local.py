@@ -1,0 +1,928 @@
+"""Ingestion throughput against the SPEC 10 targets, next to raw PostgreSQL COPY.
+
+    make bench                      # the full run (a few minutes)
+    make bench BENCH_ARGS=--quick   # seconds: proves the benchmark still runs
+
+Starts Footprint the production way on local PostgreSQL (its own database,
+``footprint_ingest_bench``, rebuilt each run) and Redis: gunicorn and a Celery worker. Then:
+
+1. accept: ``/v1/batch`` with 100-message batches while no worker runs, so the web tier is
+   measured alone; messages/s and latency;
+2. single ``/v1/track`` requests: requests/s and latency;
+3. process: one Celery worker process (solo pool) drains the inbox into stored, deduplicated,
+   identity-resolved, sessionised events; events/s;
+4. ``/v2/callFlows`` at a fixed 500 decisions/s (open loop: latency counts from the moment a
+   request was due, so a stall is not hidden);
+5. baseline: the accepted messages as rows of the events table's shape, loaded with one raw
+   ``COPY``; rows/s, and every figure above as a ratio to it;
+6. backfill: ``manage.py import_events`` of a gzipped NDJSON export of a month-old history
+   (its own messages, about 5% of the lines without a messageId), run in this process with the
+   worker's threads, next to the worker's processing rate; then the same file again, which
+   must store nothing.
+
+The messages are Segment-spec track/page/identify calls of 300 to 800 bytes from a pool of
+returning visitors, some of whom identify; about 1% repeat an earlier messageId. The load
+generator is one asyncio process speaking HTTP/1.1 over keep-alive connections; its own CPU
+share is reported. At the end the benchmark checks that stored events = unique messages sent
+and that nothing failed. Timings are never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import gzip
+import io
+import os
+import random
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+BIN = Path(sys.executable).parent
+DATABASE = "footprint_ingest_bench"
+BATCH_SIZE = 100
+CALL_FLOWS_RATE = 500
+USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+EVENT_NAMES = ["Product Viewed", "Product Added", "Cart Viewed", "Checkout Started", "Search"]
+PAGES = ["/", "/shoes", "/shoes/trail", "/cart", "/checkout", "/account", "/blog/running"]
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a few seconds, to prove it runs")
+    parser.add_argument("--batches", type=int, help="100-message batches to send")
+    parser.add_argument("--tracks", type=int, help="single /v1/track requests to send")
+    parser.add_argument("--imports", type=int, help="lines of the NDJSON file to import")
+    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
+    parser.add_argument("--concurrency", type=int, default=16, help="connections of the generator")
+    parser.add_argument("--port", type=int, default=0, help="gunicorn port (0: a free one)")
+    parser.add_argument(
+        "--database-url",
+        default=f"postgres://postgres@127.0.0.1:5432/{DATABASE}",
+        help="a PostgreSQL database the benchmark may drop and rebuild",
+    )
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379")
+    args = parser.parse_args()
+    args.batches = args.batches or (30 if args.quick else 2000)
+    args.tracks = args.tracks or (300 if args.quick else 20000)
+    args.imports = args.imports or (3000 if args.quick else 100_000)
+    args.call_flows_seconds = 1 if args.quick else 10
+    return args
+
+
+# --- messages ------------------------------------------------------------------------------
+
+
+def messages_make(count: int, *, visitors: int, rng: random.Random) -> list[dict]:
+    """Segment-spec messages, oldest first, with about 1% repeating an earlier messageId."""
+    now = datetime.now(UTC)
+    start = now - timedelta(hours=2)
+    step = timedelta(hours=2) / max(count, 1)
+    made: list[dict] = []
+    for index in range(count):
+        if made and rng.random() < 0.01:
+            made.append(made[rng.randrange(len(made))])
+            continue
+        visitor = int(rng.paretovariate(1.2)) % visitors  # a few visitors come back a lot
+        made.append(message_make(visitor, start + step * index, rng))
+    return made
+
+
+def message_make(visitor: int, at: datetime, rng: random.Random, roll: float | None = None) -> dict:
+    roll = rng.random() if roll is None else roll
+    page = rng.choice(PAGES)
+    context = {
+        "ip": f"10.{visitor % 250}.{visitor // 250 % 250}.{rng.randrange(1, 250)}",
+        "locale": "en-GB",
+        "userAgent": USER_AGENT,
+        "library": {"name": "analytics.js", "version": "5.2.0"},
+        "page": {
+            "path": page,
+            "url": f"https://shop.example.com{page}",
+            "referrer": "https://www.google.com/",
+            "title": "Shop",
+        },
+    }
+    message = {
+        "messageId": str(uuid.uuid4()),
+        "anonymousId": f"anon-{visitor:07d}",
+        "timestamp": at.isoformat(),
+        "context": context,
+    }
+    if roll < 0.6:
+        message |= {
+            "type": "track",
+            "event": rng.choice(EVENT_NAMES),
+            "properties": {
+                "product_id": f"sku-{rng.randrange(5000)}",
+                "price": round(rng.uniform(5, 200), 2),
+                "currency": "EUR",
+            },
+        }
+    elif roll < 0.92:
+        message |= {"type": "page", "name": page, "properties": {"path": page}}
+    else:
+        message |= {
+            "type": "identify",
+            "userId": f"user-{visitor:07d}",
+            "traits": {
+                "email": f"visitor{visitor}@example.com",
+                "firstName": "Visitor",
+                "plan": rng.choice(["free", "plus", "pro"]),
+            },
+        }
+    padding = rng.randrange(300, 800) - len(orjson.dumps(message))
+    if padding > 20:
+        message.setdefault("properties", {})["note"] = "x" * (padding - 12)
+    return message
+
+
+# --- the load generator --------------------------------------------------------------------
+
+
+class Connection:
+    """A keep-alive HTTP/1.1 connection that sends prebuilt requests."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def send(self, request: bytes) -> tuple[int, bytes]:
+        for attempt in (1, 2):
+            if self.writer is None:
+                self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+            try:
+                self.writer.write(request)
+                head = await self.reader.readuntil(b"\r\n\r\n")
+            except (ConnectionError, asyncio.IncompleteReadError):
+                self.close()
+                if attempt == 2:
+                    raise
+                continue  # the server closed an idle keep-alive connection: send again
+            lines = head.split(b"\r\n")
+            status = int(lines[0].split()[1])
+            length, closing = 0, False
+            for line in lines[1:]:
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"connection" and value.strip().lower() == b"close":
+                    closing = True
+            body = await self.reader.readexactly(length) if length else b""
+            if closing:
+                self.close()
+            return status, body
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+def http_request(method: str, path: str, body: bytes, headers: dict[str, str]) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    # As behind a TLS-terminating proxy: production settings redirect plain HTTP.
+    lines += ["X-Forwarded-Proto: https", "Connection: keep-alive", "", ""]
+    return "\r\n".join(lines).encode() + body
+
+
+@dataclass
+class Phase:
+    name: str
+    requests: int = 0
+    items: int = 0
+    errors: dict[int, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    generator_cpu: float = 0.0
+    web_cpu: float = 0.0
+
+    def web_ms(self) -> str:
+        """Web CPU per request, in milliseconds."""
+        return f"{self.web_cpu / max(self.requests, 1) * 1000:.2f}"
+
+    def percentile(self, p: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+
+
+async def closed_loop(
+    port: int, requests: list[tuple[bytes, int]], concurrency: int, phase: Phase
+) -> None:
+    """Send every request, ``concurrency`` at a time, each connection as fast as it is answered."""
+    queue = iter(requests)
+
+    async def run() -> None:
+        connection = Connection(port)
+        for request, items in queue:
+            started = time.perf_counter()
+            status, body = await connection.send(request)
+            phase.latencies.append(time.perf_counter() - started)
+            phase.requests += 1
+            if status == 200:
+                phase.items += items
+            else:
+                phase.errors[status] = phase.errors.get(status, 0) + 1
+                if len(phase.errors) == 1 and phase.errors[status] == 1:
+                    print(f"  {phase.name}: HTTP {status}: {body[:300]!r}", file=sys.stderr)
+        connection.close()
+
+    await asyncio.gather(*(run() for _ in range(concurrency)))
+
+
+async def open_loop(
+    port: int, requests: list[bytes], rate: float, phase: Phase, connections: int = 32
+) -> None:
+    """Send request i at ``i / rate`` seconds; latency counts from that moment."""
+    start = time.perf_counter() + 0.05
+    queue: asyncio.Queue = asyncio.Queue()
+    for index, request in enumerate(requests):
+        queue.put_nowait((start + index / rate, request))
+
+    async def run() -> None:
+        connection = Connection(port)
+        while not queue.empty():
+            due, request = queue.get_nowait()
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            status, _ = await connection.send(request)
+            phase.latencies.append(time.perf_counter() - due)
+            phase.requests += 1
+            if status == 200:
+                phase.items += 1
+            else:
+                phase.errors[status] = phase.errors.get(status, 0) + 1
+        connection.close()
+
+    await asyncio.gather(*(run() for _ in range(connections)))
+
+
+def timed(phase: Phase, work, web: psutil.Process | None = None) -> Phase:
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
+    web_before = tree_cpu(web)
+    started = time.perf_counter()
+    asyncio.run(work)
+    phase.seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    phase.generator_cpu = (after.ru_utime + after.ru_stime) - (cpu.ru_utime + cpu.ru_stime)
+    phase.web_cpu = tree_cpu(web) - web_before
+    return phase
+
+
+def tree_cpu(root: psutil.Process | None) -> float:
+    """CPU seconds used so far by a process and its children (the gunicorn workers)."""
+    if root is None:
+        return 0.0
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += sum(process.cpu_times()[:2])
+    return total
+
+
+# --- processes -----------------------------------------------------------------------------
+
+
+class MemoryWatch(threading.Thread):
+    """Samples the resident memory of the web and worker processes; keeps each one's peak."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.roots: dict[str, psutil.Process] = {}
+        self.peaks: dict[str, int] = {}
+        self.stopped = threading.Event()
+
+    def watch(self, role: str, pid: int) -> None:
+        self.roots[role] = psutil.Process(pid)
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.2):
+            for role, root in list(self.roots.items()):
+                try:
+                    processes = [root, *root.children(recursive=True)]
+                    peak = max(p.memory_info().rss for p in processes)
+                except psutil.Error:
+                    continue
+                self.peaks[role] = max(self.peaks.get(role, 0), peak)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(port: int, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(http_request("GET", "/healthz", b"", {}))
+                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"gunicorn did not answer on port {port}")
+
+
+def gunicorn_start(
+    args: argparse.Namespace, env: dict[str, str], port: int, log=None
+) -> subprocess.Popen:
+    """gunicorn as in production: gthread workers behind loopback; its log to ``log`` if given."""
+    return subprocess.Popen(
+        [
+            str(BIN / "gunicorn"),
+            "config.wsgi",
+            "--workers",
+            str(args.web_workers),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--worker-class",
+            "gthread",
+            "--threads",
+            str(args.threads),
+            "--keep-alive",
+            "30",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stderr=log,
+    )
+
+
+def celery_worker_start(env: dict[str, str], log=None) -> subprocess.Popen:
+    """One Celery worker process (solo pool) on the ingest queue; its log to ``log`` if given."""
+    return subprocess.Popen(
+        [
+            str(BIN / "celery"),
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            "ingest",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "WARNING",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+
+
+def process_stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def environment(
+    args: argparse.Namespace, *, cache_db: int = 2, broker_db: int = 2
+) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.production",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "DEBUG": "0",
+        "DATABASE_URL": args.database_url,
+        "CELERY_BROKER_URL": f"{args.redis_url}/{broker_db}",
+        "CACHE_URL": f"{args.redis_url}/{cache_db}",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def database_rebuild(
+    args: argparse.Namespace, env: dict[str, str], *, redis_dbs: tuple[int, ...] = (2,)
+) -> None:
+    name = args.database_url.rsplit("/", 1)[1]
+    pg = ["-h", "127.0.0.1", "-U", "postgres"]
+    subprocess.run(["dropdb", *pg, "--if-exists", "--force", name], check=True)
+    subprocess.run(["createdb", *pg, name], check=True)
+    subprocess.run(
+        [str(BIN / "python"), "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True
+    )
+    import redis
+
+    for db in redis_dbs:
+        redis.Redis.from_url(f"{args.redis_url}/{db}").flushdb()
+
+
+def main() -> None:
+    args = arguments()
+    env = environment(args)
+    os.environ.update(env)
+    print(f"Preparing {DATABASE} …", file=sys.stderr)
+    database_rebuild(args, env)
+
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from experiences.flows import experiences_source
+    from experiences.models import Experience, Variant
+    from tracking import services
+    from tracking.models import Event, FailedEvent, InboxRequest
+
+    workspace = services.workspace_create(name="Bench")
+    source = services.source_create(workspace=workspace, name="Shop")
+    experience = Experience.objects.create(
+        workspace=workspace, friendly_id="hero", name="Hero", status=Experience.Status.LIVE
+    )
+    Variant.objects.create(experience=experience, name="A", is_control=True, content={"t": "a"})
+    Variant.objects.create(experience=experience, name="B", content={"t": "Hi {{firstName}}"})
+    experiences_source(workspace)
+    connection.close()
+
+    rng = random.Random(20261123)
+    visitors = max(1000, args.batches * BATCH_SIZE // 10)
+    batch_messages = messages_make(args.batches * BATCH_SIZE, visitors=visitors, rng=rng)
+    track_messages = [
+        message_make(rng.randrange(visitors), datetime.now(UTC), rng, roll=0.0)
+        for _ in range(args.tracks)
+    ]
+    auth = {
+        "Authorization": "Basic " + base64.b64encode(f"{source.write_key}:".encode()).decode(),
+        "Content-Type": "application/json",
+    }
+    sent_at = datetime.now(UTC).isoformat()
+    batch_requests = [
+        (
+            http_request(
+                "POST",
+                "/v1/batch",
+                orjson.dumps({"batch": batch_messages[i : i + BATCH_SIZE], "sentAt": sent_at}),
+                auth,
+            ),
+            BATCH_SIZE,
+        )
+        for i in range(0, len(batch_messages), BATCH_SIZE)
+    ]
+    track_requests = [
+        (http_request("POST", "/v1/track", orjson.dumps(m), auth), 1) for m in track_messages
+    ]
+    flow_requests = [
+        http_request(
+            "POST",
+            "/v2/callFlows",
+            orjson.dumps(
+                {
+                    "clientKey": workspace.client_key,
+                    "friendlyId": "hero",
+                    "channel": "WEB",
+                    "pointOfSale": "shop/nl",
+                    "browserId": f"browser-{rng.randrange(2000)}",
+                }
+            ),
+            {"Content-Type": "application/json"},
+        )
+        for _ in range(CALL_FLOWS_RATE * args.call_flows_seconds * 2)
+    ]
+
+    port = args.port or free_port()
+    memory = MemoryWatch()
+    memory.start()
+    web = gunicorn_start(args, env, port)
+    worker = None
+    try:
+        wait_http(port)
+        memory.watch("web", web.pid)
+        print("Accept: /v1/batch …", file=sys.stderr)
+        warm = [(http_request("GET", "/healthz", b"", {}), 0)] * 50
+        asyncio.run(closed_loop(port, warm, args.concurrency, Phase("warm")))
+        accept_phase = Phase("accept")
+        web_tree = psutil.Process(web.pid)
+        accept = timed(
+            accept_phase,
+            closed_loop(port, batch_requests, args.concurrency, accept_phase),
+            web_tree,
+        )
+        print("Single: /v1/track …", file=sys.stderr)
+        single = Phase("track")
+        timed(single, closed_loop(port, track_requests, args.concurrency * 2, single), web_tree)
+
+        print("Process: one worker drains the inbox …", file=sys.stderr)
+        pending_before = InboxRequest.objects.filter(status=InboxRequest.Status.PENDING).count()
+        worker = celery_worker_start(env)
+        memory.watch("worker", worker.pid)
+        from tracking.tasks import inbox_drain
+
+        inbox_drain.delay()
+        process = drain_measure(pending_before, InboxRequest, Event, worker)
+        connection.close()
+
+        print(f"Import: {args.imports:,} lines of NDJSON, twice …", file=sys.stderr)
+        backfill = services.source_create(workspace=workspace, name="Backfill")
+        imported = import_measure(args, backfill, visitors=visitors, rng=rng)
+        connection.close()
+
+        print("callFlows: as fast as it goes …", file=sys.stderr)
+        flows_max = Phase("callFlows max")
+        capacity = flow_requests[: len(flow_requests) // 5]
+        timed(flows_max, closed_loop(port, [(r, 1) for r in capacity], 8, flows_max), web_tree)
+        # Open loop at the target rate, or below the measured capacity when that is lower (an
+        # overloaded open loop only measures its own queue).
+        rate = min(CALL_FLOWS_RATE, 0.8 * flows_max.items / flows_max.seconds)
+        print(f"callFlows: open loop at {rate:.0f}/s …", file=sys.stderr)
+        flows = Phase("callFlows")
+        paced = flow_requests[len(capacity) :][: int(rate * args.call_flows_seconds)]
+        timed(flows, open_loop(port, paced, rate, flows), web_tree)
+        memory.stopped.set()
+
+        print("Baseline: raw COPY …", file=sys.stderr)
+        copy_rate = copy_baseline(batch_messages, workspace.pk, source.pk)
+
+        unique = len({m["messageId"] for m in batch_messages + track_messages})
+        tracking_stored = Event.objects.filter(source=source).count()
+        backfill_stored = Event.objects.filter(source=backfill).count()
+        failed = FailedEvent.objects.count()
+    finally:
+        memory.stopped.set()
+        if worker is not None:
+            process_stop(worker)
+        process_stop(web)
+    report(
+        args,
+        accept=accept,
+        single=single,
+        process=process,
+        flows=flows,
+        flows_max=flows_max,
+        copy_rate=copy_rate,
+        memory=memory.peaks,
+        unique=unique,
+        stored=tracking_stored,
+        failed=failed,
+        imported=imported,
+        backfill_stored=backfill_stored,
+    )
+    if tracking_stored != unique or failed:
+        raise SystemExit(f"stored {tracking_stored} events for {unique} unique messages sent")
+    if backfill_stored != imported.unique or imported.again_stored:
+        raise SystemExit(
+            f"the import stored {backfill_stored} events for {imported.unique} unique lines, "
+            f"and {imported.again_stored} more the second time"
+        )
+
+
+@dataclass
+class Drain:
+    events: int
+    seconds: float
+    worker_cpu: float
+
+
+def drain_measure(pending: int, InboxRequest, Event, worker: subprocess.Popen) -> Drain:
+    """Time the worker from its first committed claim to an empty inbox.
+
+    Counting from the first commit leaves the worker's start-up out of the figure; the events
+    stored before that moment are left out too.
+    """
+    proc = psutil.Process(worker.pid)
+    first_at = first_events = first_cpu = None
+    deadline = time.monotonic() + 3600
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise SystemExit("the Celery worker exited")
+        left = InboxRequest.objects.filter(status=InboxRequest.Status.PENDING).count()
+        now = time.perf_counter()
+        if first_at is None and left < pending:
+            first_at, first_events = now, Event.objects.count()
+            first_cpu = sum(proc.cpu_times()[:2])
+        if left == 0:
+            events = Event.objects.count()
+            if first_at is None:  # everything went in one claim
+                return Drain(events, float("nan"), float("nan"))
+            return Drain(
+                events - first_events, now - first_at, sum(proc.cpu_times()[:2]) - first_cpu
+            )
+        time.sleep(0.05)
+    raise SystemExit("the inbox did not drain within an hour")
+
+
+@dataclass
+class Imported:
+    lines: int
+    unique: int
+    stored: int
+    seconds: float
+    cpu: float
+    again_stored: int
+    again_seconds: float
+
+
+def exported_lines(count: int, *, visitors: int, rng: random.Random) -> tuple[bytes, int]:
+    """An export as Segment writes it (gzipped NDJSON, times of a month ago, corrected
+    ``timestamp``, ``sentAt``, ``receivedAt``); about 5% of the lines carry no messageId.
+    Returns the file's bytes and how many distinct events it holds."""
+    month_ago = timedelta(days=30)
+    ids: set[str] = set()
+    without_id = 0
+    lines = []
+    for message in messages_make(count, visitors=visitors, rng=rng):
+        at = datetime.fromisoformat(message["timestamp"]) - month_ago
+        line = {
+            **message,
+            "originalTimestamp": (at - timedelta(milliseconds=200)).isoformat(),
+            "timestamp": at.isoformat(),
+            "sentAt": (at + timedelta(milliseconds=300)).isoformat(),
+            "receivedAt": (at + timedelta(milliseconds=400)).isoformat(),
+        }
+        if message["messageId"] not in ids and rng.random() < 0.05:
+            del line["messageId"]  # each such line is an event of its own
+            without_id += 1
+        else:
+            ids.add(line["messageId"])
+        lines.append(orjson.dumps(line))
+    return gzip.compress(b"\n".join(lines) + b"\n", compresslevel=6), len(ids) + without_id
+
+
+def import_measure(args, source, *, visitors: int, rng: random.Random) -> Imported:
+    """``manage.py import_events`` of one export, then of the same file again, in this
+    process (the worker's drain threads); time and CPU from the command's start to its end."""
+    import re
+    import tempfile
+
+    from django.core.management import call_command
+
+    data, unique = exported_lines(args.imports, visitors=visitors, rng=rng)
+    runs = []
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "export.ndjson.gz"
+        path.write_bytes(data)
+        for _ in range(2):
+            out = io.StringIO()
+            cpu = resource.getrusage(resource.RUSAGE_SELF)
+            started = time.perf_counter()
+            call_command(
+                "import_events", str(path), "--write-key", source.write_key, "--quiet", stdout=out
+            )
+            seconds = time.perf_counter() - started
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            used = (after.ru_utime + after.ru_stime) - (cpu.ru_utime + cpu.ru_stime)
+            stored = int(re.search(r"stored +([\d,]+)", out.getvalue())[1].replace(",", ""))
+            runs.append((stored, seconds, used))
+            print("  " + out.getvalue().strip().replace("\n", "\n  "), file=sys.stderr)
+    (stored, seconds, cpu), (again_stored, again_seconds, _) = runs
+    return Imported(args.imports, unique, stored, seconds, cpu, again_stored, again_seconds)
+
+
+def copy_baseline(messages: list[dict], workspace_id: int, source_id: int) -> float:
+    """Rows/s of one raw COPY of the messages into a table shaped like the events table."""
+    import psycopg
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    buffer = io.StringIO()
+    for m in messages:
+        row = [
+            workspace_id,
+            source_id,
+            1,
+            "segment",
+            m["type"],
+            m.get("event") or m.get("name") or "",
+            m["messageId"],
+            m.get("userId", ""),
+            m.get("anonymousId", ""),
+            orjson.dumps(m.get("properties", {})).decode(),
+            orjson.dumps(m.get("context", {})).decode(),
+            orjson.dumps(m.get("traits", {})).decode(),
+            m["timestamp"],
+            m["timestamp"],
+            "",
+            "",
+            "f",
+            "browser",
+            m.get("properties", {}).get("currency", ""),
+        ]
+        buffer.write("\t".join(copy_text(value) for value in row) + "\n")
+    data = buffer.getvalue().encode()
+    columns = (
+        "workspace_id, source_id, guest_id, door, type, name, message_id, user_id, anonymous_id, "
+        "properties, context, traits, timestamp, received_at, group_id, previous_id, "
+        "timestamp_clamped, channel, currency"
+    )
+    with psycopg.connect(
+        host=database["HOST"],
+        port=database["PORT"],
+        user=database["USER"],
+        dbname=database["NAME"],
+        autocommit=True,
+    ) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_copy")
+        conn.execute("CREATE TABLE bench_copy (LIKE tracking_event INCLUDING ALL)")
+        started = time.perf_counter()
+        with (
+            conn.transaction(),
+            conn.cursor().copy(
+                f"COPY bench_copy ({columns}) FROM STDIN"  # noqa: S608 - our own names
+            ) as copy,
+        ):
+            for start in range(0, len(data), 1 << 20):
+                copy.write(data[start : start + (1 << 20)])
+        seconds = time.perf_counter() - started
+        conn.execute("DROP TABLE bench_copy")
+    return len(messages) / seconds
+
+
+def copy_text(value) -> str:
+    text = str(value)
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+
+def report(
+    args,
+    *,
+    accept,
+    single,
+    process,
+    flows,
+    flows_max,
+    copy_rate,
+    memory,
+    unique,
+    stored,
+    failed,
+    imported,
+    backfill_stored,
+):
+    cores = os.cpu_count() or 1
+
+    def share(phase: Phase) -> str:
+        return f"{phase.generator_cpu / (phase.seconds * cores):.0%}"
+
+    accept_rate = accept.items / accept.seconds
+    single_rate = single.items / single.seconds
+    process_rate = process.events / process.seconds
+    flows_rate = flows.items / flows.seconds
+    import_rate = imported.stored / imported.seconds
+    rows = [
+        (
+            "figure",
+            "measured",
+            "p50 ms",
+            "p99 ms",
+            "vs COPY",
+            "target",
+            "server CPU",
+            "generator CPU",
+        ),
+        (
+            f"accept /v1/batch ({BATCH_SIZE}/batch)",
+            f"{accept_rate:,.0f} msg/s",
+            f"{accept.percentile(50):.1f}",
+            f"{accept.percentile(99):.1f}",
+            f"{accept_rate / copy_rate:.2f}",
+            ">= 20,000 msg/s, >= 0.25 COPY",
+            f"{accept.web_ms()} ms/request",
+            share(accept),
+        ),
+        (
+            "single /v1/track",
+            f"{single_rate:,.0f} req/s",
+            f"{single.percentile(50):.1f}",
+            f"{single.percentile(99):.1f}",
+            f"{single_rate / copy_rate:.2f}",
+            ">= 1,500 req/s",
+            f"{single.web_ms()} ms/request",
+            share(single),
+        ),
+        (
+            "process (1 worker process)",
+            f"{process_rate:,.0f} events/s",
+            "",
+            "",
+            f"{process_rate / copy_rate:.2f}",
+            ">= 10,000 events/s",
+            f"{process.worker_cpu / max(process.events, 1) * 1e6:.0f} us/event, "
+            f"{process.worker_cpu / process.seconds:.0%} busy",
+            "",
+        ),
+        (
+            "/v2/callFlows, 8 connections",
+            f"{flows_max.items / flows_max.seconds:,.0f} req/s",
+            f"{flows_max.percentile(50):.1f}",
+            f"{flows_max.percentile(99):.1f}",
+            "",
+            f">= {CALL_FLOWS_RATE} req/s",
+            f"{flows_max.web_ms()} ms/request",
+            share(flows_max),
+        ),
+        (
+            f"/v2/callFlows paced at {flows_rate:,.0f}/s",
+            f"{flows_rate:,.0f} req/s",
+            f"{flows.percentile(50):.1f}",
+            f"{flows.percentile(99):.1f}",
+            "",
+            f"p99 <= 20 ms at {CALL_FLOWS_RATE}/s",
+            f"{flows.web_ms()} ms/request",
+            share(flows),
+        ),
+        (
+            "import_events (NDJSON .gz)",
+            f"{import_rate:,.0f} events/s",
+            "",
+            "",
+            f"{import_rate / copy_rate:.2f}",
+            f">= process: {import_rate / process_rate:.2f}x",
+            f"{imported.cpu / max(imported.stored, 1) * 1e6:.0f} us/event, "
+            f"{imported.cpu / imported.seconds:.0%} busy",
+            "",
+        ),
+        (
+            "import_events, same file again",
+            f"{imported.lines / imported.again_seconds:,.0f} lines/s",
+            "",
+            "",
+            "",
+            "stores nothing",
+            f"stored {imported.again_stored:,}",
+            "",
+        ),
+        ("raw COPY, same rows", f"{copy_rate:,.0f} rows/s", "", "", "1.00", "", "", ""),
+        (
+            "peak RSS",
+            f"web {memory.get('web', 0) / 2**20:,.0f} MiB",
+            "",
+            "",
+            "",
+            "",
+            f"worker {memory.get('worker', 0) / 2**20:,.0f} MiB",
+            "",
+        ),
+    ]
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    print()
+    print(
+        f"Footprint ingestion benchmark: {cores} cores, gunicorn {args.web_workers} workers x "
+        f"{args.threads} threads, "
+        f"{args.concurrency} connections, {args.batches:,} batches + {args.tracks:,} tracks "
+        f"+ {args.imports:,} lines imported"
+    )
+    for index, row in enumerate(rows):
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
+        if index == 0:
+            print("  ".join("-" * width for width in widths))
+    errors = {**accept.errors, **single.errors, **flows.errors, **flows_max.errors}
+    print(
+        f"\nsent {unique:,} unique messages (+ ~1% repeated ids), stored {stored:,}, "
+        f"failed {failed}; HTTP errors {errors or 'none'}"
+    )
+    print(
+        f"imported {imported.lines:,} lines ({imported.unique:,} distinct events), stored "
+        f"{backfill_stored:,}; the same file again stored {imported.again_stored:,}"
+    )
+
+
+if __name__ == "__main__":
+    if (
+        not shutil.which("pg_isready")
+        or subprocess.run(["pg_isready", "-h", "127.0.0.1", "-q"]).returncode
+    ):
+        raise SystemExit("needs PostgreSQL on 127.0.0.1:5432")
+    main()
