@@ -144,9 +144,10 @@ class VariantResultSerializer(serializers.Serializer):
     uplift = serializers.FloatField(allow_null=True, help_text="relative to control")
     upliftLow = serializers.FloatField(allow_null=True, help_text="95% interval, low end")
     upliftHigh = serializers.FloatField(allow_null=True, help_text="95% interval, high end")
-    differenceLow = serializers.FloatField(allow_null=True)
-    differenceHigh = serializers.FloatField(allow_null=True)
-    pValue = serializers.FloatField(allow_null=True, help_text="two-sided, two-proportion z-test")
+    difference = serializers.FloatField(allow_null=True, help_text="absolute, variant - control")
+    pValue = serializers.FloatField(
+        allow_null=True, help_text="two-sided, always valid (sequential test)"
+    )
     chanceToBeatControl = serializers.FloatField(allow_null=True)
 
 

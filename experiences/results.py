@@ -17,7 +17,11 @@ from profiles.segment_sql import Compiler
 from tracking.models import Event
 
 from .models import Experience, FlowExecution
-from .stats import compare, rate, sample_ratio_check
+from .stats import Sample, compare, sample_ratio_check
+
+
+def rate(converted: int, exposed: int) -> float:
+    return converted / exposed if exposed else 0.0
 
 
 @dataclass
@@ -32,8 +36,7 @@ class VariantResult:
     uplift: float | None = None
     uplift_low: float | None = None
     uplift_high: float | None = None
-    difference_low: float | None = None
-    difference_high: float | None = None
+    difference: float | None = None
     p_value: float | None = None
     chance_to_beat_control: float | None = None
 
@@ -112,17 +115,15 @@ def experience_results(experience: Experience) -> dict:
         )
         if variant is not control:
             versus = compare(
-                control_converted=c_converted,
-                control_exposed=c_exposed,
-                converted=converted,
-                exposed=exposed,
+                Sample(n=c_exposed, sum=c_converted, sum_squares=c_converted, binary=True),
+                Sample(n=exposed, sum=converted, sum_squares=converted, binary=True),
             )
             row.uplift, row.uplift_low, row.uplift_high = (
                 versus.uplift,
                 versus.uplift_low,
                 versus.uplift_high,
             )
-            row.difference_low, row.difference_high = versus.difference_low, versus.difference_high
+            row.difference = versus.difference
             row.p_value = versus.p_value
             row.chance_to_beat_control = versus.chance_to_beat_control
         rows.append(row)

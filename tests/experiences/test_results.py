@@ -6,6 +6,9 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from gbstats.bayesian.tests import EffectBayesianABTest
+from gbstats.frequentist.tests import SequentialTwoSidedTTest
+from gbstats.models.statistics import ProportionStatistic
 from scipy import stats
 
 from experiences.models import Experience, FlowExecution
@@ -85,9 +88,14 @@ def test_results_per_variant(api, source, experience):
     assert (a["exposed"], a["converted"], a["conversionRate"]) == (1000, 100, 0.1)
     assert (b["exposed"], b["converted"], b["conversionRate"]) == (1000, 130, 0.13)
     assert b["uplift"] == pytest.approx(0.3)
-    chi2, p, _, _ = stats.chi2_contingency([[100, 900], [130, 870]], correction=False)
-    assert b["pValue"] == pytest.approx(p, rel=1e-6)
-    assert 0.97 < b["chanceToBeatControl"] < 0.99
+    reference = SequentialTwoSidedTTest(
+        ProportionStatistic(n=1000, sum=100), ProportionStatistic(n=1000, sum=130)
+    ).compute_result()
+    assert b["pValue"] == pytest.approx(reference.p_value, rel=1e-6)
+    bayes = EffectBayesianABTest(
+        ProportionStatistic(n=1000, sum=100), ProportionStatistic(n=1000, sum=130)
+    ).compute_result()
+    assert b["chanceToBeatControl"] == pytest.approx(bayes.chance_to_win, rel=1e-6)
     assert results["sampleRatio"]["mismatch"] is False
     assert (a["isControl"], b["isControl"]) == (True, False)
 
