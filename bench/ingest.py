@@ -84,6 +84,13 @@ def arguments() -> argparse.Namespace:
         help="a PostgreSQL database the benchmark may drop and rebuild",
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="a folder: py-spy (if installed) records each Footprint phase there, as folded stacks",
+    )
+    parser.add_argument("--cache-db", type=int, default=11, help="Redis db of the cache")
+    parser.add_argument("--broker-db", type=int, default=12, help="Redis db of the broker")
     args = parser.parse_args()
     args.batches = args.batches or (30 if args.quick else 2000)
     args.tracks = args.tracks or (300 if args.quick else 20000)
@@ -222,6 +229,8 @@ class Phase:
     seconds: float = 0.0
     generator_cpu: float = 0.0
     web_cpu: float = 0.0
+    # The most uneven share of the connections between the web workers seen, as "12/4".
+    split: str = ""
 
     def web_ms(self) -> str:
         """Web CPU per request, in milliseconds."""
@@ -298,6 +307,47 @@ def timed(phase: Phase, work, web: psutil.Process | None = None) -> Phase:
     return phase
 
 
+class ConnectionSplit(threading.Thread):
+    """Samples how the generator's connections are spread over the gunicorn workers."""
+
+    def __init__(self, root: psutil.Process, port: int):
+        super().__init__(daemon=True)
+        self.root, self.port = root, port
+        self.samples: list[tuple[int, ...]] = []
+        self.stopped = threading.Event()
+
+    def __enter__(self) -> ConnectionSplit:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        self.join()
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.25):
+            counts = []
+            for child in self.root.children():
+                try:
+                    connections = child.net_connections(kind="tcp")
+                except psutil.Error:
+                    continue
+                counts.append(
+                    sum(
+                        1
+                        for c in connections
+                        if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == self.port
+                    )
+                )
+            if sum(counts):
+                self.samples.append(tuple(sorted(counts, reverse=True)))
+
+    def widest(self) -> str:
+        if not self.samples:
+            return ""
+        return "/".join(map(str, max(self.samples, key=lambda c: (c[0] - c[-1], c))))
+
+
 def tree_cpu(root: psutil.Process | None) -> float:
     """CPU seconds used so far by a process and its children (the gunicorn workers)."""
     if root is None:
@@ -307,6 +357,31 @@ def tree_cpu(root: psutil.Process | None) -> float:
         with contextlib.suppress(psutil.Error):
             total += sum(process.cpu_times()[:2])
     return total
+
+
+@contextlib.contextmanager
+def profiled(args: argparse.Namespace, name: str, pid: int):
+    """py-spy records the process ``pid`` and its children while the block runs (``--profile``)."""
+    spy = shutil.which("py-spy") or (str(BIN / "py-spy") if (BIN / "py-spy").exists() else None)
+    if args.profile is None or spy is None:
+        yield
+        return
+    args.profile.mkdir(parents=True, exist_ok=True)
+    out = args.profile / (name.split(":")[0].lower().replace(" ", "-") + ".txt")
+    recorder = subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--subprocesses", "--rate", "250"]
+        + ["--format", "raw", "--output", str(out), "--nonblocking"]
+        # For example --gil: only the samples that hold the GIL (CPU spent in Python).
+        + os.environ.get("PY_SPY_ARGS", "").split(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)  # py-spy attaches
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(timeout=60)
 
 
 # --- processes -----------------------------------------------------------------------------
@@ -356,13 +431,25 @@ def wait_http(port: int, seconds: float = 30) -> None:
 
 
 def gunicorn_start(
-    args: argparse.Namespace, env: dict[str, str], port: int, log=None
+    args: argparse.Namespace,
+    env: dict[str, str],
+    port: int,
+    log=None,
+    *,
+    app: str = "config.wsgi",
+    cwd: Path = ROOT,
 ) -> subprocess.Popen:
-    """gunicorn as in production: gthread workers behind loopback; its log to ``log`` if given."""
+    """gunicorn as in production: gthread workers behind loopback; its log to ``log`` if given.
+
+    ``app`` (run from ``cwd``) is Footprint by default; the lean peer gets the same settings.
+    """
+    # Footprint's gunicorn settings (README, Production), for the lean peer too.
+    config = ROOT / "config" / "gunicorn.py"
     return subprocess.Popen(
         [
             str(BIN / "gunicorn"),
-            "config.wsgi",
+            app,
+            *(["--config", str(config)] if config.exists() else []),
             "--workers",
             str(args.web_workers),
             "--bind",
@@ -376,7 +463,7 @@ def gunicorn_start(
             "--log-level",
             "warning",
         ],
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         stderr=log,
     )
@@ -453,10 +540,10 @@ def database_rebuild(
 
 def main() -> None:
     args = arguments()
-    env = environment(args)
+    env = environment(args, cache_db=args.cache_db, broker_db=args.broker_db)
     os.environ.update(env)
-    print(f"Preparing {DATABASE} …", file=sys.stderr)
-    database_rebuild(args, env)
+    print(f"Preparing {args.database_url.rsplit('/', 1)[1]} …", file=sys.stderr)
+    database_rebuild(args, env, redis_dbs=(args.cache_db, args.broker_db))
 
     import django
 
@@ -524,26 +611,41 @@ def main() -> None:
     ]
 
     port = args.port or free_port()
+    peer_port = free_port()
+    lean_peer_prepare(args.database_url)
     memory = MemoryWatch()
     memory.start()
     web = gunicorn_start(args, env, port)
+    peer = gunicorn_start(
+        args,
+        {**env, "LEAN_PEER_DATABASE_URL": args.database_url},
+        peer_port,
+        app="lean_peer:application",
+        cwd=ROOT / "bench",
+    )
     worker = None
     try:
         wait_http(port)
+        wait_http(peer_port)
         memory.watch("web", web.pid)
-        print("Accept: /v1/batch …", file=sys.stderr)
         warm = [(http_request("GET", "/healthz", b"", {}), 0)] * 50
-        asyncio.run(closed_loop(port, warm, args.concurrency, Phase("warm")))
-        accept_phase = Phase("accept")
-        web_tree = psutil.Process(web.pid)
-        accept = timed(
-            accept_phase,
-            closed_loop(port, batch_requests, args.concurrency, accept_phase),
-            web_tree,
-        )
-        print("Single: /v1/track …", file=sys.stderr)
-        single = Phase("track")
-        timed(single, closed_loop(port, track_requests, args.concurrency * 2, single), web_tree)
+        for warm_port in (port, peer_port):
+            asyncio.run(closed_loop(warm_port, warm, args.concurrency, Phase("warm")))
+        web_tree, peer_tree = psutil.Process(web.pid), psutil.Process(peer.pid)
+
+        def both(name: str, requests: list, concurrency: int) -> tuple[Phase, Phase]:
+            """The same requests to Footprint, then to the lean peer, back to back."""
+            print(f"{name} …", file=sys.stderr)
+            ours, theirs = Phase(name), Phase(f"{name} (lean peer)")
+            with profiled(args, name, web.pid), ConnectionSplit(web_tree, port) as split:
+                timed(ours, closed_loop(port, requests, concurrency, ours), web_tree)
+            ours.split = split.widest()
+            timed(theirs, closed_loop(peer_port, requests, concurrency, theirs), peer_tree)
+            return ours, theirs
+
+        accept, accept_peer = both("Accept: /v1/batch", batch_requests, args.concurrency)
+        single, single_peer = both("Single: /v1/track", track_requests, args.concurrency * 2)
+        process_stop(peer)
 
         print("Process: one worker drains the inbox …", file=sys.stderr)
         pending_before = InboxRequest.objects.filter(status=InboxRequest.Status.PENDING).count()
@@ -551,8 +653,9 @@ def main() -> None:
         memory.watch("worker", worker.pid)
         from tracking.tasks import inbox_drain
 
-        inbox_drain.delay()
-        process = drain_measure(pending_before, InboxRequest, Event, worker)
+        with profiled(args, "process", worker.pid):
+            inbox_drain.delay()
+            process = drain_measure(pending_before, InboxRequest, Event, worker)
         connection.close()
 
         print(f"Import: {args.imports:,} lines of NDJSON, twice …", file=sys.stderr)
@@ -563,7 +666,8 @@ def main() -> None:
         print("callFlows: as fast as it goes …", file=sys.stderr)
         flows_max = Phase("callFlows max")
         capacity = flow_requests[: len(flow_requests) // 5]
-        timed(flows_max, closed_loop(port, [(r, 1) for r in capacity], 8, flows_max), web_tree)
+        with profiled(args, "callFlows", web.pid):
+            timed(flows_max, closed_loop(port, [(r, 1) for r in capacity], 8, flows_max), web_tree)
         # Open loop at the target rate, or below the measured capacity when that is lower (an
         # overloaded open loop only measures its own queue).
         rate = min(CALL_FLOWS_RATE, 0.8 * flows_max.items / flows_max.seconds)
@@ -584,11 +688,14 @@ def main() -> None:
         memory.stopped.set()
         if worker is not None:
             process_stop(worker)
+        process_stop(peer)
         process_stop(web)
     report(
         args,
         accept=accept,
+        accept_peer=accept_peer,
         single=single,
+        single_peer=single_peer,
         process=process,
         flows=flows,
         flows_max=flows_max,
@@ -711,6 +818,17 @@ def import_measure(args, source, *, visitors: int, rng: random.Random) -> Import
     return Imported(args.imports, unique, stored, seconds, cpu, again_stored, again_seconds)
 
 
+def lean_peer_prepare(database_url: str) -> None:
+    """The lean peer's table, empty, in the benchmark's database."""
+    import psycopg
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from lean_peer import table_create
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        table_create(conn)
+
+
 def copy_baseline(messages: list[dict], workspace_id: int, source_id: int) -> float:
     """Rows/s of one raw COPY of the messages into a table shaped like the events table."""
     import psycopg
@@ -775,11 +893,17 @@ def copy_text(value) -> str:
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 
 
+def met(ok: bool) -> str:
+    return "met" if ok else "NOT MET"
+
+
 def report(
     args,
     *,
     accept,
+    accept_peer,
     single,
+    single_peer,
     process,
     flows,
     flows_max,
@@ -796,119 +920,188 @@ def report(
     def share(phase: Phase) -> str:
         return f"{phase.generator_cpu / (phase.seconds * cores):.0%}"
 
-    accept_rate = accept.items / accept.seconds
-    single_rate = single.items / single.seconds
+    def rate(phase: Phase) -> float:
+        return phase.items / phase.seconds
+
+    accept_rate, accept_peer_rate = rate(accept), rate(accept_peer)
+    single_rate, single_peer_rate = rate(single), rate(single_peer)
     process_rate = process.events / process.seconds
-    flows_rate = flows.items / flows.seconds
+    flows_rate, flows_max_rate = rate(flows), rate(flows_max)
+    web_mib, worker_mib = memory.get("web", 0) / 2**20, memory.get("worker", 0) / 2**20
+    accept_ratio = accept_rate / accept_peer_rate
+    single_ratio = single_rate / single_peer_rate
+    copy_ratio = process_rate / copy_rate
+    paced_p99 = flows.percentile(99)
+    header = (
+        "figure",
+        "measured",
+        "p50 ms",
+        "p99 ms",
+        "baseline",
+        "server CPU",
+        "gen. CPU",
+        "conns/worker",
+    )
     import_rate = imported.stored / imported.seconds
     rows = [
-        (
-            "figure",
-            "measured",
-            "p50 ms",
-            "p99 ms",
-            "vs COPY",
-            "target",
-            "server CPU",
-            "generator CPU",
-        ),
+        header,
         (
             f"accept /v1/batch ({BATCH_SIZE}/batch)",
             f"{accept_rate:,.0f} msg/s",
             f"{accept.percentile(50):.1f}",
             f"{accept.percentile(99):.1f}",
-            f"{accept_rate / copy_rate:.2f}",
-            ">= 20,000 msg/s, >= 0.25 COPY",
+            f"{accept_ratio:.2f} of lean peer",
             f"{accept.web_ms()} ms/request",
             share(accept),
+            accept.split,
+        ),
+        (
+            "  lean peer, same requests",
+            f"{accept_peer_rate:,.0f} msg/s",
+            f"{accept_peer.percentile(50):.1f}",
+            f"{accept_peer.percentile(99):.1f}",
+            "1.00",
+            f"{accept_peer.web_ms()} ms/request",
+            share(accept_peer),
+            "",
         ),
         (
             "single /v1/track",
             f"{single_rate:,.0f} req/s",
             f"{single.percentile(50):.1f}",
             f"{single.percentile(99):.1f}",
-            f"{single_rate / copy_rate:.2f}",
-            ">= 1,500 req/s",
+            f"{single_ratio:.2f} of lean peer",
             f"{single.web_ms()} ms/request",
             share(single),
+            single.split,
+        ),
+        (
+            "  lean peer, same requests",
+            f"{single_peer_rate:,.0f} req/s",
+            f"{single_peer.percentile(50):.1f}",
+            f"{single_peer.percentile(99):.1f}",
+            "1.00",
+            f"{single_peer.web_ms()} ms/request",
+            share(single_peer),
+            "",
         ),
         (
             "process (1 worker process)",
             f"{process_rate:,.0f} events/s",
             "",
             "",
-            f"{process_rate / copy_rate:.2f}",
-            ">= 10,000 events/s",
+            f"{copy_ratio:.2f} of COPY",
             f"{process.worker_cpu / max(process.events, 1) * 1e6:.0f} us/event, "
             f"{process.worker_cpu / process.seconds:.0%} busy",
             "",
+            "",
         ),
+        ("  raw COPY, same rows", f"{copy_rate:,.0f} rows/s", "", "", "1.00", "", "", ""),
         (
             "/v2/callFlows, 8 connections",
-            f"{flows_max.items / flows_max.seconds:,.0f} req/s",
+            f"{flows_max_rate:,.0f} req/s",
             f"{flows_max.percentile(50):.1f}",
             f"{flows_max.percentile(99):.1f}",
             "",
-            f">= {CALL_FLOWS_RATE} req/s",
             f"{flows_max.web_ms()} ms/request",
             share(flows_max),
+            "",
         ),
         (
             f"/v2/callFlows paced at {flows_rate:,.0f}/s",
             f"{flows_rate:,.0f} req/s",
             f"{flows.percentile(50):.1f}",
-            f"{flows.percentile(99):.1f}",
+            f"{paced_p99:.1f}",
             "",
-            f"p99 <= 20 ms at {CALL_FLOWS_RATE}/s",
             f"{flows.web_ms()} ms/request",
             share(flows),
+            "",
         ),
         (
             "import_events (NDJSON .gz)",
             f"{import_rate:,.0f} events/s",
             "",
             "",
-            f"{import_rate / copy_rate:.2f}",
-            f">= process: {import_rate / process_rate:.2f}x",
+            f"{import_rate / copy_rate:.2f} of COPY, {import_rate / process_rate:.2f}x process",
             f"{imported.cpu / max(imported.stored, 1) * 1e6:.0f} us/event, "
             f"{imported.cpu / imported.seconds:.0%} busy",
             "",
+            "",
         ),
         (
-            "import_events, same file again",
+            "  same file again (stores nothing)",
             f"{imported.lines / imported.again_seconds:,.0f} lines/s",
             "",
             "",
             "",
-            "stores nothing",
             f"stored {imported.again_stored:,}",
             "",
+            "",
         ),
-        ("raw COPY, same rows", f"{copy_rate:,.0f} rows/s", "", "", "1.00", "", "", ""),
+        ("peak RSS per process", f"web {web_mib:,.0f} MiB", "", "", "", "", "", ""),
+        ("", f"worker {worker_mib:,.0f} MiB", "", "", "", "", "", ""),
+    ]
+    paced_at_target = flows_rate >= 0.95 * CALL_FLOWS_RATE
+    targets = [
         (
-            "peak RSS",
-            f"web {memory.get('web', 0) / 2**20:,.0f} MiB",
-            "",
-            "",
-            "",
-            "",
-            f"worker {memory.get('worker', 0) / 2**20:,.0f} MiB",
-            "",
+            "accept >= 0.5 of lean peer, p99 <= 100 ms",
+            f"{accept_ratio:.2f}, {accept.percentile(99):.0f} ms",
+            accept_ratio >= 0.5 and accept.percentile(99) <= 100,
+        ),
+        ("accept >= 20,000 msg/s (SPEC)", f"{accept_rate:,.0f}", accept_rate >= 20_000),
+        (
+            "single >= 0.6 of lean peer, >= 1,500 req/s, p99 <= 50 ms",
+            f"{single_ratio:.2f}, {single_rate:,.0f}/s, {single.percentile(99):.0f} ms",
+            single_ratio >= 0.6 and single_rate >= 1500 and single.percentile(99) <= 50,
+        ),
+        (
+            "process >= 10,000 events/s and >= 0.3 of COPY",
+            f"{process_rate:,.0f}/s, {copy_ratio:.2f}",
+            process_rate >= 10_000 and copy_ratio >= 0.3,
+        ),
+        (
+            "callFlows >= 1,000 decisions/s (repeat guests)",
+            f"{flows_max_rate:,.0f}/s",
+            flows_max_rate >= 1000,
+        ),
+        (
+            f"callFlows p99 <= 20 ms paced at {CALL_FLOWS_RATE}/s",
+            f"{paced_p99:.0f} ms at {flows_rate:,.0f}/s",
+            paced_at_target and paced_p99 <= 20,
+        ),
+        (
+            "import_events >= the worker's rate; again stores 0",
+            f"{import_rate / process_rate:.2f}x, stored {imported.again_stored:,}",
+            import_rate >= process_rate and imported.again_stored == 0,
+        ),
+        (
+            "RSS web <= 150 MiB, worker <= 250 MiB",
+            f"{web_mib:,.0f} / {worker_mib:,.0f} MiB",
+            web_mib <= 150 and worker_mib <= 250,
         ),
     ]
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     print()
     print(
         f"Footprint ingestion benchmark: {cores} cores, gunicorn {args.web_workers} workers x "
-        f"{args.threads} threads, "
-        f"{args.concurrency} connections, {args.batches:,} batches + {args.tracks:,} tracks "
-        f"+ {args.imports:,} lines imported"
+        f"{args.threads} threads, {args.concurrency} connections "
+        f"({args.concurrency * 2} for single tracks), "
+        f"{args.batches:,} batches + {args.tracks:,} tracks + {args.imports:,} lines imported; "
+        f"load {os.getloadavg()[0]:.1f}"
     )
-    for index, row in enumerate(rows):
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
-        if index == 0:
-            print("  ".join("-" * width for width in widths))
-    errors = {**accept.errors, **single.errors, **flows.errors, **flows_max.errors}
+    table_print(rows)
+    print()
+    table_print(
+        [("target (SPEC 10)", "measured", "")]
+        + [(name, value, met(ok)) for name, value, ok in targets]
+    )
+    errors = {
+        **accept.errors,
+        **single.errors,
+        **accept_peer.errors,
+        **single_peer.errors,
+        **flows.errors,
+        **flows_max.errors,
+    }
     print(
         f"\nsent {unique:,} unique messages (+ ~1% repeated ids), stored {stored:,}, "
         f"failed {failed}; HTTP errors {errors or 'none'}"
@@ -917,6 +1110,15 @@ def report(
         f"imported {imported.lines:,} lines ({imported.unique:,} distinct events), stored "
         f"{backfill_stored:,}; the same file again stored {imported.again_stored:,}"
     )
+
+
+def table_print(rows: list[tuple]) -> None:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for index, row in enumerate(rows):
+        cells = (str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
+        if index == 0:
+            print("  ".join("-" * width for width in widths))
 
 
 if __name__ == "__main__":

@@ -1,16 +1,17 @@
+from urllib.parse import urlencode
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.safestring import mark_safe
 
 from tracking.admin_base import SystemRecordAdmin, WorkspaceScopedAdmin
-from tracking.models import Event
 
 from .flows import flow_definitions_forget_soon
-from .models import Assignment, Experience, FlowExecution, Variant
-from .results import experience_results
+from .models import Assignment, Experience, FlowExecution, Metric, Variant
+from .results import chance, experience_results, experience_summary, percent
 from .services import (
     ExperienceRuleError,
     experience_status_set,
@@ -18,7 +19,7 @@ from .services import (
     variant_controls_release,
 )
 
-CHART_WIDTH, BAR_HEIGHT, GAP = 420, 22, 10
+PALETTE = ["#0b5cad", "#e8710a", "#1a7f37", "#a142f4", "#c62828", "#00838f"]
 
 
 def _rule_message(error: ExperienceRuleError) -> str:
@@ -102,16 +103,123 @@ class VariantInline(admin.TabularInline):
     readonly_fields = ["ref"]
 
 
+class OptionalJSONField(forms.JSONField):
+    """A JSON field that shows nothing, not ``null``, when empty, and reads blank as none."""
+
+    def prepare_value(self, value):
+        if value is None:
+            return ""
+        return super().prepare_value(value)
+
+
+METRIC_FIELDS = [
+    "role",
+    "kind",
+    "event",
+    "condition",
+    "property",
+    "window_days",
+    "guardrail_direction",
+    "guardrail_threshold",
+    "name",
+]
+
+
+class MetricForm(forms.ModelForm):
+    condition = OptionalJSONField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 1, "cols": 16}),
+        help_text='optional, e.g. {"property": "revenue", "op": "gte", "value": 20}',
+    )
+
+    class Meta:
+        model = Metric
+        fields = METRIC_FIELDS
+        # Narrow inputs, so the whole metrics table fits a 1440 px page.
+        widgets = {
+            "event": forms.TextInput(attrs={"size": 14}),
+            "property": forms.TextInput(attrs={"size": 8}),
+            "name": forms.TextInput(attrs={"size": 10}),
+            "window_days": forms.NumberInput(attrs={"style": "width: 4em"}),
+            "guardrail_threshold": forms.NumberInput(attrs={"style": "width: 4em"}),
+        }
+
+
+class MetricFormSet(forms.BaseInlineFormSet):
+    """The metrics as a whole list, checked by the rules (``experience_validate``)."""
+
+    FIELDS = (
+        "name",
+        "role",
+        "kind",
+        "event",
+        "condition",
+        "property",
+        "window_days",
+        "guardrail_direction",
+        "guardrail_threshold",
+    )
+
+    def clean(self):
+        if not any(self.errors):
+            planned = []
+            for form in self.forms:
+                if self.can_delete and form.cleaned_data.get("DELETE"):
+                    continue
+                if form.instance.pk is None and not form.has_changed():
+                    continue
+                item = {k: form.cleaned_data[k] for k in self.FIELDS if k in form.cleaned_data}
+                if form.instance.pk is not None:
+                    item["ref"] = form.instance.ref
+                planned.append(item)
+            posted = {form.instance.pk for form in self.initial_forms}
+            planned += [{"ref": m.ref} for m in self.get_queryset() if m.pk not in posted]
+            try:
+                experience_validate(experience=self.instance, changes={}, metrics=planned)
+            except ExperienceRuleError as error:
+                raise ValidationError(_rule_message(error)) from None
+        super().clean()
+
+
+class MetricInline(admin.TabularInline):
+    """One row per metric; the column headers' help is in the section's description."""
+
+    model = Metric
+    form = MetricForm
+    formset = MetricFormSet
+    extra = 0
+    fields = [
+        "role",
+        "kind",
+        "event",
+        "condition",
+        "property",
+        "window_days",
+        "guardrail_direction",
+        "guardrail_threshold",
+    ]
+
+
 @admin.register(Experience)
 class ExperienceAdmin(WorkspaceScopedAdmin):
     form = ExperienceForm
-    list_display = ["name", "friendly_id", "workspace", "kind", "status", "traffic_allocation"]
+    change_form_template = "admin/experiences/experience/change_form.html"
+    list_display = [
+        "name",
+        "friendly_id",
+        "workspace",
+        "status_badge",
+        "exposed",
+        "leader",
+        "significance",
+    ]
     list_filter = ["status", "kind"]
     list_select_related = ["workspace"]
+    list_per_page = 50
     search_fields = ["name", "friendly_id"]
     filter_horizontal = ["target_segments", "exclusion_segments"]
-    inlines = [VariantInline]
-    readonly_fields = ["ref", "results_table", "tracking_events"]
+    inlines = [VariantInline, MetricInline]
+    readonly_fields = ["ref", "live_since"]
     actions = ["launch", "pause", "complete"]
 
     def get_readonly_fields(self, request, obj=None):
@@ -123,11 +231,75 @@ class ExperienceAdmin(WorkspaceScopedAdmin):
 
     fieldsets = [
         (None, {"fields": ["workspace", "friendly_id", "name", "kind", "status", "ref"]}),
-        ("Audience", {"fields": ["traffic_allocation", "target_segments", "exclusion_segments"]}),
-        ("Goal", {"fields": ["goal_event", "goal_condition", "goal_window_days"]}),
-        ("Schedule", {"fields": ["starts_at", "ends_at"]}),
-        ("Results", {"fields": ["results_table", "tracking_events"]}),
+        ("Analysis", {"fields": ["sequential_testing", "cuped", "correction"]}),
+        (
+            "Targeting",
+            {
+                "fields": ["traffic_allocation", "target_segments", "exclusion_segments"],
+                "classes": ["collapse"],
+            },
+        ),
+        ("Schedule", {"fields": ["starts_at", "ends_at", "live_since"], "classes": ["collapse"]}),
     ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("variants", "metrics")
+
+    def _summary(self, obj) -> dict:
+        # One summary per row, shared by the row's columns (two bounded queries).
+        if not hasattr(obj, "_summary"):
+            obj._summary = experience_summary(obj)
+        return obj._summary
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        tone = {"live": "good", "paused": "warn", "completed": ""}.get(obj.status, "")
+        return format_html(
+            '<span class="fp-badge{}">{}</span>',
+            f" fp-badge-{tone}" if tone else "",
+            obj.get_status_display(),
+        )
+
+    @admin.display(description="exposed")
+    def exposed(self, obj):
+        return f"{self._summary(obj)['exposed']:,}"
+
+    @admin.display(description="leader")
+    def leader(self, obj):
+        summary = self._summary(obj)
+        if summary["sampleRatioMismatch"]:
+            return format_html(
+                '<span class="fp-badge fp-badge-bad">{}</span>', "sample-ratio mismatch"
+            )
+        if not summary["leader"]:
+            return "–"
+        if summary["uplift"] is None:
+            return summary["leader"]
+        return format_html(
+            '{} <span class="fp-muted">{}</span>', summary["leader"], percent(summary["uplift"])
+        )
+
+    @admin.display(description="significance")
+    def significance(self, obj):
+        summary = self._summary(obj)
+        if summary["leader"] is None:
+            return "–"
+        if summary["significant"]:
+            return format_html('<span class="fp-badge fp-badge-good">{}</span>', "significant")
+        likely = summary["chanceToBeatControl"]
+        return "not yet" if likely is None else f"not yet ({chance(likely)} chance to win)"
+
+    def save_model(self, request, obj, form, change):
+        if obj.status == Experience.Status.LIVE and obj.live_since is None:
+            obj.live_since = timezone.now()
+        super().save_model(request, obj, form, change)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = dict(extra_context or {})
+        obj = self.get_object(request, object_id)
+        if obj is not None:
+            extra_context |= results_context(obj)
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change, **kwargs)
@@ -164,120 +336,172 @@ class ExperienceAdmin(WorkspaceScopedAdmin):
     def complete(self, request, queryset):
         self._status(request, queryset, Experience.Status.COMPLETED, "Completed")
 
-    @admin.display(description="results")
-    def results_table(self, obj):
-        if obj.pk is None:
-            return "-"
-        # The stored experience: a form shown again with errors has put its input on ``obj``.
-        results = experience_results(Experience.objects.get(pk=obj.pk))
-        rows = [
-            format_html(
-                "<tr><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
-                "<td>{}</td></tr>",
-                row["name"],
-                " (control)" if row["isControl"] else "",
-                row["exposed"],
-                row["converted"],
-                f"{row['conversionRate']:.2%}",
-                _percent_range(row),
-                "-" if row["pValue"] is None else f"{row['pValue']:.4f}",
-                "-" if row["chanceToBeatControl"] is None else f"{row['chanceToBeatControl']:.1%}",
-            )
-            for row in results["variants"]
-        ]
-        ratio = results["sampleRatio"]
-        warning = (
-            format_html(
-                '<p class="errornote">Sample ratio mismatch: the split differs from the weights '
-                "(chi-square {}, p = {}). Check the assignment before trusting results."
-                "</p>",
-                f"{ratio['chiSquare']:.1f}",
-                f"{ratio['pValue']:.2g}",
-            )
-            if ratio["mismatch"]
-            else ""
+
+def results_context(experience: Experience) -> dict:
+    """What the results-first page shows: the verdict, tables and Chart.js configs."""
+    results = experience_results(experience, daily=True)
+    colours = {v["ref"]: PALETTE[i % len(PALETTE)] for i, v in enumerate(results["variants"])}
+    control = next((v for v in results["variants"] if v["isControl"]), None)
+    metrics = []
+    for index, metric in enumerate(results["metrics"]):
+        rows = [_metric_row(metric, row) for row in metric["variants"]]
+        metrics.append(
+            {
+                **metric,
+                "rows": rows,
+                "describe": _describe(metric),
+                "chart_id": f"metric-chart-{index}",
+                "chart": _uplift_chart(metric, colours),
+            }
         )
-        table = format_html(
-            "<table><thead><tr><th>Variant</th><th>Exposed</th><th>Converted</th><th>Rate</th>"
-            "<th>Uplift (95% interval)</th><th>p-value</th><th>Chance to beat control</th>"
-            "</tr></thead><tbody>{}</tbody></table>",
-            mark_safe("".join(str(row) for row in rows)),  # noqa: S308 - parts are escaped
-        )
-        return format_html("{}{}{}", warning, table, _chart(results["variants"]))
-
-    @admin.display(description="latest TRACKING events")
-    def tracking_events(self, obj):
-        if obj.pk is None:
-            return "-"
-        events = Event.objects.filter(
-            workspace_id=obj.workspace_id, type="TRACKING", name=obj.friendly_id
-        ).order_by("-timestamp", "-id")[:20]
-        items = [
-            format_html(
-                '<li><a href="{}">{}</a> {}</li>',
-                reverse("admin:tracking_event_change", args=[event.pk]),
-                f"{event.timestamp:%Y-%m-%d %H:%M:%S}",
-                (event.properties or {}).get("variant", ""),
-            )
-            for event in events
-        ]
-        if not items:
-            return "-"
-        return format_html("<ul>{}</ul>", mark_safe("".join(str(i) for i in items)))  # noqa: S308
-
-
-def _percent_range(row) -> str:
-    if row["uplift"] is None:
-        return "-"
-    return f"{row['uplift']:+.1%} ({row['upliftLow']:+.1%} … {row['upliftHigh']:+.1%})"
-
-
-def _chart(variants: list[dict]) -> str:
-    """Conversion rate per variant with its 95% interval, as inline SVG (no scripts, no CDN)."""
-    import math
-
-    bounds = []
-    for row in variants:
-        n, p = row["exposed"], row["conversionRate"]
-        spread = 1.96 * math.sqrt(p * (1 - p) / n) if n else 0.0
-        bounds.append((max(0.0, p - spread), min(1.0, p + spread)))
-    top = max([high for _, high in bounds] + [0.01])
-    label_width = 90
-    scale = (CHART_WIDTH - label_width - 60) / top
-    height = len(variants) * (BAR_HEIGHT + GAP) + GAP
-    parts = []
-    for index, (row, (low, high)) in enumerate(zip(variants, bounds, strict=True)):
-        y = GAP + index * (BAR_HEIGHT + GAP)
-        width = row["conversionRate"] * scale
-        parts.append(
-            format_html(
-                '<text x="0" y="{}" font-size="12">{}</text>'
-                '<rect x="{}" y="{}" width="{}" height="{}" fill="{}"/>'
-                '<line x1="{}" x2="{}" y1="{}" y2="{}" stroke="#333" stroke-width="2"/>'
-                '<text x="{}" y="{}" font-size="11">{}</text>',
-                y + BAR_HEIGHT * 0.7,
-                row["name"],
-                label_width,
-                y,
-                f"{width:.1f}",
-                BAR_HEIGHT,
-                "#8a8a8a" if row["isControl"] else "#417690",
-                f"{label_width + low * scale:.1f}",
-                f"{label_width + high * scale:.1f}",
-                y + BAR_HEIGHT / 2,
-                y + BAR_HEIGHT / 2,
-                f"{label_width + high * scale + 4:.1f}",
-                y + BAR_HEIGHT * 0.7,
-                f"{row['conversionRate']:.2%}",
-            )
-        )
-    return format_html(
-        '<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" role="img" '
-        'aria-label="conversion rate per variant with 95% intervals">{}</svg>',
-        CHART_WIDTH,
-        height,
-        mark_safe("".join(str(part) for part in parts)),  # noqa: S308 - parts are escaped
+    events_url = (
+        reverse("admin:tracking_event_changelist")
+        + "?"
+        + urlencode({"type": "TRACKING", "q": experience.friendly_id})
     )
+    comparisons = sum(
+        1
+        for m in results["metrics"]
+        if m["role"] != "guardrail"
+        for r in m["variants"]
+        if not r["isControl"]
+    )
+    return {
+        "results": results,
+        "verdict": results["verdict"],
+        "metric_cards": metrics,
+        "control_name": control["name"] if control else "",
+        "exposure_chart": _exposure_chart(results, colours),
+        "tracking_events_url": events_url,
+        "comparisons": comparisons,
+        "days_running": len(results.get("exposuresDaily", [])),
+    }
+
+
+def _describe(metric: dict) -> str:
+    kind = {
+        "conversion": "share of guests who did",
+        "count": "events per guest:",
+        "sum": f"sum of {metric['property']} per guest over",
+    }[metric["kind"]]
+    text = f"{kind} {metric['event']}"
+    if metric["conditionText"]:
+        text += f" where {metric['conditionText']}"
+    text += f", within {metric['windowDays']} days of first exposure"
+    if metric["role"] == "guardrail":
+        direction = (metric["guardrailDirection"] or "").replace("_", " ")
+        text += f"; {direction} by more than {metric['guardrailThreshold']:g} %"
+    return text
+
+
+def _metric_row(metric: dict, row: dict) -> dict:
+    conversion = metric["kind"] == "conversion"
+    if conversion:
+        value = f"{row['mean']:.2%}"
+        total = f"{int(row['total']):,}"
+    else:
+        value = f"{row['mean']:,.2f}"
+        total = f"{row['total']:,.0f}" if metric["kind"] == "count" else f"{row['total']:,.2f}"
+    interval = (
+        f"{percent(row['upliftLow'])} to {percent(row['upliftHigh'])}"
+        if row["upliftLow"] is not None
+        else ""
+    )
+    return {
+        **row,
+        "value": value,
+        "total_text": total,
+        "uplift_text": percent(row["uplift"]) if row["uplift"] is not None else "",
+        "interval": interval,
+        "p_text": "" if row["pValue"] is None else f"{row['pValue']:.3g}",
+        "p_adjusted_text": "" if row["pValueAdjusted"] is None else f"{row['pValueAdjusted']:.3g}",
+        "chance_text": chance(row["chanceToBeatControl"]),
+        "loss_text": "" if row["expectedLoss"] is None else percent(row["expectedLoss"]),
+    }
+
+
+def _uplift_chart(metric: dict, colours: dict) -> dict:
+    """Uplift against control over time, one line per variant with its interval as a band."""
+    days = metric.get("daily", [])
+    labels = [d["date"] for d in days]
+    datasets = []
+    for variant in metric["variants"]:
+        if variant["isControl"]:
+            continue
+        ref, colour = variant["ref"], colours[variant["ref"]]
+
+        def series(key, ref=ref):
+            out = []
+            for day in days:
+                point = next(p for p in day["variants"] if p["ref"] == ref)
+                value = point.get(key)
+                out.append(None if value is None else round(value * 100, 2))
+            return out
+
+        datasets += [
+            {
+                "label": f"{variant['name']}: low",
+                "data": series("upliftLow"),
+                "color": colour,
+                "borderWidth": 0,
+                "pointRadius": 0,
+                "fill": False,
+            },
+            {
+                "label": f"{variant['name']}: interval",
+                "data": series("upliftHigh"),
+                "color": colour,
+                "borderWidth": 0,
+                "pointRadius": 0,
+                "fill": "-1",
+            },
+            {
+                "label": f"{variant['name']} vs control",
+                "data": series("uplift"),
+                "color": colour,
+                "borderWidth": 2,
+                "pointRadius": 2,
+                "fill": False,
+            },
+        ]
+    return {
+        "type": "line",
+        "data": {"labels": labels, "datasets": datasets},
+        "options": {
+            "spanGaps": True,
+            "plugins": {
+                "title": {"display": True, "text": "uplift vs control, % (95 % interval shaded)"},
+            },
+            "scales": {
+                "x": {"title": {"display": True, "text": "day (cumulative)"}},
+                "y": {"title": {"display": True, "text": "uplift %"}},
+            },
+        },
+    }
+
+
+def _exposure_chart(results: dict, colours: dict) -> dict:
+    days = results.get("exposuresDaily", [])
+    names = {v["ref"]: v["name"] for v in results["variants"]}
+    datasets = [
+        {
+            "label": names[ref],
+            "data": [next(p["new"] for p in d["variants"] if p["ref"] == ref) for d in days],
+            "color": colours[ref],
+        }
+        for ref in names
+    ]
+    return {
+        "type": "bar",
+        "data": {"labels": [d["date"] for d in days], "datasets": datasets},
+        "options": {
+            "plugins": {"title": {"display": True, "text": "guests newly exposed per day"}},
+            "scales": {
+                "x": {"stacked": True, "title": {"display": True, "text": "day"}},
+                "y": {"stacked": True, "title": {"display": True, "text": "guests"}},
+            },
+        },
+    }
 
 
 @admin.register(FlowExecution)

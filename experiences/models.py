@@ -1,3 +1,4 @@
+import builtins
 import secrets
 import uuid
 
@@ -23,6 +24,10 @@ class Experience(models.Model):
         PAUSED = "paused", "Paused"
         COMPLETED = "completed", "Completed"
 
+    class Correction(models.TextChoices):
+        HOLM = "holm", "Holm–Bonferroni (family-wise error)"
+        BH = "bh", "Benjamini–Hochberg (false discovery rate)"
+
     ref = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     workspace = models.ForeignKey("tracking.Workspace", on_delete=models.CASCADE, related_name="+")
     friendly_id = models.SlugField(max_length=100)
@@ -40,11 +45,25 @@ class Experience(models.Model):
     exclusion_segments = models.ManyToManyField(
         "profiles.Segment", blank=True, related_name="+", help_text="Never members of these."
     )
-    goal_event = models.CharField(max_length=255, blank=True)
-    goal_condition = models.JSONField(
-        null=True, blank=True, help_text='Optional {"property": P, "op": OP, "value": V}.'
+    # How results are judged (experiences/stats.py).
+    sequential_testing = models.BooleanField(
+        default=True,
+        help_text="Always-valid results: safe to look every day and stop when they are clear.",
     )
-    goal_window_days = models.PositiveSmallIntegerField(default=14)
+    cuped = models.BooleanField(
+        default=True,
+        verbose_name="CUPED",
+        help_text="Reduce variance with each guest's same metric in the 14 days before exposure.",
+    )
+    correction = models.CharField(
+        max_length=4,
+        choices=Correction.choices,
+        default=Correction.HOLM,
+        help_text="How p-values are corrected across variants and primary/secondary metrics.",
+    )
+    live_since = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When it first went live."
+    )
     starts_at = models.DateTimeField(null=True, blank=True)
     ends_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -59,6 +78,72 @@ class Experience(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Metric(models.Model):
+    """What an experience is judged on: one primary, any secondary and guardrail metrics.
+
+    Every kind looks at the guest's events named ``event`` after their first exposure and
+    within ``window_days`` of it (and matching ``condition`` when given): a conversion is
+    whether there was one, a count how many, a sum the total of the numeric ``property``.
+    """
+
+    class Role(models.TextChoices):
+        PRIMARY = "primary", "Primary"
+        SECONDARY = "secondary", "Secondary"
+        GUARDRAIL = "guardrail", "Guardrail"
+
+    class Kind(models.TextChoices):
+        CONVERSION = "conversion", "Conversion"
+        COUNT = "count", "Count per guest"
+        SUM = "sum", "Sum per guest"
+
+    class Direction(models.TextChoices):
+        MUST_NOT_DROP = "must_not_drop", "must not drop"
+        MUST_NOT_RISE = "must_not_rise", "must not rise"
+
+    experience = models.ForeignKey(Experience, on_delete=models.CASCADE, related_name="metrics")
+    ref = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=200, blank=True, help_text="Shown in results; optional.")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.PRIMARY)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.CONVERSION)
+    event = models.CharField(max_length=255)
+    condition = models.JSONField(
+        null=True, blank=True, help_text='Optional {"property": P, "op": OP, "value": V}.'
+    )
+    property = models.CharField(
+        max_length=255, blank=True, help_text="For a sum: the numeric event property, e.g. revenue."
+    )
+    window_days = models.PositiveSmallIntegerField(default=14, verbose_name="days")
+    guardrail_direction = models.CharField(
+        max_length=13,
+        choices=Direction.choices,
+        blank=True,
+        verbose_name="guardrail",
+        help_text="For a guardrail: which way it must not move.",
+    )
+    guardrail_threshold = models.FloatField(
+        null=True,
+        blank=True,
+        verbose_name="by %",
+        help_text="For a guardrail: the change allowed, in percent.",
+    )
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return self.label
+
+    @builtins.property  # the field ``property`` shadows the builtin in this class body
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        if self.kind == self.Kind.COUNT:
+            return f"{self.event} per guest"
+        if self.kind == self.Kind.SUM:
+            return f"{self.property} per guest ({self.event})"
+        return self.event
 
 
 class Variant(models.Model):

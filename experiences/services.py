@@ -29,7 +29,7 @@ from .flows import (
     FlowDefinition,
     flow_definitions_forget_soon,
 )
-from .models import Assignment, Experience, FlowExecution, Variant
+from .models import Assignment, Experience, FlowExecution, Metric, Variant
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")
 
@@ -204,7 +204,11 @@ class ExperienceRuleError(Exception):
 
 
 def experience_validate(
-    *, experience: Experience, changes: dict, variants: list[dict] | None = None
+    *,
+    experience: Experience,
+    changes: dict,
+    variants: list[dict] | None = None,
+    metrics: list[dict] | None = None,
 ) -> None:
     """Check a change of ``experience`` against every rule its definition keeps.
 
@@ -212,7 +216,8 @@ def experience_validate(
     set, by model field name, and ``variants`` the whole list of variants it will have: dicts
     of the fields to set, with the ``ref`` of a stored variant to change it (one left out is
     removed), or ``None`` to keep the stored ones. A rule is checked when the change touches
-    it. Raises ``ExperienceRuleError`` for the first rule broken.
+    it. ``metrics`` likewise is the whole list of metrics (``None``: keep the stored ones).
+    Raises ``ExperienceRuleError`` for the first rule broken.
     """
     stored = experience.pk is not None
     workspace_id = changes["workspace"].pk if changes.get("workspace") else experience.workspace_id
@@ -223,8 +228,10 @@ def experience_validate(
         raise ExperienceRuleError(
             "the traffic allocation is a percentage, from 0 to 100", field="traffic_allocation"
         )
-    if "goal_window_days" in changes and not _whole(changes["goal_window_days"], 1, 365):
-        raise ExperienceRuleError("the goal window is from 1 to 365 days", field="goal_window_days")
+    if "correction" in changes and changes["correction"] not in Experience.Correction.values:
+        raise ExperienceRuleError(
+            f"no correction {changes['correction']!r}; use holm or bh", field="correction"
+        )
     status = changes.get("status", experience.status)
     if status not in Experience.Status.values:
         raise ExperienceRuleError(f"no status {status!r}", field="status")
@@ -237,13 +244,8 @@ def experience_validate(
         ends = changes.get("ends_at", experience.ends_at)
         if starts and ends and ends <= starts:
             raise ExperienceRuleError("endsAt must be after startsAt", field="ends_at")
-    if changes.get("goal_condition") is not None:
-        try:
-            property_condition_validate(changes["goal_condition"])
-        except RuleError as error:
-            raise ExperienceRuleError(
-                error.message, field="goal_condition", path=error.path
-            ) from None
+    if metrics is not None:
+        metrics_validate(experience, metrics)
     if variants is None and "status" not in changes:
         return
     current = {
@@ -262,6 +264,78 @@ def experience_validate(
         raise ExperienceRuleError(
             "a live experience needs variants whose weights add up to more than 0",
             field="status",
+        )
+
+
+def metrics_validate(experience: Experience, metrics: list[dict]) -> None:
+    """One primary metric (when there are any), each complete for its kind and role."""
+    stored = {m.ref: m for m in experience.metrics.all()} if experience.pk is not None else {}
+    unknown = [str(m["ref"]) for m in metrics if "ref" in m and m["ref"] not in stored]
+    if unknown:
+        raise ExperienceRuleError(f"no metric {unknown[0]} in this experience", field="metrics")
+
+    def value(item: dict, key: str):
+        if key in item:
+            return item[key]
+        if "ref" in item:
+            return getattr(stored[item["ref"]], key)
+        return Metric._meta.get_field(key).get_default()
+
+    primaries = 0
+    for index, item in enumerate(metrics):
+        where = f"metric {index + 1}"
+        role, kind = value(item, "role"), value(item, "kind")
+        if role not in Metric.Role.values:
+            raise ExperienceRuleError(
+                f"{where}: no role {role!r}; use primary, secondary or guardrail",
+                field="metrics",
+            )
+        if kind not in Metric.Kind.values:
+            raise ExperienceRuleError(
+                f"{where}: no kind {kind!r}; use conversion, count or sum", field="metrics"
+            )
+        primaries += role == Metric.Role.PRIMARY
+        event = value(item, "event")
+        if not isinstance(event, str) or not event.strip():
+            raise ExperienceRuleError(f"{where}: name the event it counts", field="metrics")
+        if not _whole(value(item, "window_days"), 1, 365):
+            raise ExperienceRuleError(f"{where}: the window is from 1 to 365 days", field="metrics")
+        if kind == Metric.Kind.SUM and not value(item, "property"):
+            raise ExperienceRuleError(
+                f"{where}: a sum needs the numeric property to add up, e.g. revenue",
+                field="metrics",
+            )
+        condition = value(item, "condition")
+        if condition is not None:
+            try:
+                property_condition_validate(condition)
+            except RuleError as error:
+                raise ExperienceRuleError(
+                    f"{where}: {error.message}", field="metrics", path=error.path
+                ) from None
+        direction, threshold = (
+            value(item, "guardrail_direction"),
+            value(item, "guardrail_threshold"),
+        )
+        if role == Metric.Role.GUARDRAIL:
+            if direction not in Metric.Direction.values:
+                raise ExperienceRuleError(
+                    f"{where}: a guardrail says which way it must not move: "
+                    "must_not_drop or must_not_rise",
+                    field="metrics",
+                )
+            if (
+                not isinstance(threshold, int | float)
+                or isinstance(threshold, bool)
+                or not 0 <= threshold <= 1000
+            ):
+                raise ExperienceRuleError(
+                    f"{where}: a guardrail needs the change it allows, in percent (0 to 1000)",
+                    field="metrics",
+                )
+    if metrics and primaries != 1:
+        raise ExperienceRuleError(
+            f"an experience has exactly one primary metric, not {primaries}", field="metrics"
         )
 
 
@@ -347,7 +421,10 @@ def experience_save(*, experience: Experience, data: dict) -> Experience:
     """
     data = dict(data)
     variants = data.pop("variants", None)
-    experience_validate(experience=experience, changes=data, variants=variants)
+    metrics = data.pop("metrics", None)
+    experience_validate(experience=experience, changes=data, variants=variants, metrics=metrics)
+    if data.get("status") == Experience.Status.LIVE and experience.live_since is None:
+        experience.live_since = timezone.now()
     segments = {
         key: data.pop(key) for key in ("target_segments", "exclusion_segments") if key in data
     }
@@ -358,8 +435,24 @@ def experience_save(*, experience: Experience, data: dict) -> Experience:
         getattr(experience, key).set(value)
     if variants is not None:
         _variants_replace(experience, variants)
+    if metrics is not None:
+        metrics_replace(experience=experience, metrics=metrics)
     flow_definitions_forget_soon()
     return experience
+
+
+def metrics_replace(*, experience: Experience, metrics: list[dict]) -> None:
+    """Set the whole list: a metric with its ``ref`` is updated, one without added, the rest
+    removed (results are computed from events, so nothing is lost with a metric)."""
+    kept = [m["ref"] for m in metrics if "ref" in m]
+    experience.metrics.exclude(ref__in=kept).delete()
+    stored = {m.ref: m for m in experience.metrics.all()}
+    for item in metrics:
+        metric = stored[item["ref"]] if "ref" in item else Metric(experience=experience)
+        for key, value in item.items():
+            if key != "ref":
+                setattr(metric, key, value)
+        metric.save()
 
 
 def _variants_replace(experience: Experience, variants: list[dict]) -> None:
@@ -401,7 +494,11 @@ def experience_status_set(*, experience: Experience, status: str) -> Experience:
     experience = Experience.objects.select_for_update().get(pk=experience.pk)
     experience_validate(experience=experience, changes={"status": status})
     experience.status = status
-    experience.save(update_fields=["status"])
+    fields = ["status"]
+    if status == Experience.Status.LIVE and experience.live_since is None:
+        experience.live_since = timezone.now()
+        fields.append("live_since")
+    experience.save(update_fields=fields)
     flow_definitions_forget_soon()
     return experience
 

@@ -212,6 +212,7 @@ class Comparison:
     p_value: float | None
     chance_to_beat_control: float | None
     expected_loss: float | None  # of shipping the variant, relative
+    variance: float | None  # of the relative uplift (delta method)
     cuped: bool  # whether the covariate adjusted the estimate
     theta: float
     sequential: bool
@@ -240,6 +241,7 @@ def compare(
         "p_value": None,
         "chance_to_beat_control": None,
         "expected_loss": None,
+        "variance": None,
         "cuped": theta != 0,
         "theta": theta,
         "sequential": sequential_testing,
@@ -269,6 +271,7 @@ def compare(
             "p_value": float(p_value),
             "chance_to_beat_control": float(chance),
             "expected_loss": float(loss),
+            "variance": float(variance),
         }
     )
 

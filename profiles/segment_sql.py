@@ -115,6 +115,11 @@ class Compiler:
         )
         return kind, text, number, [path, path], [path], [path, path]
 
+    def number(self, column: str, key: str) -> Compiled:
+        """``column[key]`` as a number, NULL when it is not one."""
+        _, _, number, _, _, number_p = self._json(column, key)
+        return Compiled(number, number_p)
+
     def value_condition(self, column: str, key: str, op: str, value: Any) -> Compiled:
         kind, text, number, kind_p, text_p, number_p = self._json(column, key)
         if op == "exists":

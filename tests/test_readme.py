@@ -278,7 +278,7 @@ def experience_goal_converts(by_path: dict, values: dict, *, base_url: str) -> N
     and demo customers who see the experience and order again convert."""
     (experience,) = [e.data for e in by_path["/api/experiences/"] if e.data]
     matching = demo_orders_matching(experience)
-    assert matching > 0, f"goalCondition {experience['goalCondition']} matches no demo order"
+    assert matching > 0, f"the primary metric {experience['metrics'][0]} matches no demo order"
     (call_flows,) = by_path["/v2/callFlows"]
     converted = conversions_after_exposure(experience, call_flows.data, values, base_url=base_url)
     assert converted > 0, "no demo customer converted after exposure and a repeat order"
@@ -301,8 +301,9 @@ def run_example(example: Example, values: dict, *, base_url: str) -> None:
 
 
 def demo_orders_matching(experience: dict) -> int:
-    """How many of the demo's goal events match the goal condition, compiled as results are."""
-    condition = experience["goalCondition"]
+    """How many of the demo's goal events match the primary metric's condition, compiled as
+    results are."""
+    condition = experience["metrics"][0]["condition"]
     seeded = demo_goal_events(experience)
     assert seeded.exists(), "seed_demo sends no goal events"
     compiled = Compiler(workspace_id=seeded[0].workspace_id, now=None).value_condition(
@@ -314,7 +315,7 @@ def demo_orders_matching(experience: dict) -> int:
         cursor.execute(
             f"SELECT COUNT(*) FROM {table} e WHERE e.name = %s"  # noqa: S608
             f" AND e.source_id IN ({', '.join(['%s'] * len(sources))}) AND {compiled.sql}",
-            [experience["goalEvent"], *sources, *compiled.params],
+            [experience["metrics"][0]["event"], *sources, *compiled.params],
         )
         return cursor.fetchone()[0]
 
@@ -322,7 +323,8 @@ def demo_orders_matching(experience: dict) -> int:
 def demo_goal_events(experience: dict):
     """The goal events ``seed_demo`` sent (not the README's own)."""
     return Event.objects.filter(
-        name=experience["goalEvent"], source__name__in=[name for name, _ in SEED_DEMO_SOURCES]
+        name=experience["metrics"][0]["event"],
+        source__name__in=[name for name, _ in SEED_DEMO_SOURCES],
     )
 
 
@@ -376,7 +378,8 @@ def conversions_after_exposure(
         where="the experience's results",
     )
     assert status == 200, results
-    return sum(variant["converted"] for variant in results["variants"])
+    (primary,) = [m for m in results["metrics"] if m["role"] == "primary"]
+    return sum(variant["total"] for variant in primary["variants"])
 
 
 def test_the_readme_python_sdk_snippet_sends_its_event(live_server, demo):

@@ -1,6 +1,9 @@
 """Celery tasks of ingestion: thin wrappers over services, safe to run twice."""
 
 import logging
+import os
+import threading
+import time
 
 from celery import shared_task
 from django.conf import settings
@@ -14,6 +17,67 @@ from .models import InboxRequest
 DRAIN_QUEUED_KEY = "footprint:inbox-drain-queued"
 
 logger = logging.getLogger(__name__)
+
+
+_wake_lock = threading.Lock()
+_wake_last = float("-inf")
+_wake_pending = False
+_wake_due = threading.Event()
+_waker_pid: int | None = None
+
+
+def inbox_drain_wake() -> None:
+    """Wake the drain for a request just committed, at most once per ``DRAIN_WAKE_SECONDS`` in
+    this process (``inbox_drain_enqueue`` costs a Redis round trip or two).
+
+    The first request of a quiet spell wakes the drain at once; the ones that follow within the
+    interval are covered by one wake at its end, so every committed request is followed by a
+    wake no later than the interval after it, however the drain that was running went. With no
+    broker (tasks run in-process) or an interval of 0 every request wakes it.
+    """
+    global _wake_last, _wake_pending
+    interval = settings.FOOTPRINT["DRAIN_WAKE_SECONDS"]
+    if interval <= 0 or settings.CELERY_TASK_ALWAYS_EAGER:
+        inbox_drain_enqueue()
+        return
+    with _wake_lock:
+        if _wake_pending:
+            return  # a wake is already due, and it comes after this request's commit
+        now = time.monotonic()
+        if now < _wake_last + interval:
+            _wake_pending = True
+            _waker_start()
+            _wake_due.set()
+            return
+        _wake_last = now
+    inbox_drain_enqueue()
+
+
+def _waker_start() -> None:
+    """One thread per process makes the wakes that are due (a fork starts its own): a
+    long-lived thread keeps its cache connection, where a thread per wake would open one."""
+    global _waker_pid
+    if _waker_pid != os.getpid():
+        _waker_pid = os.getpid()
+        threading.Thread(target=_waker, name="drain-waker", daemon=True).start()
+
+
+def _waker() -> None:
+    global _wake_last, _wake_pending
+    while True:
+        _wake_due.wait()
+        _wake_due.clear()
+        with _wake_lock:
+            wait = _wake_last + settings.FOOTPRINT["DRAIN_WAKE_SECONDS"] - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        with _wake_lock:
+            _wake_last = time.monotonic()
+            _wake_pending = False
+        try:
+            inbox_drain_enqueue()
+        except Exception:  # it logs what it can; this thread must keep waking
+            logger.exception("waking the drain failed")
 
 
 def inbox_drain_enqueue() -> None:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import orjson
+import psycopg
 from django.db import connection, transaction
 from django.db.models import JSONField
 
@@ -158,6 +159,36 @@ def rows_copy(table: str, columns: str, rows, *, cursor=None) -> None:
     with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
+
+
+def row_insert(table: str, values: dict) -> int:
+    """Insert one row in the caller's transaction (autocommit: committed on return) and return
+    its id (PostgreSQL only).
+
+    The values are bound on the server, ``bytes`` in binary: Django binds on the client, which
+    writes a large ``bytea`` into the SQL text as hex escapes (twice its size) and builds the
+    statement through the ORM on every call. JSON columns take JSON text. The cursor is
+    wrapped as Django wraps its own, so errors are Django's (a lost database is its
+    ``OperationalError``), and query logging and execute wrappers see the statement.
+    """
+    columns = tuple(values)
+    statement = _row_inserts.get((table, columns))
+    if statement is None:
+        quote = connection.ops.quote_name
+        names = ", ".join(quote(name) for name in columns)
+        placeholders = ", ".join(["%s"] * len(columns))
+        sql = f"INSERT INTO {quote(table)} ({names}) VALUES ({placeholders})"  # noqa: S608
+        statement = _row_inserts[(table, columns)] = sql + " RETURNING id"
+    with connection.wrap_database_errors:
+        connection.ensure_connection()
+    raw = psycopg.Cursor(connection.connection)  # binds on the server, unlike Django's
+    wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
+    with wrap(raw) as cursor:
+        cursor.execute(statement, list(values.values()))
+        return cursor.fetchone()[0]
+
+
+_row_inserts: dict[tuple, str] = {}
 
 
 def ids_reserve(table: str, count: int) -> list[int]:
@@ -425,3 +456,30 @@ def sql_json_list_merge(existing: str, new: str, *, limit: int) -> str:
         f"SELECT value, 1000000 + key FROM json_each({new})) GROUP BY value "
         f"ORDER BY min(o) LIMIT {limit})) END"
     )
+
+
+def within_days_before(earlier: str, later: str) -> str:
+    """SQL saying ``earlier`` is at most a bound number of days (``%s``) before ``later``."""
+    if on_postgres():
+        return f"{earlier} >= {later} - (%s * interval '1 day')"
+    return f"julianday({earlier}) >= julianday({later}) - %s"
+
+
+def day_of(column: str) -> str:
+    """SQL for the UTC calendar day of a timestamp column (a date, or ISO text on SQLite)."""
+    if on_postgres():
+        return f"(({column}) AT TIME ZONE 'UTC')::date"
+    return f"date({column})"
+
+
+def json_text(column: str, *keys: str) -> str:
+    """SQL for the text at ``column``'s nested ``keys`` (NULL when absent).
+
+    The keys are the code's own constants (letters, digits, underscores), written into the
+    SQL so that the same expression can be grouped by on both databases.
+    """
+    if not all(key.replace("_", "").isalnum() for key in keys):
+        raise ValueError(f"JSON keys must be identifiers: {keys!r}")
+    if on_postgres():
+        return f"({column} #>> '{{{','.join(keys)}}}')"
+    return f"json_extract({column}, '$.{'.'.join(keys)}')"

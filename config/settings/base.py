@@ -40,6 +40,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # The front doors go on through LEAN_MIDDLEWARE instead of the rest of this list.
+    "config.lib.handlers.LeanViewsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "tracking.middleware.NulCharacterMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -48,6 +50,16 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "tracking.middleware.DatabaseUnavailableMiddleware",
+]
+
+# The front doors' views (config.lib.handlers.lean): MIDDLEWARE without what they never use
+# (static files, sessions, CSRF, logins, messages), in the same order.
+LEAN_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "tracking.middleware.NulCharacterMiddleware",
+    "django.middleware.common.CommonMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "tracking.middleware.DatabaseUnavailableMiddleware",
 ]
@@ -216,6 +228,10 @@ FOOTPRINT = {
     "DRAIN_THREADS": env.int("FOOTPRINT_DRAIN_THREADS", default=2),
     # Inbox rows claimed per processing transaction.
     "INBOX_CLAIM_SIZE": env.int("FOOTPRINT_INBOX_CLAIM_SIZE", default=50),
+    # A web process wakes the drain at most this often (the first request of a quiet spell at
+    # once, the rest at the end of the interval): one broker round trip instead of one per
+    # request. 0 wakes it for every request.
+    "DRAIN_WAKE_SECONDS": env.float("FOOTPRINT_DRAIN_WAKE_SECONDS", default=0.05),
     # Inbox rows older than this and still pending are re-enqueued by the sweep.
     "INBOX_SWEEP_AGE": timedelta(seconds=env.int("FOOTPRINT_INBOX_SWEEP_AGE_SECONDS", default=30)),
     # How long a web process reuses an experience's definition in /v2/callFlows.

@@ -45,9 +45,10 @@ def call(source, friendly_id="hero_banner", browser_id="b-1"):
     return APIClient().post("/v2/callFlows", payload, format="json")
 
 
-def change_form(experience, variants=None, added=(), **fields):
+def change_form(experience, variants=None, added=(), metrics=(), **fields):
     """The change page's POST as a browser sends it: the page's fields, overridden by ``fields``,
-    and the variants inline, each overridden by ``variants[name]`` (``DELETE`` to remove one)."""
+    the variants inline, each overridden by ``variants[name]`` (``DELETE`` to remove one), and
+    the metrics inline with ``metrics`` added."""
     variants = variants or {}
     data = {
         "workspace": experience.workspace_id,
@@ -56,9 +57,9 @@ def change_form(experience, variants=None, added=(), **fields):
         "kind": experience.kind,
         "status": experience.status,
         "traffic_allocation": experience.traffic_allocation,
-        "goal_event": experience.goal_event,
-        "goal_condition": json.dumps(experience.goal_condition),
-        "goal_window_days": experience.goal_window_days,
+        "sequential_testing": "on" if experience.sequential_testing else "",
+        "cuped": "on" if experience.cuped else "",
+        "correction": experience.correction,
         "starts_at_0": "",
         "starts_at_1": "",
         "ends_at_0": "",
@@ -90,6 +91,39 @@ def change_form(experience, variants=None, added=(), **fields):
             if value is False or value is None:  # an unticked checkbox is not sent
                 continue
             data[f"variants-{index}-{key}"] = "on" if value is True else value
+    stored_metrics = list(experience.metrics.order_by("pk")) if experience.pk else []
+    metric_rows = [
+        {
+            "id": m.pk,
+            "experience": experience.pk,
+            "role": m.role,
+            "kind": m.kind,
+            "event": m.event,
+            "condition": "" if m.condition is None else json.dumps(m.condition),
+            "property": m.property,
+            "window_days": m.window_days,
+            "guardrail_direction": m.guardrail_direction,
+            "guardrail_threshold": "" if m.guardrail_threshold is None else m.guardrail_threshold,
+            "name": m.name,
+        }
+        for m in stored_metrics
+    ]
+    metric_rows += [
+        {"experience": experience.pk, "role": "primary", "kind": "conversion", "window_days": 14,
+         **row}
+        for row in metrics
+    ]  # fmt: skip
+    data |= {
+        "metrics-TOTAL_FORMS": len(metric_rows),
+        "metrics-INITIAL_FORMS": len(stored_metrics),
+        "metrics-MIN_NUM_FORMS": 0,
+        "metrics-MAX_NUM_FORMS": 1000,
+    }
+    for index, row in enumerate(metric_rows):
+        for key, value in row.items():
+            if value is None:
+                continue
+            data[f"metrics-{index}-{key}"] = value
     return data
 
 
@@ -227,11 +261,33 @@ def test_segments_of_another_workspace_are_refused(admin_client, source, live):
     assert not live.target_segments.exists()
 
 
-def test_the_goal_condition_is_checked(admin_client, source, live):
+def test_the_metrics_are_checked_by_the_rules(admin_client, source, live):
     condition = json.dumps({"property": "revenue", "op": "near", "value": 1})
+    order = {"event": "Order Completed"}
 
-    refused(save(admin_client, live, goal_condition=condition), "op")
-    assert Experience.objects.get(pk=live.pk).goal_condition is None
+    refused(save(admin_client, live, metrics=[{**order, "condition": condition}]), "op")
+    refused(save(admin_client, live, metrics=[order, order]), "exactly one primary metric")
+    refused(save(admin_client, live, metrics=[{**order, "kind": "sum"}]), "numeric property")
+    refused(
+        save(admin_client, live, metrics=[order, {**order, "role": "guardrail"}]),
+        "which way it must not move",
+    )
+    assert not live.metrics.exists()
+
+    accepted = save(
+        admin_client,
+        live,
+        metrics=[
+            order,
+            {**order, "role": "guardrail", "kind": "sum", "property": "revenue",
+             "guardrail_direction": "must_not_drop", "guardrail_threshold": 2},
+        ],
+    )  # fmt: skip
+    assert accepted.status_code == 302
+    assert [m.role for m in live.metrics.all()] == ["primary", "guardrail"]
+    # An empty condition shows as nothing, not as null.
+    page = admin_client.get(f"/admin/experiences/experience/{live.pk}/change/").content.decode()
+    assert ">null</textarea>" not in page
 
 
 def test_launch_refuses_an_experience_without_weight_and_launches_the_rest(

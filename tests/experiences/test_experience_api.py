@@ -15,8 +15,13 @@ NEW = {
     "friendlyId": "hero_banner",
     "name": "Hero banner",
     "trafficAllocation": 50,
-    "goalEvent": "Order Completed",
-    "goalCondition": {"property": "total", "op": "gte", "value": 20},
+    "metrics": [
+        {
+            "role": "primary",
+            "event": "Order Completed",
+            "condition": {"property": "total", "op": "gte", "value": 20},
+        }
+    ],
     "variants": [
         {"name": "control", "isControl": True, "content": {"title": "Welcome"}},
         {"name": "personal", "weight": 30, "content": {"title": "Hi {{firstName}}"}},
@@ -113,7 +118,18 @@ def test_an_api_change_reaches_decisions_at_once(api, source):
     [
         ({"friendlyId": "Not A Slug"}, "friendlyId", "slug"),
         ({"trafficAllocation": 101}, "trafficAllocation", "100"),
-        ({"goalCondition": {"property": "total", "op": "near", "value": 1}}, "goalCondition", "op"),
+        (
+            {
+                "metrics": [
+                    {
+                        "event": "Order Completed",
+                        "condition": {"property": "total", "op": "near", "value": 1},
+                    }
+                ]
+            },
+            "metrics",
+            "op",
+        ),
         ({"variants": [{"name": "a"}, {"name": "a"}]}, "variants", "differ"),
         (
             {"variants": [{"name": "a", "isControl": True}, {"name": "b", "isControl": True}]},

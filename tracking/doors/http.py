@@ -22,6 +22,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from config.lib import metrics
+from config.lib.handlers import lean
 
 from ..errors import IngestError
 
@@ -49,15 +50,36 @@ def error_response(error: IngestError) -> HttpResponse:
     return json_response(error.as_dict(), status=error.status)
 
 
+# Adds one to a counter and gives it its expiry when it is new: one command, one round trip.
+_COUNT_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
+_count_scripts: dict[str, Any] = {}
+
+
+def _count_script(backend: RedisCache):
+    """The counting script on the cache's Redis, made once per process and server.
+
+    Django's Redis cache builds a new client (and its table of reply parsers) for every call;
+    one client per server, shared by the threads (it is thread-safe), costs nothing per request.
+    """
+    server = backend._servers[0]
+    script = _count_scripts.get(server)
+    if script is None:
+        client = backend._cache.get_client(write=True)
+        script = _count_scripts[server] = client.register_script(_COUNT_SCRIPT)
+    return script
+
+
 def _window_count(key: str, *, timeout: int) -> int:
     """Add one to a counter in the cache and return it: one round trip on Redis (Django's
     ``incr`` asks whether the key exists first)."""
     backend = caches["default"]
     if isinstance(backend, RedisCache):
         name = backend.make_and_validate_key(key)
-        client = backend._cache.get_client(name, write=True)
-        count, _ = client.pipeline(transaction=False).incr(name).expire(name, timeout).execute()
-        return count
+        return int(_count_script(backend)(keys=[name], args=[timeout]))
     try:
         return cache.incr(key)
     except ValueError:
@@ -215,7 +237,8 @@ def door_view(
     ``any_method`` lets the view serve them all. An ``IngestError`` the view raises is rendered
     by ``error``, the door's own error format (it sets its CORS headers itself); an unreachable
     database is a 503 with ``Retry-After``. The view's answer gets the CORS headers. Door views
-    take no CSRF token: they are called by other sites' scripts and by servers.
+    take no CSRF token: they are called by other sites' scripts and by servers; they use no
+    session, login or message either, so they are served through ``LEAN_MIDDLEWARE``.
 
     Every answer is counted for the operators' metrics under ``name`` (by default the view's
     name), with its status and how long it took.
@@ -228,6 +251,7 @@ def door_view(
         label = name or view.__name__
         latency = metrics.door_request_seconds.labels(door=label)
 
+        @lean
         @csrf_exempt
         @functools.wraps(view)
         def door(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
