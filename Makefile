@@ -6,7 +6,7 @@ PORT ?= 8000
 STAMP := $(VENV)/.installed
 NODE_SDK := tests/sdks/node
 
-.PHONY: run test lint format install bench bench-segments bench-admin soak clean node-sdk vendor
+.PHONY: run test lint format install bench bench-segments bench-admin soak clean node-sdk vendor screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,7 @@ bench: $(STAMP)
 
 # Mixed valid and invalid traffic with a worker killed mid-run; checks stored and failed counts
 # at the end. Three minutes; SOAK_ARGS=--quick for about 20 s, SOAK_ARGS="--minutes 10" for longer.
+# SOAK_ARGS=--topology: two gunicorn instances, 3+1 Celery workers, PgBouncer and RabbitMQ (as CI).
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
@@ -46,9 +47,14 @@ soak: $(STAMP)
 bench-segments: $(STAMP)
 	$(BIN)/python bench/segments.py $(BENCH_ARGS)
 
-# The admin's busiest pages on DATABASE_URL (fill it first with manage.py seed_demo).
+# The admin's pages timed on 10M events loaded with COPY into footprint_admin_bench (once, ~30 min);
+# BENCH_ARGS=--quick for 200k events.
 bench-admin: $(STAMP)
-	$(BIN)/python bench/admin_pages.py
+	$(BIN)/python bench/admin_pages.py $(BENCH_ARGS)
+
+# Full-page PNGs at 1440 px of the admin as a marketer sees it, seeded by seed_demo, in screenshots/.
+screenshots: $(STAMP)
+	$(BIN)/python bench/screenshots.py $(SCREENSHOTS_ARGS)
 
 # Refresh the vendored front-end libraries (vendor/package.json pins them; the copies are committed).
 vendor:

@@ -9,8 +9,10 @@ Starts Footprint the production way on local PostgreSQL (its own database,
 1. accept: ``/v1/batch`` with 100-message batches while no worker runs, so the web tier is
    measured alone; messages/s and latency;
 2. single ``/v1/track`` requests: requests/s and latency;
-3. process: one Celery worker process (solo pool) drains the inbox into stored, deduplicated,
-   identity-resolved, sessionised events; events/s;
+3. process: 1, then 2, then 4 Celery worker processes (solo pools) drain the same inbox (kept
+   aside after accepting and put back, with no guest or event, before each count) into stored,
+   deduplicated, identity-resolved, sessionised events; events/s, and for each count that the
+   events stored equal the unique messages sent (exactly once however many workers share it);
 4. ``/v2/callFlows`` at a fixed 500 decisions/s (open loop: latency counts from the moment a
    request was due, so a stall is not hidden);
 5. baseline: the accepted messages as rows of the events table's shape, loaded with one raw
@@ -416,7 +418,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(port: int, seconds: float = 30) -> None:
+def wait_http(port: int, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
@@ -469,14 +471,16 @@ def gunicorn_start(
     )
 
 
-def celery_worker_start(env: dict[str, str], log=None) -> subprocess.Popen:
-    """One Celery worker process (solo pool) on the ingest queue; its log to ``log`` if given."""
+def celery_worker_start(env: dict[str, str], log=None, *, name: str = "") -> subprocess.Popen:
+    """One Celery worker process (solo pool) on the ingest queue; its log to ``log`` if given.
+    Several workers on one broker need a ``name`` each."""
     return subprocess.Popen(
         [
             str(BIN / "celery"),
             "-A",
             "config",
             "worker",
+            *(["-n", f"{name}@%h"] if name else []),
             "-Q",
             "ingest",
             "--pool",
@@ -623,7 +627,6 @@ def main() -> None:
         app="lean_peer:application",
         cwd=ROOT / "bench",
     )
-    worker = None
     try:
         wait_http(port)
         wait_http(peer_port)
@@ -647,15 +650,31 @@ def main() -> None:
         single, single_peer = both("Single: /v1/track", track_requests, args.concurrency * 2)
         process_stop(peer)
 
-        print("Process: one worker drains the inbox …", file=sys.stderr)
-        pending_before = InboxRequest.objects.filter(status=InboxRequest.Status.PENDING).count()
-        worker = celery_worker_start(env)
-        memory.watch("worker", worker.pid)
-        from tracking.tasks import inbox_drain
-
-        with profiled(args, "process", worker.pid):
-            inbox_drain.delay()
-            process = drain_measure(pending_before, InboxRequest, Event, worker)
+        unique = len({m["messageId"] for m in batch_messages + track_messages})
+        inbox_keep()
+        processes = []
+        for count in WORKER_COUNTS:
+            print(f"Process: {count} worker process(es) drain the inbox …", file=sys.stderr)
+            inbox_restore()
+            pending_before = InboxRequest.objects.filter(status=InboxRequest.Status.PENDING).count()
+            # The drain tasks the accepted requests queued would start the first worker early.
+            drains_forget()
+            workers = [celery_worker_start(env, name=f"bench-{i}") for i in range(count)]
+            memory.watch("worker", workers[0].pid)
+            try:
+                with profiled(args, f"process-{count}", workers[0].pid):
+                    drains_send(count)
+                    drain = drain_measure(pending_before, InboxRequest, Event, workers)
+            finally:
+                for one in workers:
+                    process_stop(one)
+            drain.stored = Event.objects.filter(source=source).count()
+            drain.failed = FailedEvent.objects.count()
+            processes.append(drain)
+            if drain.stored != unique or drain.failed:
+                raise SystemExit(
+                    f"{count} workers stored {drain.stored} events for {unique} unique messages"
+                )
         connection.close()
 
         print(f"Import: {args.imports:,} lines of NDJSON, twice …", file=sys.stderr)
@@ -680,14 +699,11 @@ def main() -> None:
         print("Baseline: raw COPY …", file=sys.stderr)
         copy_rate = copy_baseline(batch_messages, workspace.pk, source.pk)
 
-        unique = len({m["messageId"] for m in batch_messages + track_messages})
         tracking_stored = Event.objects.filter(source=source).count()
         backfill_stored = Event.objects.filter(source=backfill).count()
         failed = FailedEvent.objects.count()
     finally:
         memory.stopped.set()
-        if worker is not None:
-            process_stop(worker)
         process_stop(peer)
         process_stop(web)
     report(
@@ -696,7 +712,7 @@ def main() -> None:
         accept_peer=accept_peer,
         single=single,
         single_peer=single_peer,
-        process=process,
+        processes=processes,
         flows=flows,
         flows_max=flows_max,
         copy_rate=copy_rate,
@@ -716,37 +732,97 @@ def main() -> None:
         )
 
 
+# Processing is measured with this many worker processes, each on the same inbox.
+WORKER_COUNTS = (1, 2, 4)
+
+
 @dataclass
 class Drain:
     events: int
     seconds: float
     worker_cpu: float
+    workers: int = 1
+    stored: int = 0
+    failed: int = 0
 
 
-def drain_measure(pending: int, InboxRequest, Event, worker: subprocess.Popen) -> Drain:
-    """Time the worker from its first committed claim to an empty inbox.
+def inbox_keep() -> None:
+    """Keep a copy of the pending inbox, so every worker count processes the same requests."""
+    from django.db import connection
 
-    Counting from the first commit leaves the worker's start-up out of the figure; the events
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS bench_inbox")
+        cursor.execute(
+            "CREATE TABLE bench_inbox AS SELECT * FROM tracking_inboxrequest "
+            "WHERE status = 'pending'"
+        )
+
+
+def inbox_restore() -> None:
+    """Back to the state after accepting: no guest, event, key, rollup or session; the kept
+    inbox."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE tracking_event, tracking_dedupkey, tracking_failedevent, "
+            "tracking_eventrollup, tracking_failedeventrollup, tracking_catalogueevent, "
+            "tracking_cataloguekey, profiles_guestday, profiles_guestrollup, "
+            "profiles_dirtyguest, profiles_guest CASCADE"
+        )
+        cursor.execute("DELETE FROM tracking_inboxrequest")
+        cursor.execute("INSERT INTO tracking_inboxrequest SELECT * FROM bench_inbox")
+        cursor.execute("ANALYZE tracking_inboxrequest")
+
+
+def drains_forget() -> None:
+    """Empty the ingest queue of the drain tasks the accepted requests queued."""
+    from config.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge("ingest")
+
+
+def drains_send(count: int) -> None:
+    """One drain task per worker, once all ``count`` workers answer a ping."""
+    from config.celery import app
+    from tracking.tasks import inbox_drain
+
+    deadline = time.monotonic() + 120
+    while len(app.control.ping(timeout=1.0) or []) < count:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{count} Celery workers did not all start within 120 s")
+    for _ in range(count):
+        inbox_drain.delay()
+
+
+def drain_measure(pending: int, InboxRequest, Event, workers: list[subprocess.Popen]) -> Drain:
+    """Time the workers from the first committed claim to an empty inbox.
+
+    Counting from the first commit leaves the workers' start-up out of the figure; the events
     stored before that moment are left out too.
     """
-    proc = psutil.Process(worker.pid)
+    procs = [psutil.Process(worker.pid) for worker in workers]
+
+    def cpu() -> float:
+        return sum(sum(proc.cpu_times()[:2]) for proc in procs)
+
     first_at = first_events = first_cpu = None
     deadline = time.monotonic() + 3600
     while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            raise SystemExit("the Celery worker exited")
+        if any(worker.poll() is not None for worker in workers):
+            raise SystemExit("a Celery worker exited")
         left = InboxRequest.objects.filter(status=InboxRequest.Status.PENDING).count()
         now = time.perf_counter()
         if first_at is None and left < pending:
             first_at, first_events = now, Event.objects.count()
-            first_cpu = sum(proc.cpu_times()[:2])
+            first_cpu = cpu()
         if left == 0:
             events = Event.objects.count()
             if first_at is None:  # everything went in one claim
-                return Drain(events, float("nan"), float("nan"))
-            return Drain(
-                events - first_events, now - first_at, sum(proc.cpu_times()[:2]) - first_cpu
-            )
+                return Drain(events, float("nan"), float("nan"), workers=len(workers))
+            seconds = (now - first_at) or float("nan")  # drained within one look: too quick
+            return Drain(events - first_events, seconds, cpu() - first_cpu, workers=len(workers))
         time.sleep(0.05)
     raise SystemExit("the inbox did not drain within an hour")
 
@@ -904,7 +980,7 @@ def report(
     accept_peer,
     single,
     single_peer,
-    process,
+    processes,
     flows,
     flows_max,
     copy_rate,
@@ -925,6 +1001,7 @@ def report(
 
     accept_rate, accept_peer_rate = rate(accept), rate(accept_peer)
     single_rate, single_peer_rate = rate(single), rate(single_peer)
+    process = processes[0]
     process_rate = process.events / process.seconds
     flows_rate, flows_max_rate = rate(flows), rate(flows_max)
     web_mib, worker_mib = memory.get("web", 0) / 2**20, memory.get("worker", 0) / 2**20
@@ -985,16 +1062,21 @@ def report(
             share(single_peer),
             "",
         ),
-        (
-            "process (1 worker process)",
-            f"{process_rate:,.0f} events/s",
-            "",
-            "",
-            f"{copy_ratio:.2f} of COPY",
-            f"{process.worker_cpu / max(process.events, 1) * 1e6:.0f} us/event, "
-            f"{process.worker_cpu / process.seconds:.0%} busy",
-            "",
-            "",
+        *(
+            (
+                f"process ({drain.workers} worker process{'es' if drain.workers > 1 else ''})",
+                f"{drain.events / drain.seconds:,.0f} events/s",
+                "",
+                "",
+                f"{drain.events / drain.seconds / copy_rate:.2f} of COPY"
+                if drain.workers == 1
+                else f"exactly once: {drain.stored:,}",
+                f"{drain.worker_cpu / max(drain.events, 1) * 1e6:.0f} us/event, "
+                f"{drain.worker_cpu / drain.seconds / drain.workers:.0%} busy",
+                "",
+                "",
+            )
+            for drain in processes
         ),
         ("  raw COPY, same rows", f"{copy_rate:,.0f} rows/s", "", "", "1.00", "", "", ""),
         (

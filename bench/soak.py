@@ -3,6 +3,15 @@
     make soak                             # three minutes
     make soak SOAK_ARGS=--quick           # about 20 seconds: proves the soak still runs
     make soak SOAK_ARGS="--minutes 10"
+    make soak SOAK_ARGS="--quick --topology"   # past one machine, as CI runs it
+
+With ``--topology`` it runs as an installation past one machine does: two gunicorn instances
+(the generator's connections take them in turn), three Celery worker processes on ``ingest`` and
+one on ``segments``, beat, a PgBouncer in transaction mode between every process and
+PostgreSQL (``bench/pooler.py``; ``DATABASE_POOLED=1``), and RabbitMQ as the broker (a virtual
+host of the run's own; Redis stays the cache). The SIGKILL then hits whichever ingest worker is
+caught inside a processing transaction, found through PgBouncer's ``SHOW CLIENTS`` and
+``SHOW SERVERS``.
 
 Starts Footprint the production way on local PostgreSQL (its own database, ``footprint_soak``,
 dropped and rebuilt each run) and Redis (databases 9 and 10, not the benchmark's): gunicorn
@@ -30,6 +39,8 @@ replaces. At the end it waits, bounded, until the inbox is processed and checks 
 - the events stored for the source are exactly the unique valid messageIds accepted;
 - the failed events are exactly the invalid messages sent inside accepted requests, by reason;
 - every accepted request is one inbox row, done; none is left pending or failed;
+- one guest per person: as many unmerged guests as visitors stored, each visitor's events on one;
+- the counters scraped from ``/metrics`` (added up over every process) agree with the above;
 - no answer was a 5xx and every request was answered as expected.
 
 It prints the counts and exits non-zero on any mismatch. Timings are never asserted.
@@ -40,12 +51,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import csv
 import gzip
+import io
 import os
 import random
 import re
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -63,7 +78,6 @@ from ingest import (
     ROOT,
     Connection,
     MemoryWatch,
-    celery_worker_start,
     database_rebuild,
     environment,
     free_port,
@@ -73,6 +87,7 @@ from ingest import (
     process_stop,
     wait_http,
 )
+from pooler import pgbouncer_start
 
 DATABASE = "footprint_soak"
 CACHE_DB = 9
@@ -119,6 +134,17 @@ def arguments() -> argparse.Namespace:
         help="a PostgreSQL database the soak may drop and rebuild",
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379")
+    parser.add_argument(
+        "--topology",
+        action="store_true",
+        help="past one machine: two gunicorn instances, three Celery workers on ingest and one "
+        "on segments, beat, PgBouncer (transaction mode) and RabbitMQ as the broker",
+    )
+    parser.add_argument(
+        "--rabbitmq-url",
+        default="amqp://guest:guest@127.0.0.1:5672",
+        help="RabbitMQ for --topology; the soak uses a virtual host of its own",
+    )
     args = parser.parse_args()
     args.seconds = 20.0 if args.quick else args.minutes * 60
     return args
@@ -460,13 +486,20 @@ class Link(Connection):
 
 
 async def traffic_send(
-    port: int, traffic: Traffic, ledger: Ledger, *, rate: float, seconds: float, connections: int
+    ports: list[int],
+    traffic: Traffic,
+    ledger: Ledger,
+    *,
+    rate: float,
+    seconds: float,
+    connections: int,
 ) -> None:
-    """Send request i at ``i / rate`` seconds until ``seconds`` have passed."""
+    """Send request i at ``i / rate`` seconds until ``seconds`` have passed; the connections
+    take the web instances' ports in turn."""
     start = time.perf_counter() + 0.05
     counter = iter(range(10**9))
 
-    async def run() -> None:
+    async def run(port: int) -> None:
         link = Link(port)
         while True:
             due = start + next(counter) / rate
@@ -488,7 +521,7 @@ async def traffic_send(
             ledger.answer(planned, status, body, traffic)
         link.close()
 
-    await asyncio.gather(*(run() for _ in range(connections)))
+    await asyncio.gather(*(run(ports[i % len(ports)]) for i in range(connections)))
 
 
 # --- the disruptions -----------------------------------------------------------------------
@@ -527,33 +560,35 @@ class Disruptor(threading.Thread):
             self.error = exc
 
     def worker_kill(self, at: float) -> None:
-        """SIGKILL the worker inside a processing transaction: preferably while it writes
+        """SIGKILL an ingest worker inside a processing transaction: preferably while it writes
         events or dedup keys, else as soon as it holds claimed inbox rows."""
         import psycopg
 
-        worker: subprocess.Popen = self.processes["worker"]
-        process = psutil.Process(worker.pid)
-        caught = None
+        roles = self.args.ingest_roles
+        caught = role = None
         with psycopg.connect(self.args.database_url, autocommit=True) as conn:
             started = time.monotonic()
             while caught is None and time.monotonic() < started + 20:
                 writing = time.monotonic() < started + 10
-                ports = [
-                    c.laddr.port
-                    for c in process.net_connections(kind="tcp")
-                    if c.raddr and c.raddr.port == 5432
-                ]
-                if ports:
+                for candidate in roles:
+                    backends = self.backends(conn, self.processes[candidate])
+                    if not backends:
+                        continue
                     # A transaction id is assigned once the claim's FOR UPDATE locks rows.
                     caught = conn.execute(
                         "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 60) "
-                        "FROM pg_stat_activity WHERE client_port = ANY(%s) "
+                        "FROM pg_stat_activity WHERE pid = ANY(%s) "
                         "AND backend_xid IS NOT NULL AND xact_start IS NOT NULL "
                         "AND (NOT %s OR (state = 'active' AND query ~ '^\\s*(COPY|INSERT)'))",
-                        [ports, writing],
+                        [backends, writing],
                     ).fetchone()
+                    if caught is not None:
+                        role = candidate
+                        break
                 if caught is None:
                     time.sleep(0.002)
+            role = role or roles[0]
+            worker: subprocess.Popen = self.processes[role]
             worker.send_signal(signal.SIGKILL)
             worker.wait()
             pending = conn.execute(
@@ -566,13 +601,43 @@ class Disruptor(threading.Thread):
             else "no open transaction caught within 20 s"
         )
         self.ledger.note(
-            f"{at:.0f} s: SIGKILL Celery worker {worker.pid} ({where}); "
+            f"{at:.0f} s: SIGKILL Celery worker {worker.pid} ({role}; {where}); "
             f"{pending} inbox rows pending"
         )
-        log = self.logs.open(f"worker-{self.kills + 1}")
-        self.processes["worker"] = replacement = celery_worker_start(self.env, log)
-        self.memory.watch("worker", replacement.pid)
-        self.ledger.note(f"{at:.0f} s: new Celery worker {replacement.pid}")
+        log = self.logs.open(f"{role}-after-kill-{self.kills}")
+        self.processes[role] = replacement = ingest_worker_start(self.env, log, role)
+        self.memory.watch(role, replacement.pid)
+        self.ledger.note(f"{at:.0f} s: new Celery worker {replacement.pid} ({role})")
+
+    def backends(self, conn, worker: subprocess.Popen) -> list[int]:
+        """The PostgreSQL backend pids serving ``worker`` now: its own connections, or through
+        PgBouncer the server connections linked to its client connections."""
+        try:
+            local = {
+                c.laddr.port: c.raddr.port
+                for c in psutil.Process(worker.pid).net_connections(kind="tcp")
+                if c.raddr
+            }
+        except psutil.Error:
+            return []
+        direct = [port for port, remote in local.items() if remote == 5432]
+        if self.args.pooler_port is None:
+            if not direct:
+                return []
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE client_port = ANY(%s)", [direct]
+            ).fetchall()
+            return [row[0] for row in rows]
+        pooled = {port for port, remote in local.items() if remote == self.args.pooler_port}
+        if not pooled:
+            return []
+        clients = pgbouncer_show(self.args.pooler_port, "CLIENTS")
+        servers = {row["ptr"]: row for row in pgbouncer_show(self.args.pooler_port, "SERVERS")}
+        return [
+            int(servers[row["link"]]["remote_pid"])
+            for row in clients
+            if row["port"].isdigit() and int(row["port"]) in pooled and row["link"] in servers
+        ]
 
     def web_restart(self, at: float) -> None:
         """SIGTERM one gunicorn worker: it finishes its requests and gunicorn starts another."""
@@ -635,6 +700,132 @@ class Logs:
         return lines, expected, found
 
 
+def pgbouncer_show(port: int, what: str) -> list[dict[str, str]]:
+    """A ``SHOW`` of PgBouncer's admin console (it speaks only the simple query protocol)."""
+    out = subprocess.run(
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "postgres",
+            "--csv",
+            "-c",
+            f"SHOW {what}",
+            "pgbouncer",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return list(csv.DictReader(io.StringIO(out)))
+
+
+def worker_start(env: dict[str, str], queues: str, log, *, name: str) -> subprocess.Popen:
+    """One Celery worker process (solo pool) on ``queues``, named ``name`` (unique per broker)."""
+    return subprocess.Popen(
+        [
+            str(BIN / "celery"),
+            "-A",
+            "config",
+            "worker",
+            "-n",
+            f"{name}@%h",
+            "-Q",
+            queues,
+            "--pool",
+            "solo",
+            "--loglevel",
+            "WARNING",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+
+
+def ingest_worker_start(env: dict[str, str], log, role: str = "worker") -> subprocess.Popen:
+    return worker_start(env, "ingest", log, name=role)
+
+
+def rabbitmq_vhost(args, create: bool) -> str:
+    """A RabbitMQ virtual host of this run's own, so no other run's tasks mix with it."""
+    vhost = f"footprint-soak-{os.getpid()}"
+    if create:
+        subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True)
+        subprocess.run(
+            ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+            check=True,
+        )
+    else:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False)
+    return f"{args.rabbitmq_url.rstrip('/')}/{vhost}"
+
+
+def metrics_scrape(port: int, token: str) -> dict[tuple[str, tuple], float]:
+    """Every sample of ``GET /metrics`` on a web instance."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(
+            http_request("GET", "/metrics", b"", {"Authorization": f"Bearer {token}"}).replace(
+                b"Connection: keep-alive", b"Connection: close"
+            )
+        )
+        raw = b""
+        while chunk := s.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise SystemExit(f"GET /metrics answered {head[:60]!r}")
+    samples = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def metrics_rows(samples: dict, ledger: Ledger, found: Found) -> list[tuple[str, int, int]]:
+    """The scraped counters, added up over every process, against what was sent and stored."""
+
+    def total(name: str, **labels) -> int:
+        return round(
+            sum(
+                value
+                for (sample, sample_labels), value in samples.items()
+                if sample == name
+                and all(dict(sample_labels).get(k) == v for k, v in labels.items())
+            )
+        )
+
+    invalid = sum(ledger.invalid_expected.values())
+    return [
+        (
+            "metrics: /v1 answers 200",
+            ledger.statuses[200],
+            total("footprint_door_requests_total", door="segment", status="200"),
+        ),
+        (
+            "metrics: messages accepted",
+            ledger.valid_sent + invalid,
+            total("footprint_messages_accepted_total"),
+        ),
+        ("metrics: events stored", found.events, total("footprint_events_stored_total")),
+        (
+            "metrics: failed events",
+            sum(found.failed.values()),
+            total("footprint_events_failed_total"),
+        ),
+        ("metrics: inbox pending", 0, total("footprint_inbox_pending")),
+    ]
+
+
 def beat_start(env: dict[str, str], directory: Path, log) -> subprocess.Popen:
     return subprocess.Popen(
         [
@@ -667,9 +858,10 @@ def inbox_wait(args, processes: dict, ledger: Ledger) -> float:
             waited = time.monotonic() - started
             if not pending:
                 return waited
-            if processes["worker"].poll() is not None:
-                ledger.mismatch("the Celery worker exited on its own")
-                return waited
+            for role in args.ingest_roles:
+                if processes[role].poll() is not None:
+                    ledger.mismatch(f"the Celery worker {role} exited on its own")
+                    return waited
             if waited > args.drain_timeout:
                 ledger.mismatch(f"{pending} inbox rows still pending after {waited:.0f} s")
                 return waited
@@ -686,6 +878,9 @@ class Found:
     other_sources: int
     failed: Counter
     inbox: Counter
+    persons: int = 0
+    guests: int = 0
+    split: int = 0
 
 
 def database_check(args, source_id: int, ledger: Ledger) -> Found:
@@ -717,6 +912,23 @@ def database_check(args, source_id: int, ledger: Ledger) -> Found:
                 ).fetchall()
             )
         )
+        # One guest per person: every visitor's messages carry its anonymousId.
+        persons = conn.execute(
+            "SELECT count(DISTINCT anonymous_id) FROM tracking_event WHERE source_id = %s",
+            [source_id],
+        ).fetchone()[0]
+        guests = conn.execute(
+            "SELECT count(*) FROM profiles_guest g JOIN tracking_source s "
+            "ON s.workspace_id = g.workspace_id WHERE s.id = %s AND g.merged_into_id IS NULL",
+            [source_id],
+        ).fetchone()[0]
+        split = conn.execute(
+            "SELECT count(*) FROM (SELECT e.anonymous_id FROM tracking_event e "
+            "JOIN profiles_guest g ON g.id = e.guest_id WHERE e.source_id = %s "
+            "GROUP BY e.anonymous_id HAVING count(DISTINCT coalesce(g.merged_into_id, g.id)) > 1"
+            ") AS split",
+            [source_id],
+        ).fetchone()[0]
     ids = set(stored)
     return Found(
         events=len(stored),
@@ -727,18 +939,32 @@ def database_check(args, source_id: int, ledger: Ledger) -> Found:
         other_sources=other,
         failed=failed,
         inbox=inbox,
+        persons=persons,
+        guests=guests,
+        split=split,
     )
 
 
-def report(args, ledger: Ledger, found: Found, *, disruptor, drain_seconds, memory) -> list[str]:
+def topology(args) -> str:
+    web = f"gunicorn {args.web_workers} workers x {args.threads} threads"
+    if not args.topology:
+        return f"{web}, 1 Celery worker (solo pool) + beat, Redis broker"
+    return (
+        f"2 x {web}, 3 Celery workers on ingest + 1 on segments (solo pools) + beat, "
+        "PgBouncer (transaction mode), RabbitMQ broker"
+    )
+
+
+def report(
+    args, ledger: Ledger, found: Found, *, disruptor, drain_seconds, memory, metrics
+) -> list[str]:
     """Print the counts; the failed checks."""
     sent = sum(ledger.requests.values())
     refused = sum(ledger.refused.values())
     print()
     print(
         f"Footprint soak: {args.seconds / 60:.1f} min at {args.rate:.0f} requests/s over "
-        f"{args.concurrency} loopback connections; gunicorn {args.web_workers} workers x "
-        f"{args.threads} threads, 1 Celery worker (solo pool) + beat"
+        f"{args.concurrency} loopback connections; {topology(args)}"
     )
     print()
     print("sent")
@@ -767,9 +993,10 @@ def report(args, ledger: Ledger, found: Found, *, disruptor, drain_seconds, memo
     for event in ledger.events:
         print(f"    {event}")
     print(f"  inbox processed {drain_seconds:.0f} s after the traffic stopped")
+    worker_rss = max((memory.get(role, 0) for role in args.ingest_roles), default=0)
     print(
         f"  peak RSS: web {memory.get('web', 0) / 2**20:,.0f} MiB, "
-        f"worker {memory.get('worker', 0) / 2**20:,.0f} MiB"
+        f"worker {worker_rss / 2**20:,.0f} MiB"
     )
 
     rows: list[tuple[str, int, int]] = [
@@ -784,6 +1011,8 @@ def report(args, ledger: Ledger, found: Found, *, disruptor, drain_seconds, memo
     for code in sorted(set(ledger.invalid_expected) | set(found.failed)):
         rows.append((f"  {code}", ledger.invalid_expected[code], found.failed[code]))
     rows += [
+        ("guests (one per person)", found.persons, found.guests),
+        ("  persons whose events are on several guests", 0, found.split),
         ("inbox requests done", ledger.accepted_requests, found.inbox["done"]),
         ("inbox requests pending", 0, found.inbox["pending"]),
         ("inbox requests failed", 0, found.inbox["failed"]),
@@ -791,6 +1020,7 @@ def report(args, ledger: Ledger, found: Found, *, disruptor, drain_seconds, memo
         ("answers other than expected", 0, ledger.unexpected_count),
         ("requests without an answer", 0, ledger.transport_errors),
         ("Celery worker SIGKILLs", args.worker_kills, disruptor.kills),
+        *metrics,
     ]
     print()
     print(f"{'check':<44}{'expected':>10}{'found':>10}")
@@ -824,24 +1054,49 @@ def main() -> None:
 
     traffic = Traffic(source.write_key, random.Random(args.seed))
     ledger = Ledger()
-    port = args.port or free_port()
     memory = MemoryWatch()
     memory.start()
     logs = Logs()
     print(f"Server logs in {logs.directory}", file=sys.stderr)
-    processes = {"web": gunicorn_start(args, env, port, logs.open("web"))}
+    # Every process counts into one directory; any web instance's /metrics adds them up.
+    token = secrets.token_urlsafe(24)
+    metrics_dir = logs.directory / "metrics"
+    metrics_dir.mkdir()
+    env.update(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), FOOTPRINT_METRICS_TOKEN=token)
+    processes: dict[str, subprocess.Popen] = {}
+    args.pooler_port = None
+    args.ingest_roles = ["worker-1", "worker-2", "worker-3"] if args.topology else ["worker"]
+    if args.topology:
+        processes["pgbouncer"], pooled_url, pooler_dir = pgbouncer_start(args.database_url)
+        print(f"PgBouncer's configuration and log in {pooler_dir}", file=sys.stderr)
+        args.pooler_port = int(pooled_url.rsplit(":", 1)[1].split("/", 1)[0])
+        env.update(
+            DATABASE_URL=pooled_url,
+            DATABASE_POOLED="1",
+            CELERY_BROKER_URL=rabbitmq_vhost(args, create=True),
+        )
+    ports = [args.port or free_port()] + ([free_port()] if args.topology else [])
     disruptor = Disruptor(args, env, processes, ledger, memory, logs)
     try:
-        processes["worker"] = celery_worker_start(env, logs.open("worker-1"))
+        processes["web"] = gunicorn_start(args, env, ports[0], logs.open("web"))
+        if args.topology:
+            processes["web-2"] = gunicorn_start(args, env, ports[1], logs.open("web-2"))
+            processes["segments"] = worker_start(
+                env, "segments,default", logs.open("segments"), name="segments"
+            )
+        for role in args.ingest_roles:
+            processes[role] = ingest_worker_start(env, logs.open(role), role)
         processes["beat"] = beat_start(env, logs.directory, logs.open("beat"))
-        wait_http(port)
+        for port in ports:
+            wait_http(port)
         memory.watch("web", processes["web"].pid)
-        memory.watch("worker", processes["worker"].pid)
+        for role in args.ingest_roles:
+            memory.watch(role, processes[role].pid)
         print(f"Sending for {args.seconds:.0f} s at {args.rate:.0f} requests/s …", file=sys.stderr)
         disruptor.start()
         asyncio.run(
             traffic_send(
-                port,
+                ports,
                 traffic,
                 ledger,
                 rate=args.rate,
@@ -857,15 +1112,23 @@ def main() -> None:
         drain_seconds = inbox_wait(args, processes, ledger)
         memory.stopped.set()
         found = database_check(args, source.pk, ledger)
+        samples = metrics_scrape(ports[-1], token)
     finally:
         disruptor.stopped.set()
         memory.stopped.set()
-        for role in ("beat", "worker", "web"):
-            if role in processes:
-                process_stop(processes[role])
+        for role in reversed(list(processes)):
+            process_stop(processes[role])
         logs.close()
+        if args.topology:
+            rabbitmq_vhost(args, create=False)
     failures = report(
-        args, ledger, found, disruptor=disruptor, drain_seconds=drain_seconds, memory=memory.peaks
+        args,
+        ledger,
+        found,
+        disruptor=disruptor,
+        drain_seconds=drain_seconds,
+        memory=memory.peaks,
+        metrics=metrics_rows(samples, ledger, found),
     )
     lines, expected, notable = logs.notable()
     print(

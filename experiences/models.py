@@ -28,7 +28,9 @@ class Experience(models.Model):
         HOLM = "holm", "Holm–Bonferroni (family-wise error)"
         BH = "bh", "Benjamini–Hochberg (false discovery rate)"
 
-    ref = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # Unique with the workspace (ref first, so a lookup by ref alone uses the index): a table
+    # distributed by workspace_id can only enforce keys that include it.
+    ref = models.UUIDField(default=uuid.uuid4, editable=False)
     workspace = models.ForeignKey("tracking.Workspace", on_delete=models.CASCADE, related_name="+")
     friendly_id = models.SlugField(max_length=100)
     name = models.CharField(max_length=200)
@@ -71,6 +73,7 @@ class Experience(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
+            models.UniqueConstraint(fields=["ref", "workspace"], name="experience_unique_ref"),
             models.UniqueConstraint(
                 fields=["workspace", "friendly_id"], name="experience_unique_friendly_id"
             ),

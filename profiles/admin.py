@@ -10,6 +10,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.http import JsonResponse, StreamingHttpResponse
 from django.urls import path
 from django.utils import timezone
+from django.utils.html import format_html
 
 from tracking.admin import ChannelFilter, channel_shown
 from tracking.admin_base import (
@@ -93,9 +94,16 @@ class SegmentFilter(OfferedChoicesFilter):
         return queryset.filter(Exists(current))
 
 
+def guest_label(guest) -> str:
+    """A guest as a person names them: their name, else their email, else "visitor" and the
+    start of their ref (a whole ref would widen every table it is in)."""
+    name = f"{guest.first_name} {guest.last_name}".strip()
+    return name or guest.email or f"{guest.get_guest_type_display()} {str(guest.ref)[:8]}"
+
+
 @admin.register(Guest)
 class GuestAdmin(WorkspaceScopedAdmin):
-    list_display = ["ref", "guest_type", "email", "first_name", "last_name", "last_seen"]
+    list_display = ["who", "guest_type", "email", "first_seen", "last_seen"]
     list_filter = ["guest_type", LastSeenFilter, SegmentFilter]
     search_fields = ["=ref", "=identities__value", "^email", "^first_name", "^last_name"]
     search_help_text = "Any identifier (exact), or the start of an email or name."
@@ -107,6 +115,10 @@ class GuestAdmin(WorkspaceScopedAdmin):
     ]
     readonly_fields = ["ref", "traits_pretty", "first_seen", "last_seen", "merged_into"]
     inlines = [IdentityInline]
+
+    @admin.display(description="guest", ordering="last_name")
+    def who(self, obj):
+        return format_html('<span title="{}">{}</span>', obj.ref, guest_label(obj))
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
@@ -185,19 +197,36 @@ class IdentityAdmin(SystemRecordAdmin):
 class SessionAdmin(SystemRecordAdmin):
     list_display = [
         "started_at",
-        "guest",
+        "guest_name",
         channel_shown,
         "status",
         "duration",
-        "event_count",
-        "page_view_count",
-        "first_page",
+        "events",
+        "page_views",
+        "landing_page",
     ]
     list_filter = ["status", ChannelFilter]
     list_select_related = ["guest"]
     raw_id_fields = ["guest"]
     search_fields = ["=ref", "=client_session_id"]
     ordering = ["-started_at"]
+
+    @admin.display(description="guest")
+    def guest_name(self, obj):
+        return format_html('<span title="{}">{}</span>', obj.guest.ref, guest_label(obj.guest))
+
+    @admin.display(description="events", ordering="event_count")
+    def events(self, obj):
+        return obj.event_count
+
+    @admin.display(description="page views", ordering="page_view_count")
+    def page_views(self, obj):
+        return obj.page_view_count
+
+    @admin.display(description="landing page")
+    def landing_page(self, obj):
+        page = obj.first_page or "–"
+        return page if len(page) <= 48 else page[:47] + "…"
 
 
 @admin.register(GuestMerge)

@@ -1,7 +1,8 @@
 """Segment exports as CSV or NDJSON, streamed row by row with constant memory.
 
-Rows come from one query read through a server-side cursor (``QuerySet.iterator``), so an
-export of any size holds only a chunk of rows at a time.
+Rows are read in chunks of ``CHUNK`` memberships, each chunk one query starting after the last
+membership of the one before (keyset paging), so an export of any size holds only a chunk at a
+time, and no cursor outlives a query: it works the same behind PgBouncer in transaction mode.
 """
 
 from __future__ import annotations
@@ -22,27 +23,41 @@ CHUNK = 2000
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+ROW_FIELDS = (
+    "guest__ref",
+    "guest__guest_type",
+    "guest__email",
+    "user_id",
+    "guest__first_seen",
+    "guest__last_seen",
+    "entered_at",
+    "guest__traits",
+    "pk",
+)
+
+
 def export_rows(segment: Segment) -> QuerySet:
     user_id = Identity.objects.filter(guest=OuterRef("guest_id"), kind=Identity.Kind.USER_ID)
     return (
         SegmentMembership.objects.filter(segment=segment, exited_at__isnull=True)
         .annotate(user_id=Subquery(user_id.order_by("pk").values("value")[:1]))
         .order_by("pk")
-        .values_list(
-            "guest__ref",
-            "guest__guest_type",
-            "guest__email",
-            "user_id",
-            "guest__first_seen",
-            "guest__last_seen",
-            "entered_at",
-            "guest__traits",
-        )
+        .values_list(*ROW_FIELDS[:-1])
     )
 
 
+def _chunks(segment: Segment) -> Iterator[tuple]:
+    after = 0
+    while True:
+        chunk = list(export_rows(segment).filter(pk__gt=after).values_list(*ROW_FIELDS)[:CHUNK])
+        yield from chunk
+        if len(chunk) < CHUNK:
+            return
+        after = chunk[-1][-1]
+
+
 def _records(segment: Segment, traits: list[str]) -> Iterator[list]:
-    for *fields, guest_traits in export_rows(segment).iterator(chunk_size=CHUNK):
+    for *fields, guest_traits, _ in _chunks(segment):
         ref, guest_type, email, user_id, first_seen, last_seen, entered_at = fields
         yield [
             str(ref),

@@ -14,7 +14,9 @@ class Guest(models.Model):
         VISITOR = "visitor", "Visitor"
         CUSTOMER = "customer", "Customer"
 
-    ref = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # Unique with the workspace (ref first, so a lookup by ref alone uses the index): a table
+    # distributed by workspace_id can only enforce keys that include it.
+    ref = models.UUIDField(default=uuid.uuid4, editable=False)
     workspace = models.ForeignKey("tracking.Workspace", on_delete=models.CASCADE, related_name="+")
     guest_type = models.CharField(max_length=8, choices=Type.choices, default=Type.VISITOR)
     first_seen = models.DateTimeField()
@@ -30,6 +32,9 @@ class Guest(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["ref", "workspace"], name="guest_unique_ref"),
+        ]
         indexes = [
             models.Index(fields=["workspace", "-last_seen"], name="guest_ws_last_seen_idx"),
             models.Index(fields=["workspace", "email"], name="guest_ws_email_idx"),
@@ -96,7 +101,9 @@ class Session(models.Model):
         OPEN = "OPEN", "Open"
         CLOSED = "CLOSED", "Closed"
 
-    ref = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # Unique with the workspace (ref first, so a lookup by ref alone uses the index): a table
+    # distributed by workspace_id can only enforce keys that include it.
+    ref = models.UUIDField(default=uuid.uuid4, editable=False)
     workspace = models.ForeignKey("tracking.Workspace", on_delete=models.CASCADE, related_name="+")
     guest = models.ForeignKey(Guest, on_delete=models.CASCADE, related_name="sessions")
     channel = models.CharField(max_length=32, blank=True, help_text=channels.HELP_TEXT)
@@ -120,6 +127,7 @@ class Session(models.Model):
 
     class Meta:
         constraints = [
+            models.UniqueConstraint(fields=["ref", "workspace"], name="session_unique_ref"),
             models.UniqueConstraint(
                 fields=["workspace", "client_session_id"],
                 condition=~models.Q(client_session_id=""),

@@ -108,10 +108,12 @@ def guest_erase(*, guest: Guest, erased_by: str) -> Erasure:
 
 
 MARKETERS = "Marketers"
-# What the Marketers group may view (and nothing more): guests, their sessions and events.
+# What the Marketers group may view (and nothing more): guests, their sessions and events,
+# segments and experiences.
 MARKETERS_READABLE = {
-    "profiles": ["guest", "identity", "session", "guestmerge"],
+    "profiles": ["guest", "identity", "session", "guestmerge", "segment"],
     "tracking": ["event"],
+    "experiences": ["experience"],
 }
 
 

@@ -558,6 +558,37 @@ def test_marketers_cannot_change_sources_or_users(world, client):
     assert not type(marketer).objects.filter(username="x").exists()
 
 
+def test_a_marketer_sees_only_their_workspaces_on_the_dashboard_and_catalogue(world, client):
+    from tracking.selectors import catalogue_event_names, catalogue_keys
+
+    marketer = UserFactory(is_staff=True, workspaces=[world[A].workspace])
+    marketer.groups.add(Group.objects.get(name="Marketers"))
+    client.force_login(marketer)
+
+    home = client.get("/admin/")
+    assert [w.name for w in home.context["workspaces"]] == [world[A].workspace.name]
+    assert home.context["workspace"] == world[A].workspace
+    # Asked for B's dashboard by id: A's is shown, with a sentence.
+    asked = client.get(f"/admin/?workspace={world[B].workspace.pk}")
+    assert asked.context["workspace"] == world[A].workspace
+    assert f"{B} workspace" not in asked.content.decode()
+    # The events list offers A's event names only, and ignores B's asked for by hand.
+    events = client.get("/admin/tracking/event/")
+    offered = {
+        choice["display"]
+        for spec in events.context["cl"].filter_specs
+        if spec.parameter_name == "name"
+        for choice in spec.choices(events.context["cl"])
+    }
+    assert f"{A} order" in offered and f"{B} order" not in offered
+    theirs = client.get("/admin/tracking/event/", {"name": f"{B} order"}).context["cl"]
+    assert all(event.workspace_id == world[A].workspace.pk for event in theirs.result_list)
+    # And the catalogue itself answers per workspace.
+    ids = [world[A].workspace.pk]
+    assert f"{B} order" not in catalogue_event_names(workspace_ids=ids)
+    assert all(k.workspace_id == ids[0] for k in catalogue_keys(workspace_ids=ids, kind="trait"))
+
+
 def owned_by_a_workspace(model) -> bool:
     """A model with a workspace, or one step below a model that has one."""
     fields = model._meta.concrete_fields

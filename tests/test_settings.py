@@ -161,3 +161,29 @@ def test_embedded_default_logs_each_line_once():
     assert lines.count("Watching for file changes") == 1, lines
     assert lines.count('"GET /v1/projects/[redacted]/settings" 200') == 1, lines
     assert "wk-secret" not in result.stderr
+
+
+@needs_no_dotenv
+@pytest.mark.parametrize("pooled", ["1", "0"])
+def test_behind_pgbouncer_no_statement_is_prepared_and_no_cursor_outlives_a_query(pooled):
+    """``DATABASE_POOLED=1`` (PgBouncer in transaction mode) turns off psycopg's server-side
+    prepared statements and Django's server-side cursors; without it they stay as they were."""
+    code = (
+        "import json; from django.conf import settings as s; d = s.DATABASES['default'];"
+        "print(json.dumps({'prepare': d.get('OPTIONS', {}).get('prepare_threshold', 'default'),"
+        "'no_cursors': d.get('DISABLE_SERVER_SIDE_CURSORS', False)}))"
+    )
+    result = manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        code,
+        DATABASE_URL="postgres://postgres@127.0.0.1:6432/footprint",
+        DATABASE_POOLED=pooled,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    if pooled == "1":
+        assert seen == {"prepare": None, "no_cursors": True}
+    else:
+        assert seen == {"prepare": "default", "no_cursors": False}

@@ -1,13 +1,17 @@
 import json
 
 from django import forms
+from django.apps import apps
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
 
 from . import services
 from .admin_base import (
@@ -22,7 +26,7 @@ from .channels import CHOICES as CHANNEL_CHOICES
 from .doors import stream
 from .messages import MESSAGE_TYPES
 from .models import Door, Event, FailedEvent, InboxRequest, Source, Workspace
-from .selectors import sources_forget, workspaces_visible
+from .selectors import catalogue_event_names, sources_forget, workspaces_visible
 
 
 @admin.register(Workspace)
@@ -180,21 +184,154 @@ def guest_link(guest_id, ref) -> str:
     return format_html('<a href="{}">{}</a>', url, str(ref)[:8])
 
 
+class EventNameFilter(OfferedChoicesFilter):
+    """The event names the user's workspaces have sent, from the catalogue (no scan of the
+    events table), as a drop-down."""
+
+    title = "event name"
+    parameter_name = "name"
+    template = "admin/fp_select_filter.html"
+
+    def lookups(self, request, model_admin):
+        workspace_ids = workspaces_visible(request.user).values_list("pk", flat=True)
+        return [(name, name) for name in catalogue_event_names(workspace_ids=workspace_ids)]
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        return queryset.filter(name=self.value())
+
+
+def _experiences(request):
+    """The experiences of the user's workspaces (by string: experiences sit above tracking)."""
+    if not apps.is_installed("experiences"):
+        return None
+    experience = apps.get_model("experiences", "Experience")
+    return experience.objects.filter(workspace__in=workspaces_visible(request.user))
+
+
+class ExperienceFilter(OfferedChoicesFilter):
+    """TRACKING events (an experience shown to a guest) of one experience."""
+
+    title = "experience shown"
+    parameter_name = "experience"
+    template = "admin/fp_select_filter.html"
+
+    def lookups(self, request, model_admin):
+        experiences = _experiences(request)
+        if experiences is None:
+            return []
+        seen = {}
+        for friendly_id, name in experiences.order_by("name").values_list("friendly_id", "name"):
+            seen.setdefault(friendly_id, f"{name} ({friendly_id})")
+        return list(seen.items())
+
+    def queryset(self, request, queryset):
+        # By name alone (a TRACKING event is named after its experience's friendly id): with
+        # the type as well the planner picks the (workspace, type, name) index and sorts every
+        # such event instead of walking (workspace, name, -timestamp) to the first page.
+        if self.value() is None:
+            return queryset
+        return queryset.filter(name=self.value())
+
+
+class VariantFilter(OfferedChoicesFilter):
+    """The variant shown, among those of the experience chosen in ``ExperienceFilter``."""
+
+    title = "variant shown"
+    parameter_name = "variant"
+    template = "admin/fp_select_filter.html"
+
+    def lookups(self, request, model_admin):
+        chosen = request.GET.get(ExperienceFilter.parameter_name)
+        experiences = _experiences(request)
+        if not chosen or experiences is None:
+            return []
+        variant = apps.get_model("experiences", "Variant")
+        names = (
+            variant.objects.filter(experience__in=experiences.filter(friendly_id=chosen))
+            .order_by("name")
+            .values_list("name", flat=True)
+            .distinct()
+        )
+        return [(name, name) for name in names]
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        return queryset.filter(properties__variant=self.value())
+
+
+DOOR_SHORT = {
+    Door.SEGMENT: "/v1",
+    Door.PERSONALIZE: "/v2/callFlows",
+    Door.STREAM: "/v1.2 (Sitecore)",
+    Door.OPTIMIZELY: "Optimizely",
+    Door.COLLECT: "/collect",
+}
+TYPE_WORDS = {
+    "track": "did",
+    "page": "viewed page",
+    "screen": "viewed screen",
+    "identify": "was identified",
+    "group": "joined group",
+    "alias": "was aliased",
+    "TRACKING": "was shown experience",
+    "VIEW": "viewed",
+}
+
+
+def event_sentence(event) -> str:
+    """What the event says, in words: "did Order Completed", "viewed page /shoes", "was shown
+    experience hero_banner (variant personal)"."""
+    words = TYPE_WORDS.get(event.type, event.type)
+    properties = event.properties if isinstance(event.properties, dict) else {}
+    if event.type == "TRACKING":
+        variant = properties.get("variant")
+        tail = f" (variant {variant})" if isinstance(variant, str) and variant else ""
+        return f"{words} {event.name}{tail}"
+    if event.type in ("page", "screen", "VIEW"):
+        place = event.name or properties.get("title") or properties.get("path") or ""
+        url = properties.get("url")
+        if isinstance(url, str) and url and not url.endswith(str(place)):
+            return f"{words} {place} ({url})".replace("  ", " ")
+        return f"{words} {place}".strip()
+    if event.type == "identify":
+        traits = event.traits if isinstance(event.traits, dict) else {}
+        return f"{words} ({', '.join(sorted(traits))})" if traits else words
+    return f"{words} {event.name}".strip()
+
+
 @admin.register(Event)
 class EventAdmin(WorkspaceScopedAdmin):
-    list_display = ["timestamp", "type", "name", "guest_ref", channel_shown, "source", "door"]
-    list_filter = [SeenWithinFilter, EventTypeFilter, DoorFilter, ChannelFilter, SourceFilter]
+    list_display = ["when", "what", "guest_ref", channel_shown, "source_name", "door_short"]
+    list_display_links = ["when"]
+    list_filter = [
+        SeenWithinFilter,
+        EventNameFilter,
+        ExperienceFilter,
+        VariantFilter,
+        EventTypeFilter,
+        ChannelFilter,
+        SourceFilter,
+        DoorFilter,
+    ]
     search_fields = ["=message_id"]
-    search_help_text = "Exact messageId. To find a person's events, search Guests."
-    list_select_related = ["source__workspace", "guest"]
+    search_help_text = (
+        "A guest's identifier (user id, anonymous id, email …) or a messageId, exactly."
+    )
+    list_select_related = ["source", "guest"]
     ordering = ["-timestamp", "-id"]
     raw_id_fields = ["guest", "session"]
     fieldsets = [
-        (None, {"fields": ["type", "name", "timestamp", "guest", "session", "source", "door"]}),
-        ("Ids", {"fields": ["message_id", "user_id", "anonymous_id", "group_id", "previous_id"]}),
+        (None, {"fields": ["summary"]}),
         (
             "Normalised",
-            {"fields": ["properties_pretty", "traits_pretty", "context_pretty", "integrations"]},
+            {
+                "fields": ["properties_pretty", "traits_pretty", "context_pretty", "integrations"],
+                "classes": ["fp-json-section"],
+                "description": "The event as Footprint stores it, whatever door it came by.",
+            },
         ),
         (
             "As received",
@@ -204,14 +341,12 @@ class EventAdmin(WorkspaceScopedAdmin):
                 "Optimizely and /collect events; a Segment-spec event is stored as sent).",
             },
         ),
-        (
-            "Typed",
-            {"fields": ["channel", "revenue", "currency", "value", "ip"]},
-        ),
+        ("Ids", {"fields": ["message_id", "user_id", "anonymous_id", "group_id", "previous_id"]}),
         (
             "Times",
             {
                 "fields": [
+                    "timestamp",
                     "original_timestamp",
                     "sent_at",
                     "received_at",
@@ -220,13 +355,106 @@ class EventAdmin(WorkspaceScopedAdmin):
             },
         ),
     ]
-    readonly_fields = ["properties_pretty", "context_pretty", "traits_pretty", "payload_pretty"]
+    readonly_fields = [
+        "summary",
+        "properties_pretty",
+        "context_pretty",
+        "traits_pretty",
+        "payload_pretty",
+    ]
 
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def get_search_results(self, request, queryset, search_term):
+        """An exact messageId, or every event of the guest an identifier (or email) names."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        guest_model = Event._meta.get_field("guest").related_model
+        identity_model = guest_model._meta.get_field("identities").related_model
+        visible = workspaces_visible(request.user)
+        # The guests first, as a short list of ids: with subqueries inside the OR the planner
+        # scans the whole events table; with ids it ORs two index scans.
+        owners = set(
+            identity_model.objects.filter(value=term, workspace__in=visible).values_list(
+                "guest_id", flat=True
+            )[:100]
+        )
+        owners |= set(
+            guest_model.objects.filter(email=term, workspace__in=visible).values_list(
+                "pk", flat=True
+            )[:100]
+        )
+        found = models.Q(message_id=term)
+        if owners:
+            found |= models.Q(guest_id__in=sorted(owners))
+        return queryset.filter(found), False
+
+    @admin.display(description="when", ordering="timestamp")
+    def when(self, obj):
+        return date_format(timezone.localtime(obj.timestamp), "j M Y, H:i:s")
+
+    @admin.display(description="what happened")
+    def what(self, obj):
+        return event_sentence(obj)
+
+    @admin.display(description="source", ordering="source__name")
+    def source_name(self, obj):
+        return obj.source.name
+
+    @admin.display(description="door", ordering="door")
+    def door_short(self, obj):
+        return DOOR_SHORT.get(obj.door, obj.door)
+
+    @admin.display(description="summary")
+    def summary(self, obj):
+        local = timezone.localtime
+        facts = [
+            ("What happened", event_sentence(obj)),
+            (
+                "When",
+                f"{date_format(local(obj.timestamp), 'l j F Y, H:i:s')} "
+                f"({timezone.get_current_timezone_name()})",
+            ),
+            ("Received", date_format(local(obj.received_at), "j M Y, H:i:s")),
+            ("Type", obj.type),
+            ("Name", obj.name or "–"),
+            ("Channel", obj.channel_label or "–"),
+            ("Source", f"{obj.source.name} (by {DOOR_SHORT.get(obj.door, obj.door)})"),
+        ]
+        if obj.revenue is not None:
+            facts.append(("Revenue", f"{obj.revenue.normalize():f} {obj.currency}".strip()))
+        rows = format_html_join(
+            "", "<tr><th>{}</th><td>{}</td></tr>", ((label, value) for label, value in facts)
+        )
+        guest = format_html(
+            "<tr><th>Guest</th><td>{}</td></tr>", guest_link(obj.guest_id, obj.guest.ref)
+        )
+        session = ""
+        if obj.session_id:
+            session = format_html(
+                '<tr><th>Session</th><td><a href="{}">{}</a></td></tr>',
+                reverse("admin:profiles_session_change", args=[obj.session_id]),
+                f"#{obj.session_id}",
+            )
+        properties = obj.properties if isinstance(obj.properties, dict) else {}
+        details = ""
+        if properties:
+            details = format_html(
+                '<h3 class="fp-subhead">Properties</h3><table class="fp-table fp-props">{}</table>',
+                format_html_join(
+                    "",
+                    "<tr><th>{}</th><td>{}</td></tr>",
+                    ((key, _readable(value)) for key, value in sorted(properties.items())),
+                ),
+            )
+        return format_html(
+            '<table class="fp-table fp-summary">{}{}{}</table>{}', rows, guest, session, details
+        )
 
     @admin.display(description="original payload")
     def payload_pretty(self, obj):
@@ -247,6 +475,20 @@ class EventAdmin(WorkspaceScopedAdmin):
     @admin.display(description="traits")
     def traits_pretty(self, obj):
         return pretty_json(obj.traits)
+
+
+def _readable(value) -> str:
+    """A property value as a person reads it: text as is, nested values as compact JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "–"
+    if isinstance(value, int | float):
+        return str(value)
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= 300 else text[:300] + " …"
 
 
 class IndentedJSONField(forms.JSONField):

@@ -9,6 +9,7 @@ import math
 from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers, widgets
 from django.contrib.admin.options import IncorrectLookupParameters
@@ -169,7 +170,15 @@ class SeenWithinFilter(OfferedChoicesFilter):
         span = self.SPANS.get(self.value())
         if span is None:
             return queryset
-        return queryset.filter(**{f"{self.field_name}__gte": timezone.now() - span[1]})
+        now = timezone.now()
+        # Bounded above too (no stored time lies past the allowed clock skew), so PostgreSQL
+        # reads only the months the span falls in, not the default partition or later months.
+        return queryset.filter(
+            **{
+                f"{self.field_name}__gte": now - span[1],
+                f"{self.field_name}__lte": now + settings.FOOTPRINT["MAX_FUTURE_SKEW"],
+            }
+        )
 
 
 class FixedChoicesFilter(OfferedChoicesFilter):

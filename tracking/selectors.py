@@ -91,7 +91,7 @@ def event_refs(event_id: int | None) -> dict[str, str | None]:
 def catalogue_event_names(*, workspace_ids) -> list[str]:
     """Every event name the workspaces have sent, sorted, each once."""
     return list(
-        CatalogueEvent.objects.filter(workspace_id__in=list(workspace_ids))
+        CatalogueEvent.objects.filter(workspace_id__in=workspace_ids)
         .order_by("name")
         .values_list("name", flat=True)
         .distinct()
@@ -106,7 +106,7 @@ def catalogue_keys(
     workspaces or with several events comes once per row."""
     if kind not in CatalogueKey.Kind.values:
         raise ValueError(f"kind must be one of {', '.join(CatalogueKey.Kind.values)}, not {kind!r}")
-    keys = CatalogueKey.objects.filter(workspace_id__in=list(workspace_ids), kind=kind)
+    keys = CatalogueKey.objects.filter(workspace_id__in=workspace_ids, kind=kind)
     if event_name is not None:
         keys = keys.filter(event_name=event_name)
     return list(keys.order_by("key", "event_name", "workspace_id"))

@@ -36,6 +36,7 @@ from .models import (
     DedupKey,
     Event,
     EventRollup,
+    EventTypeRollup,
     FailedEventRollup,
     Workspace,
 )
@@ -245,7 +246,11 @@ def rollups_count(messages: list[Message]) -> None:
         keys += _keys_count(workspace_id, "property", name, with_properties, "properties")
     for workspace_id, group in profiles.items():
         keys += _keys_count(workspace_id, "trait", "", group, "traits", personal=True)
+    by_type: Counter = Counter()
+    for (ws, hour, source, type_, _name), n in hours.items():
+        by_type[(ws, hour, source, type_)] += n
     rollups = EventRollup._meta.db_table
+    type_rollups = EventTypeRollup._meta.db_table
     events = CatalogueEvent._meta.db_table
     keys_table = CatalogueKey._meta.db_table
     counts_upsert_all(
@@ -257,6 +262,14 @@ def rollups_count(messages: list[Message]) -> None:
                 [(*key, n) for key, n in sorted(hours.items(), key=lambda item: item[0])],
                 conflict="workspace_id, hour, source_id, type, name",
                 assign=f"n = {rollups}.n + excluded.n",
+            ),
+            Upsert(
+                type_rollups,
+                ["workspace_id", "hour", "source_id", "type", "n"],
+                ["bigint", "timestamptz", "bigint", "text", "bigint"],
+                [(*key, n) for key, n in sorted(by_type.items(), key=lambda item: item[0])],
+                conflict="workspace_id, hour, source_id, type",
+                assign=f"n = {type_rollups}.n + excluded.n",
             ),
             Upsert(
                 events,
@@ -398,7 +411,7 @@ def rollups_rebuild(*, workspace_ids: list[int]) -> None:
     )
     keys_of = "jsonb_object_keys({0}) AS j(key)" if pg else "json_each({0}) AS j"
     is_object = "jsonb_typeof({0}) = 'object'" if pg else "json_type({0}) = 'object'"
-    tables = [EventRollup, FailedEventRollup, CatalogueEvent, CatalogueKey]
+    tables = [EventRollup, EventTypeRollup, FailedEventRollup, CatalogueEvent, CatalogueKey]
     with transaction.atomic(), connection.cursor() as cursor:
         for model in tables:
             cursor.execute(
@@ -411,6 +424,14 @@ def rollups_rebuild(*, workspace_ids: list[int]) -> None:
             f"SELECT workspace_id, {hour.format('timestamp')}, source_id, type, name, count(*) "
             f"FROM {events} WHERE workspace_id IN ({marks}) "
             "GROUP BY workspace_id, 2, source_id, type, name",
+            workspace_ids,
+        )
+        cursor.execute(
+            f"INSERT INTO {EventTypeRollup._meta.db_table} "  # noqa: S608
+            "(workspace_id, hour, source_id, type, n) "
+            "SELECT workspace_id, hour, source_id, type, sum(n) "
+            f"FROM {EventRollup._meta.db_table} WHERE workspace_id IN ({marks}) "
+            "GROUP BY workspace_id, hour, source_id, type",
             workspace_ids,
         )
         cursor.execute(

@@ -126,3 +126,11 @@ def dedup_keys_purge() -> int:
 def retention_purge() -> dict:
     """Purge what the workspaces' retention windows have passed (beat, daily)."""
     return services.retention_purge()
+
+
+@shared_task(name="tracking.tasks.event_partitions_ahead")
+def event_partitions_ahead() -> list[str]:
+    """Make the events table's partitions for this month and the next ones (beat, daily)."""
+    from .event_partitions import months_ahead
+
+    return months_ahead()

@@ -40,10 +40,9 @@ def setting_local(name: str, value: str):
     it, so when the block runs inside a longer transaction the old value is put back by hand
     (a failed block is rolled back to its savepoint, which undoes the setting anyway).
     """
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT current_setting(%s)", [name])
         previous = cursor.fetchone()[0]
-    with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
         yield
         cursor.execute("SELECT set_config(%s, %s, true)", [name, previous])
@@ -123,6 +122,12 @@ def rows_update(objects: list, fields: list[str]) -> None:
                 "WHERE t.id = s.id",
                 params,
             )
+        return
+    if not connection.in_atomic_block:
+        # The scratch table empties at every commit: its statements must share one transaction
+        # (and so, behind PgBouncer, one server connection).
+        with transaction.atomic():
+            rows_update(objects, fields)
         return
     scratch = f"_rows_{table}_" + hashlib.sha256(",".join(fields).encode()).hexdigest()[:8]
     definitions = ", ".join(f"{quote(f.column)} {f.db_type(connection)}" for f in columns)

@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",
     "rest_framework",
     "rest_framework.authtoken",
     "django_filters",
@@ -51,6 +52,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "config.lib.timezones.BrowserTimeZoneMiddleware",
     "tracking.middleware.DatabaseUnavailableMiddleware",
 ]
 
@@ -90,6 +92,15 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 # (PostgreSQL restarted) fails one request with 503, is dropped at the end of it, and the next
 # request reconnects.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
+# Behind PgBouncer in transaction mode each transaction may run on another server connection,
+# so nothing may outlive one: psycopg prepares no statements on the server, and Django opens no
+# server-side cursor (Footprint's own code never keeps one: exports page by key). SET is only
+# ever SET LOCAL (config.lib.db.setting_local); no advisory lock, LISTEN or temporary table is
+# used across transactions.
+DATABASE_POOLED = env.bool("DATABASE_POOLED", default=False)
+if DATABASE_POOLED and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded default: WAL lets the dev server read while a task writes.
     DATABASES["default"]["OPTIONS"] = {
@@ -112,6 +123,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Times with seconds, 24-hour clock (config/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["config.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
@@ -149,6 +162,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Ingestion doors and the read and management API of Footprint.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Fields of the same name with different choices get their own enum names.
+    "ENUM_NAME_OVERRIDES": {
+        "ExperienceKindEnum": "experiences.models.Experience.Kind",
+        "MetricKindEnum": "experiences.models.Metric.Kind",
+        "ExperienceStatusEnum": "experiences.models.Experience.Status",
+    },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -187,6 +206,10 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BEAT_SCHEDULE = {
     "inbox-sweep": {"task": "tracking.tasks.inbox_sweep", "schedule": timedelta(seconds=30)},
     "dedup-keys-purge": {"task": "tracking.tasks.dedup_keys_purge", "schedule": crontab(minute=7)},
+    "event-partitions-ahead": {
+        "task": "tracking.tasks.event_partitions_ahead",
+        "schedule": crontab(hour=2, minute=47),
+    },
     "retention-purge": {
         "task": "tracking.tasks.retention_purge",
         "schedule": crontab(hour=3, minute=17),

@@ -249,6 +249,20 @@ class TestExport:
         lines = b"".join(response.streaming_content).splitlines()
         assert [orjson.loads(line)["user_id"] for line in lines] == ["ada"]
 
+    def test_ndjson_pages_through_every_member_once(self, api, source, monkeypatch):
+        """Members are read in keyset pages (no cursor outlives a query, as PgBouncer's
+        transaction mode needs); a page boundary loses and repeats nobody."""
+        from profiles import exports
+
+        monkeypatch.setattr(exports, "CHUNK", 3)
+        segment = big_segment(source, 10)
+        response = api.get(f"/api/segments/{segment.slug}/export.ndjson")
+        refs = [
+            orjson.loads(line)["guest_ref"]
+            for line in b"".join(response.streaming_content).splitlines()
+        ]
+        assert len(refs) == len(set(refs)) == 10
+
     def test_memory_does_not_grow_with_members(self, api, source):
         def peak(n):
             segment = big_segment(source, n)
