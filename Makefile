@@ -52,9 +52,10 @@ soak: $(STAMP)
 bench-segments: $(STAMP)
 	$(BIN)/python bench/segments.py $(BENCH_ARGS)
 
-# The admin's busiest pages on DATABASE_URL (fill it first with manage.py seed_demo).
+# The admin's pages timed on 10M events loaded with COPY into footprint_admin_bench (once, ~30 min);
+# BENCH_ARGS=--quick for 200k events.
 bench-admin: $(STAMP)
-	$(BIN)/python bench/admin_pages.py
+	$(BIN)/python bench/admin_pages.py $(BENCH_ARGS)
 
 # Full-page PNGs at 1440 px of the admin as a marketer sees it, seeded by seed_demo, in screenshots/.
 screenshots: $(STAMP)

@@ -1152,6 +1152,11 @@ def report(
             paced_at_target and paced_p99 <= 20,
         ),
         (
+            "import_events >= the worker's rate; again stores 0",
+            f"{import_rate / process_rate:.2f}x, stored {imported.again_stored:,}",
+            import_rate >= process_rate and imported.again_stored == 0,
+        ),
+        (
             "RSS web <= 150 MiB, worker <= 250 MiB",
             f"{web_mib:,.0f} / {worker_mib:,.0f} MiB",
             web_mib <= 150 and worker_mib <= 250,

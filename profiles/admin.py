@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.http import JsonResponse, StreamingHttpResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -22,6 +22,7 @@ from tracking.admin_base import (
     pretty_json,
 )
 from tracking.models import Event, Workspace
+from tracking.pipeline import hook
 from tracking.selectors import workspaces_visible
 
 from .exports import export_csv
@@ -38,23 +39,16 @@ from .models import (
 from .rules import RuleError
 from .segment_sql import members_query
 from .segments import segment_recompute, segment_validate
+from .selectors import guest_identities_by_kind, guest_totals, rule_names
 from .tasks import segment_recompute as segment_recompute_task
+from .timeline import event_sentence
 
 TIMELINE_PAGE_SIZE = 25
 # The timeline's offset is a bigint in SQL: a page past that is not a page (the first is shown).
 TIMELINE_LAST_PAGE = (2**63 - 1) // TIMELINE_PAGE_SIZE - 1
 GUEST_PAGE_SESSIONS = 20
-
-
-class IdentityInline(admin.TabularInline):
-    model = Identity
-    extra = 0
-    fields = ["kind", "value", "created_at"]
-    readonly_fields = ["kind", "value", "created_at"]
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
+# Matching guests the segment editor shows beside the live count.
+PREVIEW_SAMPLE = 10
 
 
 class LastSeenFilter(SeenWithinFilter):
@@ -114,7 +108,6 @@ class GuestAdmin(WorkspaceScopedAdmin):
         ("Traits", {"fields": ["traits_pretty"]}),
     ]
     readonly_fields = ["ref", "traits_pretty", "first_seen", "last_seen", "merged_into"]
-    inlines = [IdentityInline]
 
     @admin.display(description="guest", ordering="last_name")
     def who(self, obj):
@@ -155,11 +148,17 @@ class GuestAdmin(WorkspaceScopedAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         guest = self.get_object(request, object_id)
         if guest is not None:
-            extra_context = {**(extra_context or {}), **self._guest_page(request, guest)}
+            extra_context = {
+                **(extra_context or {}),
+                **self._guest_page(request, guest),
+                "title": guest_display_name(guest),
+                "subtitle": None,
+            }
         return super().change_view(request, object_id, form_url, extra_context)
 
     def _guest_page(self, request, guest: Guest) -> dict:
-        """Sessions, merges and a page of the timeline, without counting the whole timeline."""
+        """The profile: totals, chart, identities, segments, merges and a page of the timeline,
+        in bounded queries (nothing counts or sums a guest's whole history)."""
         try:
             page = max(1, int(request.GET.get("timeline", 1)))
         except ValueError:
@@ -169,11 +168,26 @@ class GuestAdmin(WorkspaceScopedAdmin):
         start = (page - 1) * TIMELINE_PAGE_SIZE
         events = list(
             Event.objects.filter(guest=guest)
-            .select_related("source", "session")
+            .select_related("source")
             .order_by("-timestamp", "-id")[start : start + TIMELINE_PAGE_SIZE + 1]
         )
+        shown_events = events[:TIMELINE_PAGE_SIZE]
+        identifies_traits_before(guest, shown_events)
+        experiences = hook("EXPERIENCES_NAMED")(
+            workspace_id=guest.workspace_id,
+            friendly_ids={event.name for event in shown_events if event.type == "TRACKING"},
+        )
+        totals = guest_totals(guest)
         return {
-            "timeline": events[:TIMELINE_PAGE_SIZE],
+            "guest": guest,
+            "full_name": " ".join(part for part in (guest.first_name, guest.last_name) if part),
+            "totals": totals,
+            "traits": sorted((guest.traits or {}).items())
+            if isinstance(guest.traits, dict)
+            else [],
+            "activity_chart": activity_chart(totals),
+            "identity_groups": guest_identities_by_kind(guest),
+            "timeline": [(event, event_sentence(event, experiences)) for event in shown_events],
             "timeline_page": page,
             "timeline_next": page + 1 if len(events) > TIMELINE_PAGE_SIZE else None,
             "timeline_previous": page - 1 if page > 1 else None,
@@ -183,6 +197,62 @@ class GuestAdmin(WorkspaceScopedAdmin):
                 guest.memberships.select_related("segment").order_by("-entered_at")[:50]
             ),
         }
+
+
+# How far back past a timeline page the guest page looks for the identify before its oldest one.
+IDENTIFY_LOOKBACK_EVENTS = 1000
+
+
+def identifies_traits_before(guest: Guest, events: list) -> None:
+    """Sets ``traits_before`` on each identify of the page: the traits of the guest's identify
+    before it (on the page, else among the next ``IDENTIFY_LOOKBACK_EVENTS`` older events), so its
+    sentence can say which traits changed."""
+    identifies = [event for event in events if event.type == "identify"]
+    if not identifies:
+        return
+    oldest = identifies[-1]
+    older = (
+        Event.objects.filter(guest=guest, timestamp__lte=oldest.timestamp)
+        .exclude(pk=oldest.pk)
+        .order_by("-timestamp")
+        .values("pk")[:IDENTIFY_LOOKBACK_EVENTS]
+    )
+    before = (
+        Event.objects.filter(pk__in=older, type="identify")
+        .order_by("-timestamp", "-id")
+        .values_list("traits", flat=True)
+        .first()
+    )
+    for event in reversed(identifies):
+        event.traits_before = before
+        before = {**(before or {}), **(event.traits or {})}
+
+
+def guest_display_name(guest: Guest) -> str:
+    """What a person calls the guest: their name, else their email, else what they are."""
+    name = " ".join(part for part in (guest.first_name, guest.last_name) if part)
+    if name:
+        return name
+    if guest.email:
+        return guest.email
+    if guest.guest_type == Guest.Type.CUSTOMER:
+        return f"Customer {str(guest.ref)[:8]}"
+    return f"Anonymous visitor {str(guest.ref)[:8]}"
+
+
+def activity_chart(totals) -> dict:
+    """The guest's events per day as a Chart.js bar chart (drawn by footprint/charts.js)."""
+    return {
+        "type": "bar",
+        "data": {
+            "labels": [day.strftime("%b %-d") for day, _ in totals.per_day],
+            "datasets": [{"label": "events", "data": [n for _, n in totals.per_day]}],
+        },
+        "options": {
+            "plugins": {"legend": {"display": False}},
+            "scales": {"y": {"beginAtZero": True, "ticks": {"precision": 0}}},
+        },
+    }
 
 
 @admin.register(Identity)
@@ -281,13 +351,19 @@ def preview_refused(message: str) -> JsonResponse:
 @admin.register(Segment)
 class SegmentAdmin(WorkspaceScopedAdmin):
     form = SegmentForm
-    list_display = ["name", "slug", "workspace", "member_count", "computed_at", "is_active"]
+    list_display = ["name", "slug", "workspace", "members", "computed_at", "is_active"]
     list_filter = ["is_active"]
     list_select_related = ["workspace"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["member_count", "computed_at"]
     actions = ["recompute_now", "export_csv"]
+
+    @admin.display(description="members", ordering="member_count")
+    def members(self, obj):
+        """The member count, linking to those guests (the guest list filtered by the segment)."""
+        url = reverse("admin:profiles_guest_changelist")
+        return format_html('<a href="{}?segment={}">{}</a>', url, obj.pk, f"{obj.member_count:,}")
 
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)
@@ -301,7 +377,12 @@ class SegmentAdmin(WorkspaceScopedAdmin):
             self.admin_site.admin_view(self.preview_view),
             name="profiles_segment_preview",
         )
-        return [preview, *super().get_urls()]
+        names = path(
+            "names/",
+            self.admin_site.admin_view(self.names_view),
+            name="profiles_segment_names",
+        )
+        return [preview, names, *super().get_urls()]
 
     def preview_view(self, request):
         """How many guests a rule selects right now (the editor's live count)."""
@@ -325,8 +406,25 @@ class SegmentAdmin(WorkspaceScopedAdmin):
             segment_validate(workspace_id=workspace.pk, slug=slug, rule=rule)
         except RuleError as error:
             return JsonResponse({"error": {"path": error.path, "message": error.message}})
-        count = members_query(rule, workspace_id=workspace.pk, now=timezone.now()).count()
-        return JsonResponse({"count": count})
+        members = members_query(rule, workspace_id=workspace.pk, now=timezone.now())
+        sample = [
+            {
+                "label": guest_display_name(guest),
+                "url": reverse("admin:profiles_guest_change", args=[guest.pk]),
+            }
+            for guest in members.order_by().only(
+                "pk", "ref", "email", "first_name", "last_name", "guest_type"
+            )[:PREVIEW_SAMPLE]
+        ]
+        return JsonResponse({"count": members.count(), "sample": sample})
+
+    def names_view(self, request):
+        """The names a rule can use in a workspace (the builder's choices and warnings)."""
+        workspace_id = object_pk(Workspace, request.GET.get("workspace"))
+        visible = workspaces_visible(request.user)
+        if workspace_id is None or not visible.filter(pk=workspace_id).exists():
+            return JsonResponse({"error": {"path": "workspace", "message": "choose a workspace"}})
+        return JsonResponse(rule_names(workspace_id=workspace_id))
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from tracking import channels
 
 from .models import Guest, Identity
 
@@ -50,3 +57,117 @@ def guest_segments(guest: Guest) -> list[str]:
         .order_by("segment__slug")
         .values_list("segment__slug", flat=True)
     )
+
+
+# --- The guest page ----------------------------------------------------------------------------
+
+# The guest page reads at most this many of a guest's latest events for its totals and chart,
+# so a guest with millions of events (a bot, a shared device) costs the same as one with this many.
+PROFILE_EVENTS_READ = 10_000
+PROFILE_SESSIONS_READ = 10_000
+PROFILE_CHART_DAYS = 30
+PROFILE_IDENTITIES = 200
+
+
+@dataclass(frozen=True)
+class GuestTotals:
+    events: int
+    events_capped: bool
+    sessions: int
+    sessions_capped: bool
+    revenue: list[tuple[str, Decimal]]  # (currency, sum), largest first
+    last_channel: str
+    last_event_at: datetime | None
+    # Events per day over the last PROFILE_CHART_DAYS days, oldest first.
+    per_day: list[tuple[date, int]]
+
+
+def guest_totals(guest: Guest, *, now: datetime | None = None, tz=None) -> GuestTotals:
+    """Totals of the guest's latest ``PROFILE_EVENTS_READ`` events (and sessions), in a few
+    bounded queries on the guest's indexes: events, sessions, revenue by currency, the last
+    channel and events per day."""
+    from tracking.models import Event
+
+    now = now or timezone.now()
+    tz = tz or timezone.get_current_timezone()
+    latest = Event.objects.filter(guest=guest).order_by("-timestamp")
+    read = Event.objects.filter(pk__in=latest.values("pk")[: PROFILE_EVENTS_READ + 1])
+    events = read.count()
+    sessions = guest.sessions.order_by()[: PROFILE_SESSIONS_READ + 1].count()
+    revenue = sorted(
+        (
+            (row["currency"] or "", row["total"])
+            for row in read.filter(revenue__isnull=False)
+            .values("currency")
+            .annotate(total=Sum("revenue"))
+            .order_by()
+        ),
+        key=lambda item: -item[1],
+    )
+    last = latest.values("channel", "timestamp").first()
+    today = now.astimezone(tz).date()
+    first_day = today - timedelta(days=PROFILE_CHART_DAYS - 1)
+    counted = {
+        row["day"]: row["n"]
+        for row in read.filter(timestamp__gte=datetime.combine(first_day, time.min, tzinfo=tz))
+        .annotate(day=TruncDate("timestamp", tzinfo=tz))
+        .values("day")
+        .annotate(n=Count("id"))
+        .order_by()
+    }
+    per_day = [
+        (first_day + timedelta(days=offset), counted.get(first_day + timedelta(days=offset), 0))
+        for offset in range(PROFILE_CHART_DAYS)
+    ]
+    return GuestTotals(
+        events=min(events, PROFILE_EVENTS_READ),
+        events_capped=events > PROFILE_EVENTS_READ,
+        sessions=min(sessions, PROFILE_SESSIONS_READ),
+        sessions_capped=sessions > PROFILE_SESSIONS_READ,
+        revenue=revenue,
+        last_channel=channels.channel_label(last["channel"]) if last else "",
+        last_event_at=last["timestamp"] if last else None,
+        per_day=per_day,
+    )
+
+
+def guest_identities_by_kind(guest: Guest) -> list[tuple[str, list[Identity]]]:
+    """The guest's identities (up to ``PROFILE_IDENTITIES``) grouped by kind, known kinds first."""
+    labels = dict(Identity.Kind.choices)
+    groups: dict[str, list[Identity]] = {}
+    for identity in guest.identities.order_by("kind", "created_at")[:PROFILE_IDENTITIES]:
+        groups.setdefault(identity.kind, []).append(identity)
+    order = [kind for kind in labels if kind in groups] + sorted(
+        kind for kind in groups if kind not in labels
+    )
+    return [(labels.get(kind, kind), groups[kind]) for kind in order]
+
+
+# --- The rule builder ---------------------------------------------------------------------------
+
+# The most names of each kind the builder is offered (the catalogue of a busy workspace can hold
+# many more property keys than a person picks from).
+RULE_NAMES_LIMIT = 1000
+
+
+def rule_names(*, workspace_id: int) -> dict:
+    """The names a segment rule of the workspace can use, from the event and trait catalogue:
+    event names, trait keys, each event's property keys, and the workspace's segment slugs."""
+    from tracking.selectors import catalogue_event_names, catalogue_keys
+
+    from .models import Segment
+
+    properties: dict[str, list[str]] = {}
+    for key in catalogue_keys(workspace_ids=[workspace_id], kind="property")[:RULE_NAMES_LIMIT]:
+        properties.setdefault(key.event_name, []).append(key.key)
+    traits = catalogue_keys(workspace_ids=[workspace_id], kind="trait")[:RULE_NAMES_LIMIT]
+    return {
+        "events": catalogue_event_names(workspace_ids=[workspace_id])[:RULE_NAMES_LIMIT],
+        "traits": sorted({key.key for key in traits}),
+        "properties": properties,
+        "segments": list(
+            Segment.objects.filter(workspace_id=workspace_id)
+            .order_by("slug")
+            .values_list("slug", flat=True)[:RULE_NAMES_LIMIT]
+        ),
+    }

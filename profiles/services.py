@@ -109,12 +109,16 @@ def guest_erase(*, guest: Guest, erased_by: str) -> Erasure:
 
 MARKETERS = "Marketers"
 # What the Marketers group may view (and nothing more): guests, their sessions and events,
-# segments and experiences.
+# segments, experiences, and the sources (whose pages hold the install snippets and the live
+# debugger).
 MARKETERS_READABLE = {
     "profiles": ["guest", "identity", "session", "guestmerge", "segment"],
-    "tracking": ["event"],
+    "tracking": ["event", "source"],
     "experiences": ["experience"],
 }
+# What they may also add and change: segments (the rule builder is theirs).
+MARKETERS_EDITABLE = {"profiles": ["segment"]}
+VERBS_EDIT = ("view", "add", "change")
 
 
 def marketers_group_ensure(**kwargs) -> None:
@@ -131,6 +135,13 @@ def marketers_group_ensure(**kwargs) -> None:
             *Permission.objects.filter(
                 content_type__app_label=app_label,
                 codename__in=[f"view_{model}" for model in models],
+            )
+        )
+    for app_label, models in MARKETERS_EDITABLE.items():
+        group.permissions.add(
+            *Permission.objects.filter(
+                content_type__app_label=app_label,
+                codename__in=[f"{verb}_{model}" for model in models for verb in VERBS_EDIT],
             )
         )
 

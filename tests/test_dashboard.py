@@ -223,8 +223,11 @@ def test_empty_states_say_how_the_first_record_arrives(client):
 @pytest.mark.django_db
 def test_navigation_is_grouped_for_marketers(client, admin_client):
     client.force_login(marketer_of(SourceFactory().workspace))
-    sections = [app["name"] for app in client.get("/admin/").context["available_apps"]]
-    assert sections == ["Audience", "Activity", "Experiences"]
+    apps = client.get("/admin/").context["available_apps"]
+    sections = [app["name"] for app in apps]
+    # Sources too: a source's page holds its install snippets and live debugger.
+    assert sections == ["Audience", "Activity", "Experiences", "Sources and pipeline"]
+    assert [model["object_name"] for model in apps[-1]["models"]] == ["Source"]
     everything = [app["name"] for app in admin_client.get("/admin/").context["available_apps"]]
     assert everything == [
         "Audience",

@@ -522,9 +522,15 @@ def test_marketers_cannot_change_sources_or_users(world, client):
     key = source.write_key
 
     assert client.get("/admin/profiles/guest/").status_code == 200  # they do have the admin
+    # They read their sources (install snippets, the live debugger), read-only.
+    assert client.get("/admin/tracking/source/").status_code == 200
+    page = client.get(f"/admin/tracking/source/{source.pk}/change/")
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    other = world[B].source
+    assert other.name not in client.get("/admin/tracking/source/").content.decode()
+    assert client.get(f"/admin/tracking/source/{other.pk}/change/").status_code == 302
+    assert client.get(f"/admin/tracking/source/{other.pk}/debugger/").status_code == 404
     for path in [
-        "/admin/tracking/source/",
-        f"/admin/tracking/source/{source.pk}/change/",
         "/admin/tracking/source/add/",
         "/admin/auth/user/",
         f"/admin/auth/user/{marketer.pk}/change/",
@@ -536,10 +542,6 @@ def test_marketers_cannot_change_sources_or_users(world, client):
     posts = [
         (f"/admin/tracking/source/{source.pk}/change/", {"name": "renamed", "kind": "web"}),
         (
-            "/admin/tracking/source/",
-            {"action": "rotate_write_key", "_selected_action": [source.pk]},
-        ),
-        (
             "/admin/auth/user/add/",
             {"username": "x", "password1": "pw-1234567!", "password2": "pw-1234567!"},
         ),
@@ -550,6 +552,10 @@ def test_marketers_cannot_change_sources_or_users(world, client):
     ]
     for path, data in posts:
         assert client.post(path, data).status_code == 403, path
+    # The source list is theirs to read, but it offers them no action: the key stays (below).
+    rotate = {"action": "rotate_write_key", "_selected_action": [source.pk]}
+    assert "rotate_write_key" not in client.get("/admin/tracking/source/").content.decode()
+    client.post("/admin/tracking/source/", rotate)
 
     source.refresh_from_db()
     marketer.refresh_from_db()

@@ -1,11 +1,15 @@
 import json
+from datetime import timedelta
 
 from django import forms
 from django.apps import apps
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.core.exceptions import PermissionDenied
 from django.db import models
+from django.db.models import OuterRef, Subquery
+from django.http import JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -13,13 +17,14 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
-from . import services
+from . import debugger, services
 from .admin_base import (
     FixedChoicesFilter,
     OfferedChoicesFilter,
     SeenWithinFilter,
     SystemRecordAdmin,
     WorkspaceScopedAdmin,
+    object_pk,
     pretty_json,
 )
 from .channels import CHOICES as CHANNEL_CHOICES
@@ -56,7 +61,7 @@ class WorkspaceAdmin(admin.ModelAdmin):
 
 @admin.register(Source)
 class SourceAdmin(WorkspaceScopedAdmin):
-    list_display = ["name", "workspace", "kind", "prop_id", "is_active", "dedup_window"]
+    list_display = ["name", "workspace", "kind", "last_received", "is_active", "prop_id"]
     list_filter = ["kind", "is_active", "workspace"]
     search_fields = ["name", "workspace__name"]
     list_select_related = ["workspace"]
@@ -81,6 +86,83 @@ class SourceAdmin(WorkspaceScopedAdmin):
     def get_list_filter(self, request):
         return self.list_filter if request.user.is_superuser else ["kind", "is_active"]
 
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.resolver_match and request.resolver_match.url_name.endswith("changelist"):
+            # One index probe per listed source (inbox_source_id_idx), no scan of the inbox.
+            latest = InboxRequest.objects.filter(source=OuterRef("pk")).order_by("-id")
+            queryset = queryset.annotate(
+                last_received_at=Subquery(latest.values("received_at")[:1])
+            )
+        return queryset
+
+    @admin.display(description="last request received", ordering="last_received_at")
+    def last_received(self, obj):
+        at = getattr(obj, "last_received_at", None)
+        if at is None:
+            return format_html('<span class="fp-badge fp-badge-warn">{}</span>', "nothing yet")
+        fresh = timezone.now() - at < timedelta(hours=1)
+        return format_html(
+            '<span class="fp-badge{}" title="{}">{}</span>',
+            " fp-badge-good" if fresh else "",
+            at.isoformat(),
+            f"{naturaltime(at)}",
+        )
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/debugger/",
+                self.admin_site.admin_view(self.debugger_view),
+                name="tracking_source_debugger",
+            ),
+            path(
+                "<path:object_id>/debugger/<int:inbox_id>/",
+                self.admin_site.admin_view(self.debugger_payload_view),
+                name="tracking_source_debugger_payload",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _debugged_source(self, request, object_id):
+        """The source of the user's workspaces that the address names, or None."""
+        pk = object_pk(Source, unquote(object_id))
+        if pk is None or not self.has_view_permission(request):
+            return None
+        return self.get_queryset(request).filter(pk=pk).first()
+
+    def debugger_view(self, request, object_id):
+        """The source's latest requests as JSON, for its page's live debugger (polled)."""
+        source = self._debugged_source(request, object_id)
+        if source is None:
+            return JsonResponse({"error": "no such source"}, status=404)
+        debugger.source_watch(source.pk)
+        return JsonResponse(
+            {"now": timezone.now().isoformat(), "requests": debugger.source_requests(source)}
+        )
+
+    def debugger_payload_view(self, request, object_id, inbox_id):
+        """What one request of the source carried (while a copy is kept), and what it refused."""
+        source = self._debugged_source(request, object_id)
+        inbox = None
+        if source is not None and object_pk(InboxRequest, inbox_id) is not None:
+            inbox = InboxRequest.objects.filter(source=source, pk=inbox_id).first()
+        if inbox is None:
+            return JsonResponse({"error": "no such request"}, status=404)
+        refused = FailedEvent.objects.filter(inbox=inbox).order_by("id")[
+            : debugger.REJECTIONS_SHOWN
+        ]
+        return JsonResponse(
+            {
+                "id": inbox.pk,
+                "payload": debugger.request_payload(inbox),
+                "refused": [
+                    {"reason": failed.reason, "field": failed.field, "payload": failed.payload}
+                    for failed in refused
+                ],
+            }
+        )
+
     def get_fieldsets(self, request, obj=None):
         if obj is None:
             return [(None, {"fields": ["workspace", "name", "kind"]}), self.fieldsets[2]]
@@ -96,10 +178,14 @@ class SourceAdmin(WorkspaceScopedAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         source = self.get_object(request, object_id)
         if source is not None:
+            debugger.source_watch(source.pk)
             host = request.get_host()
             base = f"{request.scheme}://{host}"
             extra_context = {
                 **(extra_context or {}),
+                "debugger_url": reverse("admin:tracking_source_debugger", args=[source.pk]),
+                "title": source.name,
+                "subtitle": f"{source.workspace} · {source.get_kind_display()}",
                 "install": {
                     "host": host,
                     "base": base,
@@ -380,16 +466,22 @@ class EventAdmin(WorkspaceScopedAdmin):
         guest_model = Event._meta.get_field("guest").related_model
         identity_model = guest_model._meta.get_field("identities").related_model
         visible = workspaces_visible(request.user)
-        owners = identity_model.objects.filter(value=term, workspace__in=visible).values("guest_id")
-        by_email = guest_model.objects.filter(email=term, workspace__in=visible).values("pk")
-        return (
-            queryset.filter(
-                models.Q(message_id=term)
-                | models.Q(guest_id__in=owners)
-                | models.Q(guest_id__in=by_email)
-            ),
-            False,
+        # The guests first, as a short list of ids: with subqueries inside the OR the planner
+        # scans the whole events table; with ids it ORs two index scans.
+        owners = set(
+            identity_model.objects.filter(value=term, workspace__in=visible).values_list(
+                "guest_id", flat=True
+            )[:100]
         )
+        owners |= set(
+            guest_model.objects.filter(email=term, workspace__in=visible).values_list(
+                "pk", flat=True
+            )[:100]
+        )
+        found = models.Q(message_id=term)
+        if owners:
+            found |= models.Q(guest_id__in=sorted(owners))
+        return queryset.filter(found), False
 
     @admin.display(description="when", ordering="timestamp")
     def when(self, obj):

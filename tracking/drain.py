@@ -17,6 +17,7 @@ from config.lib.db import (
     on_postgres,
 )
 
+from . import debugger
 from .doors import DOORS
 from .doors.base import InboxContext, Rejected
 from .errors import IngestError
@@ -168,6 +169,7 @@ def _inbox_rows_store(rows: list[InboxRequest]) -> tuple[DrainStats, Stored]:
     max_future_skew = settings.FOOTPRINT["MAX_FUTURE_SKEW"]
     messages: list[Message] = []
     failed: list[FailedEvent] = []
+    counts: dict[int, int] = {}
     for row in rows:
         source = row.source
         try:
@@ -186,6 +188,7 @@ def _inbox_rows_store(rows: list[InboxRequest]) -> tuple[DrainStats, Stored]:
             )
         except IngestError as error:
             parsed, rejected = [], [Rejected(error=error, payload=None)]
+        counts[row.pk] = len(parsed) + len(rejected)
         messages.extend(parsed)
         failed.extend(
             FailedEvent(
@@ -212,9 +215,20 @@ def _inbox_rows_store(rows: list[InboxRequest]) -> tuple[DrainStats, Stored]:
     if failed:
         FailedEvent.objects.bulk_create(failed, batch_size=500)
         failed_rollups_count(failed)
-    InboxRequest.objects.filter(pk__in=[row.pk for row in rows]).update(
-        status=InboxRequest.Status.DONE, body=b"", processed_at=timezone.now(), attempts=1
-    )
+    debugger.bodies_keep(rows)
+    # One UPDATE per distinct message count: a batch's requests mostly hold the same number.
+    by_count: dict[int, list[int]] = {}
+    for pk, count in counts.items():
+        by_count.setdefault(count, []).append(pk)
+    processed_at = timezone.now()
+    for count, pks in by_count.items():
+        InboxRequest.objects.filter(pk__in=pks).update(
+            status=InboxRequest.Status.DONE,
+            body=b"",
+            processed_at=processed_at,
+            attempts=1,
+            message_count=count,
+        )
     transaction.on_commit(lambda: _metrics_count(rows, stored=stored, failed=failed))
     stats = DrainStats(
         requests=len(rows),

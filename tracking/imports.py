@@ -17,7 +17,8 @@ Importing the same file again stores nothing twice, whatever the dedup window:
   their window has passed (``purge``), stored events are the lasting record, and they also
   cover messages that first arrived live (an export overlapping live traffic);
 - within a run, and against imports running at the same time, the pipeline's dedup keys
-  decide as they do for live traffic;
+  decide as they do for live traffic (an imported message's key counts its window from the
+  import, not from its historic ``receivedAt``, so it holds while the import runs);
 - a bad line is recorded once: its failed event carries the line's key (content hash and
   occurrence, as above), unique per workspace.
 """
@@ -31,6 +32,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import orjson
 from django.conf import settings
@@ -74,10 +76,6 @@ class ImportStats:
     seconds: float = 0.0
     # code -> (count, an example reason, the first line numbers)
     reasons: dict[str, tuple[int, str, list[int]]] = field(default_factory=dict)
-
-    @property
-    def messages(self) -> int:
-        return self.lines - self.blank - self.failed
 
     def add(self, other: ImportStats) -> None:
         for name in (
@@ -293,6 +291,7 @@ def _is_deadlock(error: OperationalError) -> bool:
 def _chunk_store(context: _Context, parsed: _Parsed) -> ImportStats:
     started = time.perf_counter()
     source = context.source
+    window = source.dedup_window
     messages = parsed.messages
     stats = ImportStats()
     stats.add(parsed.stats)
@@ -302,6 +301,13 @@ def _chunk_store(context: _Context, parsed: _Parsed) -> ImportStats:
         )
         fresh = [m for m in messages if m.message_id not in known]
         stats.already_stored = len(messages) - len(fresh)
+        # A historic message's dedup key would have expired long ago (the window counts from
+        # its receivedAt), so two copies of one messageId with receivedAt further apart than
+        # the window, stored by two threads at once, would both win their key. Counted from
+        # the import instead, the key holds until the window has passed after it.
+        now = timezone.now()
+        for message in fresh:
+            message.dedup_window = max(now - message.received_at, timedelta(0)) + window
         stored = events_store(
             messages=fresh,
             dedup_windows={source.pk: source.dedup_window},

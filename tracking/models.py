@@ -121,7 +121,8 @@ class InboxRequest(models.Model):
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
 
-    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
+    # Indexed with the row's id (below), for a source's latest requests (its debugger).
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+", db_index=False)
     door = models.CharField(max_length=16, choices=Door.choices, default=Door.SEGMENT)
     # The decompressed request body exactly as received.
     body = models.BinaryField()
@@ -133,10 +134,14 @@ class InboxRequest(models.Model):
     processed_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True)
+    # How many messages the request held, counted when it was processed (accepted ones and
+    # those refused, which are its failed events).
+    message_count = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         indexes = [
             models.Index(fields=["id"], condition=Q(status="pending"), name="inbox_pending_idx"),
+            models.Index(fields=["source", "-id"], name="inbox_source_id_idx"),
         ]
 
     def __str__(self) -> str:

@@ -280,6 +280,8 @@ FOOTPRINT = {
     "GUEST_MERGE_FOLLOWERS": ["experiences.services.assignments_follow_merge"],
     # Who makes the guest of a new identity (the Sitecore door's browser/create).
     "GUEST_FOR_IDENTITY": "profiles.identity.guest_get_or_create",
+    # The experiences a guest's TRACKING events name, for the guest page's timeline.
+    "EXPERIENCES_NAMED": "experiences.selectors.experiences_named",
     # What retention deletes, in order: each names its querysets per workspace and cutoff.
     "RETENTION": [
         "tracking.retention.retention_events",

@@ -40,9 +40,9 @@ def test_marketer_finds_a_guest_by_email_and_sees_the_timeline(as_marketer, ada)
     page = as_marketer.get(f"/admin/profiles/guest/{ada.pk}/change/")
     html = page.content.decode()
     assert page.status_code == 200
-    assert "Order Completed" in html and "12.0000 USD" in html
+    assert "Did <em>Order Completed</em> worth <em>12.00 USD</em>" in html
     assert "https://s.io/" in html
-    assert html.count('class="fp-event"') == 3
+    assert html.count('class="fp-event ') == 3
 
 
 @pytest.mark.parametrize("query", ["ada", "b1", "ada@ex.io", "ADA@EX", " ada@e "])
@@ -65,7 +65,8 @@ def test_marketer_is_read_only(as_marketer, ada):
     )
     assert response.status_code == 403
     assert Guest.objects.get(pk=ada.pk).email == "ada@ex.io"
-    assert as_marketer.get("/admin/tracking/source/").status_code == 403
+    assert as_marketer.get("/admin/tracking/source/").status_code == 200  # for the debugger
+    assert as_marketer.get("/admin/tracking/source/add/").status_code == 403
     assert as_marketer.get("/admin/tracking/event/").status_code == 200
 
 
@@ -102,7 +103,7 @@ def test_guest_page_and_event_list_use_a_bounded_number_of_queries(as_marketer, 
         "batch", {"batch": [{"type": "track", "userId": f"u{i}", "event": "E"} for i in range(80)]}
     )
 
-    assert queries(as_marketer, guest_url) == few_guest
+    assert queries(as_marketer, guest_url) <= few_guest  # one fewer: no identify on the page
     assert queries(as_marketer, "/admin/tracking/event/") == few_events
     assert few_guest <= 20 and few_events <= 15
 

@@ -318,7 +318,10 @@ class TestAdmin:
         assert admin_client.post(url, bad, content_type="application/json").json() == {
             "error": {"path": "any", "message": "any takes a non-empty list of nodes"}
         }
-        assert admin_client.post(url, good, content_type="application/json").json() == {"count": 1}
+        previewed = admin_client.post(url, good, content_type="application/json").json()
+        assert previewed["count"] == 1
+        (member,) = previewed["sample"]
+        assert member["url"] == f"/admin/profiles/guest/{guest('ada').pk}/change/"
 
         response = admin_client.post(
             f"/admin/profiles/segment/{segment.pk}/change/",

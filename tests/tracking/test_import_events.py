@@ -326,6 +326,16 @@ class TestRunningTwice:
         assert list(Event.objects.values_list("name", flat=True)) == ["Live"]
         assert "already stored: 1," in out
 
+    def test_dedup_keys_count_their_window_from_the_import(self, import_file, source, clock):
+        # Counted from a year-old receivedAt, the key would be expired at once and a second
+        # copy stored at the same moment by another thread would win it too.
+        clock.set(T0)
+        import_file.run(import_file([exported(DAY, messageId="k")]))
+
+        key = DedupKey.objects.get(message_id="k")
+        assert key.expires_at == T0 + source.dedup_window
+        assert Event.objects.get().received_at == DAY + timedelta(seconds=6)
+
     def test_repeats_inside_the_file_keep_the_first(self, import_file):
         path = import_file(
             [
