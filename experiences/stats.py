@@ -40,10 +40,25 @@ Footprint does too (it reports no p-value), so that a handful of guests cannot l
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
-import numpy as np
-from scipy import stats as scipy_stats
+
+class _OnFirstUse:
+    """A module imported the first time one of its names is read. numpy and scipy take about
+    50 MiB a process; web processes that never compute results should not carry them."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str):
+        value = getattr(importlib.import_module(self._name), attribute)
+        setattr(self, attribute, value)
+        return value
+
+
+np = _OnFirstUse("numpy")
+scipy_stats = _OnFirstUse("scipy.stats")
 
 ALPHA = 0.05
 SRM_ALPHA = 0.001
