@@ -110,7 +110,7 @@ def load(guests: int, events: int) -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from experiences.models import Experience, FlowExecution, Variant
+    from experiences.models import Experience, FlowExecution, Metric, Variant
     from profiles.models import Guest, Segment, Session
     from profiles.segments import segment_recompute
     from tracking import services
@@ -252,8 +252,8 @@ def load(guests: int, events: int) -> None:
                 friendly_id=friendly_id,
                 name=friendly_id.replace("_", " ").capitalize(),
                 status=Experience.Status.LIVE,
-                goal_event="Order Completed",
             )
+            Metric.objects.create(experience=experience, event="Order Completed")
             variants = [
                 Variant.objects.create(
                     experience=experience, name=n, weight=50, is_control=(n == "control")

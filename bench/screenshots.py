@@ -41,6 +41,8 @@ PAGES = [
     ("11-segment", "/admin/profiles/segment/{segment}/change/"),
     ("12-experiences", "/admin/experiences/experience/"),
     ("13-experience", "/admin/experiences/experience/{experience}/change/"),
+    ("14-sources", "/admin/tracking/source/"),
+    ("15-source-debugger", "/admin/tracking/source/{source}/change/"),
 ]
 PASSWORD = "screenshots-pw"  # noqa: S105 - a throwaway database's user
 WIDTH = 1440
@@ -67,7 +69,7 @@ def prepare(env: dict, guests: int) -> dict[str, int | None]:
     call_command("migrate", verbosity=0)
     call_command("seed_demo", guests=guests, quiet=True)
 
-    from experiences.models import Experience, Variant
+    from experiences.models import Experience, Metric, Variant
     from profiles.models import Guest, Segment, Session
     from profiles.segments import segment_recompute
     from tracking.models import Event, Source, Workspace
@@ -98,9 +100,10 @@ def prepare(env: dict, guests: int) -> dict[str, int | None]:
     experience, made = Experience.objects.get_or_create(
         workspace=demo,
         friendly_id="hero_banner",
-        defaults={"name": "Hero banner", "goal_event": "Order Completed"},
+        defaults={"name": "Hero banner"},
     )
     if made:
+        Metric.objects.create(experience=experience, event="Order Completed")
         Variant.objects.create(experience=experience, name="Control", weight=50, is_control=True)
         Variant.objects.create(experience=experience, name="Personal", weight=50)
         experience.status = Experience.Status.LIVE
