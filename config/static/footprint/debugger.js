@@ -20,8 +20,8 @@
     const ago = seconds < 60 ? seconds + " s ago" : seconds < 3600 ? Math.round(seconds / 60) + " min ago"
       : seconds < 86400 ? Math.round(seconds / 3600) + " h ago" : Math.round(seconds / 86400) + " days ago";
     const clock = seconds < 86400
-      ? at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" })
-      : at.toLocaleString([], { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+      ? at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" })
+      : at.toLocaleString([], { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
     return clock + " (" + ago + ")";
   }
 
