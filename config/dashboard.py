@@ -37,7 +37,6 @@ SPLITS = {"source": "Source", "type": "Type"}
 RESULTS_SECONDS = 300
 # Processed requests the processing lag is the median of.
 LAG_SAMPLE = 200
-SIGNIFICANCE = 0.05
 
 TYPE_LABELS = {
     "track": "Track",
@@ -313,38 +312,33 @@ def pipeline_health(workspace: Workspace, *, now: datetime) -> dict:
 
 
 def experience_verdict(experience: Experience) -> dict:
-    """The current leader of a live experience and whether it is significant.
+    """The current leader of a live experience on its primary metric and whether that lead is
+    significant, as the experience's own page judges it (``experience_summary``).
 
-    The one place the dashboard calls the experiences' results code: whatever shape those
-    results take, a missing part gives "no verdict" rather than a broken page. Results are
-    reused for ``RESULTS_SECONDS``.
+    Whatever the results code does, a failure gives "results unavailable" rather than a broken
+    home page. Summaries are reused for ``RESULTS_SECONDS``.
     """
     key = f"footprint:dashboard:results:{experience.pk}"
     found = cache.get(key)
     if found is not None:
         return found
-    verdict = {"leader": None, "significant": False, "exposed": 0, "note": ""}
+    verdict = {"leader": None, "significant": False, "exposed": 0, "note": "", "uplift_text": ""}
     try:
-        from experiences.results import experience_results
+        from experiences.results import experience_summary
 
-        results = experience_results(experience)
-        variants = results.get("variants") or []
-        verdict["exposed"] = sum(int(v.get("exposed") or 0) for v in variants)
-        contenders = [v for v in variants if v.get("exposed")]
-        if contenders:
-            best = max(contenders, key=lambda v: v.get("conversionRate") or 0)
-            verdict["leader"] = best.get("name")
-            conversion = best.get("conversionRate")
-            if isinstance(conversion, int | float):
-                verdict["rate_text"] = percent(conversion, digits=1)
-            p_value = best.get("pValue")
-            verdict["significant"] = (
-                not best.get("isControl") and p_value is not None and p_value < SIGNIFICANCE
-            )
-            if best.get("isControl"):
-                verdict["note"] = "control leads"
-        else:
+        summary = experience_summary(experience)
+        verdict["exposed"] = summary["exposed"]
+        verdict["leader"] = summary["leader"]
+        verdict["significant"] = summary["significant"]
+        uplift = summary["uplift"]
+        if summary["leader"] and isinstance(uplift, int | float) and uplift > 0:
+            verdict["uplift_text"] = f"+{percent(uplift, digits=1)} vs control"
+        if not summary["exposed"]:
             verdict["note"] = "nobody exposed yet"
+        elif summary["sampleRatioMismatch"]:
+            verdict["note"] = "sample-ratio mismatch"
+        elif summary["leader"] is None:
+            verdict["note"] = "no data on the goal yet"
     except Exception:  # a results change must not take the home page down
         logger.exception("results of experience %s could not be read", experience.pk)
         verdict["note"] = "results unavailable"

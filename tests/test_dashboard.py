@@ -275,3 +275,32 @@ def test_tracking_events_filter_by_experience_and_variant(client, door):
         len(client.get("/admin/tracking/event/", {"experience": "hero"}).context["cl"].result_list)
         == 3
     )
+
+
+@pytest.mark.django_db
+def test_live_experiences_name_the_leader_the_experience_page_names(client, source):
+    from experiences.models import Metric
+    from experiences.results import experience_summary
+    from tests.experiences.test_results import exposed_guests
+    from tests.factories import ExperienceFactory, VariantFactory
+
+    experience = ExperienceFactory(
+        workspace=source.workspace, friendly_id="hero", name="Hero", status="live"
+    )
+    Metric.objects.create(experience=experience, event="Order Completed", window_days=7)
+    start = timezone.now() - timedelta(days=20)
+    control = VariantFactory(experience=experience, name="A", is_control=True)
+    variant = VariantFactory(experience=experience, name="B")
+    exposed_guests(experience, control, source, count=400, converted=40, start=start)
+    exposed_guests(experience, variant, source, count=400, converted=120, start=start)
+    summary = experience_summary(experience)
+    assert summary["leader"] == "B" and summary["significant"] is True
+
+    client.force_login(marketer_of(source.workspace))
+    row = client.get("/admin/").context["experiences"][0]
+
+    assert row["leader"] == "B"
+    assert row["significant"] is True
+    assert row["exposed"] == 800
+    assert row["uplift_text"] == "+200.0 % vs control"
+    assert row["note"] == ""
