@@ -16,6 +16,8 @@ the worst and the number of SQL queries.
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import random
 import statistics
@@ -53,7 +55,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="200k events, a few seconds each")
     parser.add_argument("--events", type=int, help="events to load (default 10,000,000)")
     parser.add_argument("--guests", type=int, help="guests to load (default events / 20)")
-    parser.add_argument("--loads", type=int, default=5, help="timed loads of each page")
+    parser.add_argument("--loads", type=int, default=9, help="timed loads of each page")
     parser.add_argument("--fresh", action="store_true", help="rebuild the database")
     parser.add_argument("--no-load", action="store_true", help="time pages on the data there is")
     parser.add_argument("--load-only", action="store_true", help="fill the database, time nothing")
@@ -301,6 +303,11 @@ def load(guests: int, events: int) -> None:
     ]:
         segment = Segment.objects.create(workspace=workspace, slug=slug, name=slug, rule=rule)
         segment_recompute(segment)
+    extras_ensure(workspace)
+    # As autovacuum would have by the time anyone looks: statistics of every table, and the
+    # visibility map that lets index-only scans skip the heap.
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
     print(f"ready in {time.perf_counter() - started:.0f} s", flush=True)
 
 
@@ -404,18 +411,138 @@ def event_lines(rng, workspace_id, source_ids, low, high, events, now, days):
         )
 
 
+# --- extras -----------------------------------------------------------------------------------
+
+HEAVY_EMAIL = "heavy.buyer@example.com"
+HEAVY_EVENTS = 20_000
+FAILED_EVENTS = 50_000
+
+
+def extras_ensure(workspace) -> None:
+    """What a page needs that the main load does not make, added once to any bench database:
+    a guest with many events (the profile, the identifier search) and refused messages (the
+    failed events list)."""
+    from django.db import connection
+
+    from profiles.models import Guest, Identity
+    from tracking.models import Event, FailedEvent, Source
+
+    rng = random.Random(11)
+    now = datetime.now(UTC).replace(microsecond=0)
+    source_ids = list(Source.objects.filter(workspace=workspace).values_list("pk", flat=True))
+    added = False
+    with connection.cursor() as cursor:
+        if not Guest.objects.filter(workspace=workspace, email=HEAVY_EMAIL).exists():
+            heavy = Guest.objects.create(
+                workspace=workspace,
+                guest_type="customer",
+                email=HEAVY_EMAIL,
+                first_name="Hettie",
+                last_name="Heavy",
+                traits={"plan": "pro", "age": 41},
+                first_seen=now - timedelta(days=89),
+                last_seen=now,
+            )
+            Identity.objects.create(
+                workspace=workspace, guest=heavy, kind="user_id", value="heavy-buyer"
+            )
+            cursor.execute("SET session_replication_role = replica")
+            copy_rows(
+                cursor,
+                Event._meta.db_table,
+                EVENT_COLUMNS,
+                (
+                    (
+                        workspace.pk,
+                        source_ids[i % len(source_ids)],
+                        heavy.pk,
+                        "segment",
+                        "track" if i % 3 else "page",
+                        TRACK_NAMES[i % len(TRACK_NAMES)] if i % 3 else PAGES[i % len(PAGES)],
+                        f"heavy{i}",
+                        "heavy-buyer",
+                        "",
+                        "",
+                        "",
+                        f'{{"sku": "SKU-{i % 499}", "price": {i % 295 + 5}}}',
+                        "{}",
+                        "{}",
+                        (now - timedelta(seconds=rng.randrange(89 * 86400))).isoformat(),
+                        now.isoformat(),
+                        "f",
+                        "browser",
+                        None,
+                        "",
+                    )
+                    for i in range(HEAVY_EVENTS)
+                ),
+            )
+            cursor.execute("SET session_replication_role = DEFAULT")
+            print(f"  a guest with {HEAVY_EVENTS:,} events added", flush=True)
+            added = True
+        if not FailedEvent.objects.filter(workspace=workspace).exists():
+            codes = [
+                ("missing_field", "type is required", "type"),
+                ("invalid_timestamp", "timestamp is not a date", "timestamp"),
+                ("too_large", "the message is over 32 KB", ""),
+            ]
+            copy_rows(
+                cursor,
+                FailedEvent._meta.db_table,
+                [
+                    "workspace_id",
+                    "source_id",
+                    "door",
+                    "code",
+                    "reason",
+                    "field",
+                    "payload",
+                    "received_at",
+                    "created_at",
+                    "import_file",
+                    "import_key",
+                ],
+                (
+                    (
+                        workspace.pk,
+                        source_ids[i % len(source_ids)],
+                        "segment",
+                        *codes[i % 3],
+                        '{"event": "Order Completed", "properties": {"price": 10}}',
+                        (now - timedelta(minutes=i)).isoformat(),
+                        (now - timedelta(minutes=i)).isoformat(),
+                        "",
+                        "",
+                    )
+                    for i in range(FAILED_EVENTS)
+                ),
+            )
+            print(f"  {FAILED_EVENTS:,} failed events added", flush=True)
+            added = True
+        for table in (Event, Guest, Identity, FailedEvent) if added else ():
+            cursor.execute(f"ANALYZE {table._meta.db_table}")
+
+
 # --- timing -----------------------------------------------------------------------------------
+
+
+def p95(values: list[float]) -> float:
+    """The 95th percentile by the nearest rank (the worst of fewer than 20 loads)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
 
 
 def report(args) -> None:
     from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
+    from django.core.cache import cache
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
     from experiences.models import Experience
+    from experiences.tasks import experiences_results_refresh
     from profiles.models import Guest, Segment
     from tracking.models import Event, Source, Workspace
 
@@ -427,6 +554,7 @@ def report(args) -> None:
     marketer.groups.add(Group.objects.get(name="Marketers"))
     workspace = Workspace.objects.filter(name="Bench").first() or Workspace.objects.first()
     workspace.members.add(marketer)
+    extras_ensure(workspace)
     in_workspace = Event.objects.filter(workspace=workspace)
     event = in_workspace.filter(type="track").order_by("-timestamp").values_list("pk", flat=True)[0]
     tracking = (
@@ -435,16 +563,9 @@ def report(args) -> None:
         .values_list("pk", flat=True)
         .first()
     )
-    guest = (
-        Guest.objects.filter(workspace=workspace, merged_into=None)
-        .order_by("-last_seen")
-        .values_list("pk", flat=True)[0]
-    )
-    email = (
-        Guest.objects.filter(workspace=workspace)
-        .exclude(email="")
-        .values_list("email", flat=True)[0]
-    )
+    heavy = Guest.objects.filter(workspace=workspace, email=HEAVY_EMAIL).values_list(
+        "pk", flat=True
+    )[0]
     source = Source.objects.filter(workspace=workspace).values_list("pk", flat=True)[0]
     segment = (
         Segment.objects.filter(workspace=workspace)
@@ -452,73 +573,113 @@ def report(args) -> None:
         .values_list("pk", flat=True)
         .first()
     )
-    experience = Experience.objects.filter(workspace=workspace).values_list("pk", flat=True).first()
+    experience = (
+        Experience.objects.filter(workspace=workspace, status=Experience.Status.LIVE)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    rule = {
+        "all": [
+            {"trait": {"key": "plan", "op": "eq", "value": "pro"}},
+            {"event": {"name": "Order Completed", "op": "gte", "count": 1, "within_days": 30}},
+        ]
+    }
+    preview = json.dumps({"workspace": workspace.pk, "slug": "bench-preview", "rule": rule})
+    # (name, address, POST body or None, clear the cache before each load)
     pages = [
-        ("dashboard (7 days, by source)", "/admin/"),
-        ("dashboard (30 days, by type)", "/admin/?period=30d&split=type"),
-        ("events list", "/admin/tracking/event/"),
-        ("events: name = Order Completed", "/admin/tracking/event/?name=Order+Completed"),
-        ("events: name, last 7 days", "/admin/tracking/event/?name=Search&within=7d"),
+        ("dashboard (warm cache)", "/admin/", None, False),
+        ("dashboard (cold cache)", "/admin/", None, True),
+        ("dashboard (30 days, by type)", "/admin/?period=30d&split=type", None, False),
+        ("guest list", "/admin/profiles/guest/", None, False),
+        ("guest list: in a segment", f"/admin/profiles/guest/?segment={segment}", None, False),
+        ("guest profile (20k events)", f"/admin/profiles/guest/{heavy}/change/", None, False),
+        ("events list", "/admin/tracking/event/", None, False),
+        ("events: name, last 7 days", "/admin/tracking/event/?name=Search&within=7d", None, False),
+        ("events: a guest's identifier", f"/admin/tracking/event/?q={HEAVY_EMAIL}", None, False),
         (
             "events: experience + variant",
             "/admin/tracking/event/?experience=hero_banner&variant=personal",
+            None,
+            False,
         ),
-        ("events: a guest's identifier", f"/admin/tracking/event/?q={email}"),
-        ("event detail (track)", f"/admin/tracking/event/{event}/change/"),
-        ("event detail (TRACKING)", f"/admin/tracking/event/{tracking}/change/"),
-        ("sessions list", "/admin/profiles/session/"),
-        ("guests list", "/admin/profiles/guest/"),
-        ("guests: search by email", f"/admin/profiles/guest/?q={email[:10]}"),
-        ("guest profile", f"/admin/profiles/guest/{guest}/change/"),
-        ("source page (debugger)", f"/admin/tracking/source/{source}/change/"),
-        ("segments list", "/admin/profiles/segment/"),
+        ("event detail (track)", f"/admin/tracking/event/{event}/change/", None, False),
+        ("event detail (TRACKING)", f"/admin/tracking/event/{tracking}/change/", None, False),
+        ("sessions list", "/admin/profiles/session/", None, False),
+        ("segment list", "/admin/profiles/segment/", None, False),
+        ("segment page (rule builder)", f"/admin/profiles/segment/{segment}/change/", None, False),
+        ("segment: live count + sample", "/admin/profiles/segment/preview/", preview, False),
+        (
+            "segment: builder names",
+            f"/admin/profiles/segment/names/?workspace={workspace.pk}",
+            None,
+            False,
+        ),
+        ("experience list", "/admin/experiences/experience/", None, False),
+        (
+            "experience page (results)",
+            f"/admin/experiences/experience/{experience}/change/",
+            None,
+            False,
+        ),
+        ("source list", "/admin/tracking/source/", None, False),
+        ("source page", f"/admin/tracking/source/{source}/change/", None, False),
+        ("source debugger poll", f"/admin/tracking/source/{source}/debugger/", None, False),
+        ("failed events list", "/admin/tracking/failedevent/", None, False),
     ]
-    if segment:
-        pages.append(("segment page", f"/admin/profiles/segment/{segment}/change/"))
-    if experience:
-        pages.append(("experience page", f"/admin/experiences/experience/{experience}/change/"))
-    marketer_client = Client()
-    marketer_client.force_login(marketer)
-    admin_client = Client()
     admin, _ = users.objects.get_or_create(
         username="bench-admin", defaults={"is_staff": True, "is_superuser": True}
     )
-    admin_client.force_login(admin)
+    clients = []
+    for who, user in (("marketer", marketer), ("superuser", admin)):
+        client = Client()
+        client.force_login(user)
+        clients.append((who, client))
     total = Event.objects.count() if args.quick else None
     estimate = _estimate_rows("tracking_event")
+    # What beat does every few minutes: the live experiences' results into the cache.
+    started = time.perf_counter()
+    refreshed = experiences_results_refresh()
+    refresh_s = time.perf_counter() - started
     print(
         f"\nevents in the table: {total or estimate:,}{'' if total else ' (planner estimate)'}  "
-        f"guests: {Guest.objects.count():,}  loads per page: 1 cold + {args.loads}"
+        f"guests: {Guest.objects.count():,}  loads per page: 1 first + {args.loads}  "
+        f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n"
+        f"the beat task refreshed {refreshed} experiences' results in {refresh_s:.1f} s"
     )
-    head = f"{'page':38} {'as':9} {'cold ms':>8} {'median ms':>10} {'worst ms':>9}"
-    print(f"{head} {'queries':>8}  target")
-    print(f"{'-' * 38} {'-' * 9} {'-' * 8} {'-' * 10} {'-' * 9} {'-' * 8}  {'-' * 10}")
+    head = f"{'page':32} {'as':9} {'first':>6} {'median':>7} {'p95':>6} {'queries':>7}  target"
+    print(f"{head}\n{'-' * 32} {'-' * 9} {'-' * 6} {'-' * 7} {'-' * 6} {'-' * 7}  {'-' * 14}")
     missed = []
-    for name, url in pages:
-        # Marketers do not see sources: the source page is timed as an admin sees it.
-        who, client = (
-            ("admin", admin_client) if "/source/" in url else ("marketer", marketer_client)
-        )
-        times = []
-        status = None
-        for _ in range(args.loads + 1):
-            with CaptureQueriesContext(connection) as captured:
-                start = time.perf_counter()
-                response = client.get(url)
-                times.append((time.perf_counter() - start) * 1000)
-            status = response.status_code
-        if status != 200:
-            print(f"{name:38} {who:9} HTTP {status}: skipped")
-            continue
-        cold, warm = times[0], times[1:]
-        middle = statistics.median(warm)
-        verdict = "met" if middle < TARGET_MS else "NOT MET"
-        if middle >= TARGET_MS:
-            missed.append(name)
-        print(
-            f"{name:38} {who:9} {cold:8.0f} {middle:10.0f} {max(warm):9.0f} {len(captured):8d}  "
-            f"< {TARGET_MS} ms {verdict}"
-        )
+    for name, url, body, cold in pages:
+        for who, client in clients:
+            times = []
+            status = None
+            for _ in range(args.loads + 1):
+                if cold:
+                    cache.clear()
+                with CaptureQueriesContext(connection) as captured:
+                    start = time.perf_counter()
+                    if body is None:
+                        response = client.get(url)
+                    else:
+                        response = client.post(url, body, content_type="application/json")
+                    times.append((time.perf_counter() - start) * 1000)
+                status = response.status_code
+            if cold:
+                experiences_results_refresh()
+            if status != 200:
+                print(f"{name:32} {who:9} HTTP {status}: not shown to them")
+                continue
+            first, loads = times[0], times[1:]
+            middle = statistics.median(loads)
+            met = middle < TARGET_MS
+            if not met:
+                missed.append(f"{name} ({who})")
+            print(
+                f"{name:32} {who:9} {first:6.0f} {middle:7.0f} {p95(loads):6.0f} "
+                f"{len(captured):7d}  {'met' if met else 'NOT MET'} (< {TARGET_MS} ms)",
+                flush=True,
+            )
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print("\nevery page met the target" if not missed else f"\nover target: {', '.join(missed)}")
 
 

@@ -2,23 +2,23 @@
 experiences and biggest segments, read from the rollups the pipeline keeps (never by counting
 the events table), so it stays fast however many events there are.
 
-It reads every app, so it lives in the top layer. ``experience_verdict`` is the one place that
-calls the experiences' results code.
+It reads every app, so it lives in the top layer. Experiment results are the one thing too slow
+to read live: beat keeps them in the cache (``experiences.results_cache``) and the home page
+reads only that.
 """
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
 from statistics import median
 
-from django.core.cache import cache
 from django.db.models import F, Q, Sum
 from django.urls import reverse
 from django.utils import timezone
 
 from experiences.models import Experience
+from experiences.results_cache import results_many_cached
 from profiles.models import GuestRollup, Segment, SegmentRun
 from tracking.models import (
     EventTypeRollup,
@@ -29,12 +29,8 @@ from tracking.models import (
 )
 from tracking.selectors import workspaces_visible
 
-logger = logging.getLogger(__name__)
-
 PERIODS = {"7d": (7, "hour"), "30d": (30, "day")}
 SPLITS = {"source": "Source", "type": "Type"}
-# How long one experience's results are reused by the dashboard.
-RESULTS_SECONDS = 300
 # Processed requests the processing lag is the median of.
 LAG_SAMPLE = 200
 
@@ -311,50 +307,53 @@ def pipeline_health(workspace: Workspace, *, now: datetime) -> dict:
     }
 
 
-def experience_verdict(experience: Experience) -> dict:
+def experience_verdict(kept: dict | None) -> dict:
     """The current leader of a live experience on its primary metric and whether that lead is
-    significant, as the experience's own page judges it (``experience_summary``).
-
-    Whatever the results code does, a failure gives "results unavailable" rather than a broken
-    home page. Summaries are reused for ``RESULTS_SECONDS``.
-    """
-    key = f"footprint:dashboard:results:{experience.pk}"
-    found = cache.get(key)
-    if found is not None:
-        return found
-    verdict = {"leader": None, "significant": False, "exposed": 0, "note": "", "uplift_text": ""}
-    try:
-        from experiences.results import experience_summary
-
-        summary = experience_summary(experience)
-        verdict["exposed"] = summary["exposed"]
-        verdict["leader"] = summary["leader"]
-        verdict["significant"] = summary["significant"]
-        uplift = summary["uplift"]
-        if summary["leader"] and isinstance(uplift, int | float) and uplift > 0:
-            verdict["uplift_text"] = f"+{percent(uplift, digits=1)} vs control"
-        if not summary["exposed"]:
-            verdict["note"] = "nobody exposed yet"
-        elif summary["sampleRatioMismatch"]:
-            verdict["note"] = "sample-ratio mismatch"
-        elif summary["leader"] is None:
-            verdict["note"] = "no data on the goal yet"
-    except Exception:  # a results change must not take the home page down
-        logger.exception("results of experience %s could not be read", experience.pk)
-        verdict["note"] = "results unavailable"
-    cache.set(key, verdict, RESULTS_SECONDS)
+    significant, as the experience's own page judges it (``experience_summary``), from what
+    beat kept in the cache (``experiences.results_cache``): the home page never computes
+    results, and says so while there are none yet."""
+    verdict = {
+        "leader": None,
+        "significant": False,
+        "exposed": None,
+        "note": "",
+        "uplift_text": "",
+        "computed_at": None,
+    }
+    if kept is None:
+        verdict["note"] = "computing…"
+        return verdict
+    summary = kept["summary"]
+    verdict["computed_at"] = kept["computed_at"]
+    verdict["exposed"] = summary["exposed"]
+    verdict["leader"] = summary["leader"]
+    verdict["significant"] = summary["significant"]
+    uplift = summary["uplift"]
+    if summary["leader"] and isinstance(uplift, int | float) and uplift > 0:
+        verdict["uplift_text"] = f"+{percent(uplift, digits=1)} vs control"
+    if not summary["exposed"]:
+        verdict["note"] = "nobody exposed yet"
+    elif summary["sampleRatioMismatch"]:
+        verdict["note"] = "sample-ratio mismatch"
+    elif summary["leader"] is None:
+        verdict["note"] = "no data on the goal yet"
     return verdict
 
 
 def live_experiences(workspace: Workspace) -> list[dict]:
-    live = Experience.objects.filter(workspace=workspace, status=Experience.Status.LIVE)
+    live = list(
+        Experience.objects.filter(workspace=workspace, status=Experience.Status.LIVE)
+        .prefetch_related("variants", "metrics")
+        .order_by("name")[:10]
+    )
+    kept = results_many_cached(live)
     return [
         {
             "experience": experience,
             "url": reverse("admin:experiences_experience_change", args=[experience.pk]),
-            **experience_verdict(experience),
+            **experience_verdict(kept.get(experience.pk)),
         }
-        for experience in live.order_by("name")[:10]
+        for experience in live
     ]
 
 

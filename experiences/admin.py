@@ -11,7 +11,8 @@ from tracking.admin_base import SystemRecordAdmin, WorkspaceScopedAdmin
 
 from .flows import flow_definitions_forget_soon
 from .models import Assignment, Experience, FlowExecution, Metric, Variant
-from .results import chance, experience_results, experience_summary, percent
+from .results import chance, percent
+from .results_cache import refresh_queue, results_cached, results_many_cached
 from .services import (
     ExperienceRuleError,
     experience_status_set,
@@ -20,6 +21,9 @@ from .services import (
 )
 
 PALETTE = ["#0b5cad", "#e8710a", "#1a7f37", "#a142f4", "#c62828", "#00838f"]
+
+
+COMPUTING = format_html('<span class="fp-muted">{}</span>', "computing…")
 
 
 def _rule_message(error: ExperienceRuleError) -> str:
@@ -245,11 +249,22 @@ class ExperienceAdmin(WorkspaceScopedAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("variants", "metrics")
 
-    def _summary(self, obj) -> dict:
-        # One summary per row, shared by the row's columns (two bounded queries).
-        if not hasattr(obj, "_summary"):
-            obj._summary = experience_summary(obj)
-        return obj._summary
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        # The rows' summaries as kept in the cache, in one read; those missing are queued
+        # (computed at once without a broker) and read again.
+        rows = list(changelist.result_list)
+        kept = results_many_cached(rows)
+        missing = [row for row in rows if row.pk not in kept]
+        if missing:
+            refresh_queue(missing)
+            kept |= results_many_cached(missing)
+        for row in rows:
+            row._summary = kept[row.pk]["summary"] if row.pk in kept else None
+        return changelist
+
+    def _summary(self, obj) -> dict | None:
+        return getattr(obj, "_summary", None)
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj):
@@ -262,11 +277,14 @@ class ExperienceAdmin(WorkspaceScopedAdmin):
 
     @admin.display(description="exposed")
     def exposed(self, obj):
-        return f"{self._summary(obj)['exposed']:,}"
+        summary = self._summary(obj)
+        return COMPUTING if summary is None else f"{summary['exposed']:,}"
 
     @admin.display(description="leader")
     def leader(self, obj):
         summary = self._summary(obj)
+        if summary is None:
+            return COMPUTING
         if summary["sampleRatioMismatch"]:
             return format_html(
                 '<span class="fp-badge fp-badge-bad">{}</span>', "sample-ratio mismatch"
@@ -282,6 +300,8 @@ class ExperienceAdmin(WorkspaceScopedAdmin):
     @admin.display(description="significance")
     def significance(self, obj):
         summary = self._summary(obj)
+        if summary is None:
+            return COMPUTING
         if summary["leader"] is None:
             return "–"
         if summary["significant"]:
@@ -338,8 +358,16 @@ class ExperienceAdmin(WorkspaceScopedAdmin):
 
 
 def results_context(experience: Experience) -> dict:
-    """What the results-first page shows: the verdict, tables and Chart.js configs."""
-    results = experience_results(experience, daily=True)
+    """What the results-first page shows: the verdict, tables and Chart.js configs, from the
+    results kept in the cache (a refresh is queued when there are none: without a broker it
+    runs at once; with one the page says the results are being computed)."""
+    kept = results_cached(experience)
+    if kept is None:
+        refresh_queue([experience])
+        kept = results_cached(experience)
+    if kept is None:
+        return {"results_computing": True}
+    results = kept["results"]
     colours = {v["ref"]: PALETTE[i % len(PALETTE)] for i, v in enumerate(results["variants"])}
     control = next((v for v in results["variants"] if v["isControl"]), None)
     metrics = []
@@ -375,6 +403,7 @@ def results_context(experience: Experience) -> dict:
         "tracking_events_url": events_url,
         "comparisons": comparisons,
         "days_running": len(results.get("exposuresDaily", [])),
+        "results_computed_at": kept["computed_at"],
     }
 
 

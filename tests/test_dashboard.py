@@ -281,6 +281,7 @@ def test_tracking_events_filter_by_experience_and_variant(client, door):
 def test_live_experiences_name_the_leader_the_experience_page_names(client, source):
     from experiences.models import Metric
     from experiences.results import experience_summary
+    from experiences.tasks import experiences_results_refresh
     from tests.experiences.test_results import exposed_guests
     from tests.factories import ExperienceFactory, VariantFactory
 
@@ -297,6 +298,7 @@ def test_live_experiences_name_the_leader_the_experience_page_names(client, sour
     assert summary["leader"] == "B" and summary["significant"] is True
 
     client.force_login(marketer_of(source.workspace))
+    experiences_results_refresh()  # what beat runs every few minutes
     row = client.get("/admin/").context["experiences"][0]
 
     assert row["leader"] == "B"
@@ -304,3 +306,55 @@ def test_live_experiences_name_the_leader_the_experience_page_names(client, sour
     assert row["exposed"] == 800
     assert row["uplift_text"] == "+200.0 % vs control"
     assert row["note"] == ""
+
+
+@pytest.mark.django_db
+def test_the_dashboard_reads_results_only_from_what_beat_kept(client, source):
+    """Results read every exposure and metric event (seconds on millions): the home page never
+    computes them. Until beat's task has run it says so; then it shows what the task kept, and
+    a changed definition is not judged by results of the old one."""
+    from django.conf import settings
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from experiences.models import Metric
+    from experiences.tasks import experiences_results_refresh
+    from tests.experiences.test_results import exposed_guests
+    from tests.factories import ExperienceFactory, VariantFactory
+
+    schedule = settings.CELERY_BEAT_SCHEDULE["experiences-results-refresh"]
+    assert schedule["task"] == experiences_results_refresh.name
+    experience = ExperienceFactory(
+        workspace=source.workspace, friendly_id="hero", name="Hero", status="live"
+    )
+    ExperienceFactory(workspace=source.workspace, friendly_id="old", status="completed")
+    metric = Metric.objects.create(experience=experience, event="Order Completed", window_days=7)
+    start = timezone.now() - timedelta(days=20)
+    control = VariantFactory(experience=experience, name="A", is_control=True)
+    variant = VariantFactory(experience=experience, name="B")
+    exposed_guests(experience, control, source, count=400, converted=40, start=start)
+    exposed_guests(experience, variant, source, count=400, converted=120, start=start)
+    client.force_login(marketer_of(source.workspace))
+
+    with CaptureQueriesContext(connection) as captured:
+        page = client.get("/admin/")
+    assert not [q for q in captured if '"tracking_event"' in q["sql"]]
+    row = page.context["experiences"][0]
+    assert (row["leader"], row["exposed"], row["note"]) == (None, None, "computing…")
+    assert "Computing…" in page.content.decode()
+
+    assert experiences_results_refresh() == 1  # the live one only
+    with CaptureQueriesContext(connection) as captured:
+        page = client.get("/admin/")
+    assert not [q for q in captured if '"tracking_event"' in q["sql"]]
+    row = page.context["experiences"][0]
+    assert (row["leader"], row["significant"], row["exposed"]) == ("B", True, 800)
+    assert row["computed_at"] is not None
+    assert "Results as of" in page.content.decode()
+
+    metric.event = "Signed Up"
+    metric.save()
+    assert client.get("/admin/").context["experiences"][0]["note"] == "computing…"
+    experiences_results_refresh()
+    row = client.get("/admin/").context["experiences"][0]
+    assert (row["leader"], row["exposed"], row["note"]) == (None, 800, "no data on the goal yet")

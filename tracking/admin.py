@@ -346,9 +346,12 @@ class VariantFilter(OfferedChoicesFilter):
         return [(name, name) for name in names]
 
     def queryset(self, request, queryset):
+        # With the type, the experience's name and the variant the planner walks
+        # event_tracking_variant_idx (TRACKING events only) newest first, and its estimate of
+        # how many there are is good enough to page by.
         if self.value() is None:
             return queryset
-        return queryset.filter(properties__variant=self.value())
+        return queryset.filter(type="TRACKING", properties__variant=self.value())
 
 
 DOOR_SHORT = {

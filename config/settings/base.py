@@ -193,6 +193,7 @@ CELERY_TASK_ROUTES = {
     "profiles.tasks.segment_recompute": {"queue": "segments"},
     "profiles.tasks.segments_incremental": {"queue": "segments"},
     "profiles.tasks.*": {"queue": "default"},
+    "experiences.tasks.*": {"queue": "default"},
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A request never waits long on a broker that is down: its data is already in the inbox.
@@ -229,6 +230,12 @@ CELERY_BEAT_SCHEDULE = {
     "sessions-close-idle": {
         "task": "profiles.tasks.sessions_close_idle",
         "schedule": timedelta(minutes=1),
+    },
+    # The live experiences' results, kept in the cache for the dashboard and the experience
+    # pages (experiences.results_cache.REFRESH_EVERY).
+    "experiences-results-refresh": {
+        "task": "experiences.tasks.experiences_results_refresh",
+        "schedule": timedelta(minutes=5),
     },
 }
 
