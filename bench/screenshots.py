@@ -108,6 +108,11 @@ def prepare(env: dict, guests: int) -> dict[str, int | None]:
         Variant.objects.create(experience=experience, name="Personal", weight=50)
         experience.status = Experience.Status.LIVE
         experience.save()
+    # What beat does every few minutes: the live experiences' results into the cache (a file
+    # cache, shared with the server), so the dashboard shows them.
+    from experiences.tasks import experiences_results_refresh
+
+    experiences_results_refresh()
 
     def first(queryset):
         return queryset.values_list("pk", flat=True).first()
@@ -196,6 +201,7 @@ def main() -> None:
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "config.settings.local",
             "DATABASE_URL": f"sqlite:///{folder}/db.sqlite3",
+            "CACHE_URL": f"filecache://{folder}/cache",
             "DEBUG": "1",
             "FOOTPRINT_EMBEDDED_BEAT": "0",
         }
