@@ -157,7 +157,11 @@ class SegmentFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Segment {n}")
     # A valid rule (``all`` takes at least one node): every guest of type visitor or customer.
     rule = factory.Dict(
-        {"field": factory.Dict({"name": "guest_type", "op": "in", "value": ["visitor", "customer"]})}
+        {
+            "field": factory.Dict(
+                {"name": "guest_type", "op": "in", "value": ["visitor", "customer"]}
+            )
+        }
     )
 
 
