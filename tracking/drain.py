@@ -110,8 +110,9 @@ def inbox_process_batch(*, claim_size: int) -> DrainStats:
     """Claim up to ``claim_size`` pending rows and store their events in one transaction.
 
     Rows are claimed with ``FOR UPDATE SKIP LOCKED``, so any number of workers can drain the
-    inbox together. A crash anywhere rolls the whole claim back and the rows stay pending; dedup
-    keys are written in the same transaction, so the re-run stores nothing twice. If the batch
+    inbox together. A crash anywhere rolls the whole claim back and the rows stay pending; each
+    dedup key remembers its request, which wins it again, so the re-run stores nothing twice
+    (the keys may have been committed apart, see ``store.dedup_claim``). If the batch
     fails, each of its rows is retried alone so that one poison request cannot hold up the
     others. A database that is briefly unavailable (or a deadlock between workers) fails nothing:
     the rows stay pending for the next drain.
