@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('profiles', '0011_keys_include_workspace'),
-        ('tracking', '0016_inbox_source_index_message_count'),
+        ('tracking', '0017_dedupkey_inbox'),
     ]
 
     operations = [
