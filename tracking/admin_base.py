@@ -45,10 +45,9 @@ def pretty_json(value) -> str:
 class EstimatedCountPaginator(Paginator):
     """Counts exactly when that is quick; on PostgreSQL falls back to the planner's estimate.
 
-    Large tables (events) must page without ``SELECT COUNT(*)`` over millions of rows. A list
-    that fits on one page is counted by reading that page (the same ordered walk the page
-    itself takes); a longer one is counted only when the planner expects few rows, under a
-    short timeout, and otherwise shown with the planner's estimate.
+    Large tables (events) must page without ``SELECT COUNT(*)`` over millions of rows: a list
+    is counted only when the planner expects few rows, under a short timeout, and otherwise
+    shown with the planner's estimate.
     """
 
     @cached_property
@@ -56,10 +55,7 @@ class EstimatedCountPaginator(Paginator):
         query = self.object_list
         if not on_postgres():
             return query.count()
-        first_page = len(query.values_list("pk", flat=True)[: self.per_page + 1])
-        if first_page <= self.per_page:
-            return first_page
-        estimate = max(self._estimate(), first_page)
+        estimate = self._estimate()
         if estimate > EXACT_COUNT_LIMIT:
             return estimate
         try:
