@@ -105,7 +105,9 @@ def test_guest_page_and_event_list_use_a_bounded_number_of_queries(as_marketer, 
 
     assert queries(as_marketer, guest_url) <= few_guest  # one fewer: no identify on the page
     assert queries(as_marketer, "/admin/tracking/event/") == few_events
-    assert few_guest <= 20 and few_events <= 15
+    # The events list reads the user's workspace ids once (so it filters by ids, not by a
+    # subquery the planner cannot see through): one query more than it used to.
+    assert few_guest <= 20 and few_events <= 16
 
 
 def test_admin_reveals_and_rotates_the_write_key(admin_client, source):
