@@ -95,11 +95,18 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--broker-db", type=int, default=12, help="Redis db of the broker")
     parser.add_argument(
         "--only",
-        choices=["callflows"],
-        help="run one phase alone: callflows (/v2/callFlows, with one Celery worker storing)",
+        choices=["process", "callflows"],
+        help="process: accept the batches, then only the processing phases and the COPY "
+        "baseline; callflows: /v2/callFlows alone, with one Celery worker storing",
     )
     parser.add_argument("--flows", type=int, help="/v2/callFlows requests of the saturated run")
+    parser.add_argument(
+        "--workers",
+        default="1,2,4",
+        help="worker process counts the processing phase runs with, comma-separated",
+    )
     args = parser.parse_args()
+    args.worker_counts = tuple(int(count) for count in args.workers.split(","))
     args.batches = args.batches or (30 if args.quick else 2000)
     args.tracks = args.tracks or (300 if args.quick else 20000)
     args.imports = args.imports or (3000 if args.quick else 100_000)
@@ -580,7 +587,7 @@ def main() -> None:
     from django.db import connection
 
     from tracking import services
-    from tracking.models import Event, FailedEvent, InboxRequest
+    from tracking.models import Event, FailedEvent
 
     workspace = flow_experience_make()
     source = services.source_create(workspace=workspace, name="Shop")
@@ -591,7 +598,7 @@ def main() -> None:
     batch_messages = messages_make(args.batches * BATCH_SIZE, visitors=visitors, rng=rng)
     track_messages = [
         message_make(rng.randrange(visitors), datetime.now(UTC), rng, roll=0.0)
-        for _ in range(args.tracks)
+        for _ in range(0 if args.only else args.tracks)
     ]
     auth = {
         "Authorization": "Basic " + base64.b64encode(f"{source.write_key}:".encode()).decode(),
@@ -614,6 +621,9 @@ def main() -> None:
         (http_request("POST", "/v1/track", orjson.dumps(m), auth), 1) for m in track_messages
     ]
     port = args.port or free_port()
+    if args.only == "process":
+        process_only(args, env, port, batch_requests, batch_messages, workspace, source)
+        return
     peer_port = free_port()
     lean_peer_prepare(args.database_url)
     memory = MemoryWatch()
@@ -650,30 +660,7 @@ def main() -> None:
         process_stop(peer)
 
         unique = len({m["messageId"] for m in batch_messages + track_messages})
-        inbox_keep()
-        processes = []
-        for count in WORKER_COUNTS:
-            print(f"Process: {count} worker process(es) drain the inbox …", file=sys.stderr)
-            inbox_restore()
-            pending_before = InboxRequest.objects.filter(status=InboxRequest.Status.PENDING).count()
-            # The drain tasks the accepted requests queued would start the first worker early.
-            drains_forget()
-            workers = [celery_worker_start(env, name=f"bench-{i}") for i in range(count)]
-            memory.watch("worker", workers[0].pid)
-            try:
-                with profiled(args, f"process-{count}", workers[0].pid):
-                    drains_send(count)
-                    drain = drain_measure(pending_before, InboxRequest, Event, workers)
-            finally:
-                for one in workers:
-                    process_stop(one)
-            drain.stored = Event.objects.filter(source=source).count()
-            drain.failed = FailedEvent.objects.count()
-            processes.append(drain)
-            if drain.stored != unique or drain.failed:
-                raise SystemExit(
-                    f"{count} workers stored {drain.stored} events for {unique} unique messages"
-                )
+        processes = processes_measure(args, env, source, unique, memory)
         connection.close()
 
         print(f"Import: {args.imports:,} lines of NDJSON, twice …", file=sys.stderr)
@@ -949,8 +936,119 @@ def workers_answer(count: int) -> None:
             raise SystemExit(f"{count} Celery workers did not all start within 120 s")
 
 
-# Processing is measured with this many worker processes, each on the same inbox.
-WORKER_COUNTS = (1, 2, 4)
+def processes_measure(args, env, source, unique: int, memory) -> list[Drain]:
+    """1, 2 and 4 worker processes drain the same (kept) inbox; each must store every unique
+    message exactly once. Counts the deadlocks PostgreSQL saw and samples lock waits."""
+    from django.db import connection
+
+    from tracking.models import Event, FailedEvent, InboxRequest
+
+    inbox_keep()
+    processes = []
+    for count in args.worker_counts:
+        print(f"Process: {count} worker process(es) drain the inbox …", file=sys.stderr)
+        inbox_restore()
+        pending_before = InboxRequest.objects.filter(status=InboxRequest.Status.PENDING).count()
+        # The drain tasks the accepted requests queued would start the first worker early.
+        drains_forget()
+        workers = [celery_worker_start(env, name=f"bench-{i}") for i in range(count)]
+        if memory is not None:
+            memory.watch("worker", workers[0].pid)
+        deadlocks = deadlocks_count(connection)
+        try:
+            with profiled(args, f"process-{count}", workers[0].pid):
+                drains_send(count)
+                drain = drain_measure(pending_before, InboxRequest, Event, workers)
+        finally:
+            for one in workers:
+                process_stop(one)
+        drain.deadlocks = deadlocks_count(connection) - deadlocks
+        drain.stored = Event.objects.filter(source=source).count()
+        drain.failed = FailedEvent.objects.count()
+        processes.append(drain)
+        if drain.stored != unique or drain.failed:
+            raise SystemExit(
+                f"{count} workers stored {drain.stored} events for {unique} unique messages"
+            )
+    return processes
+
+
+def deadlocks_count(connection) -> int:
+    """Deadlocks PostgreSQL detected in this database so far (its statistics lag a little)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+        cursor.execute("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
+def process_only(args, env, port, batch_requests, batch_messages, workspace, source) -> None:
+    """``--only process``: accept the batches (gunicorn, no worker), then the processing phases
+    at 1, 2 and 4 worker processes and the raw COPY baseline, each worker count's figure per
+    worker process next to COPY."""
+    from django.db import connection
+
+    web = gunicorn_start(args, env, port)
+    try:
+        wait_http(port)
+        print("Accept: /v1/batch …", file=sys.stderr)
+        accept = Phase("accept")
+        asyncio.run(closed_loop(port, batch_requests, args.concurrency, accept))
+    finally:
+        process_stop(web)
+    if accept.errors:
+        raise SystemExit(f"accepting failed: {accept.errors}")
+    unique = len({m["messageId"] for m in batch_messages})
+    processes = processes_measure(args, env, source, unique, None)
+    connection.close()
+    print("Baseline: raw COPY …", file=sys.stderr)
+    copy_rate = copy_baseline(batch_messages, workspace.pk, source.pk)
+    cores = os.cpu_count() or 1
+    print()
+    print(
+        f"Footprint processing benchmark: {cores} cores, {args.batches:,} batches of "
+        f"{BATCH_SIZE}, {unique:,} unique messages; load {os.getloadavg()[0]:.1f}"
+    )
+    rows = [
+        (
+            "figure",
+            "events/s",
+            "per worker",
+            "of COPY",
+            "worker CPU",
+            "machine busy",
+            "lock waits",
+            "deadlocks",
+            "",
+        )
+    ]
+    for drain in processes:
+        total = drain.events / drain.seconds
+        per_worker = total / drain.workers
+        ratio = per_worker / copy_rate
+        rows.append(
+            (
+                f"process ({drain.workers} worker process{'es' if drain.workers > 1 else ''})",
+                f"{total:,.0f}",
+                f"{per_worker:,.0f}",
+                f"{ratio:.2f}",
+                f"{drain.worker_cpu / max(drain.events, 1) * 1e6:.0f} us/event, "
+                f"{drain.worker_cpu / drain.seconds / cores:.0%} of the cores",
+                f"{drain.machine_busy:.0%}",
+                f"{drain.lock_waits:.2f}",
+                f"{drain.deadlocks}",
+                met(per_worker >= 10_000 and ratio >= 0.3),
+            )
+        )
+    rows.append(("  raw COPY, same rows", f"{copy_rate:,.0f}", "", "1.00", "", "", "", "", ""))
+    table_print(rows)
+    print(
+        "\ntarget: >= 10,000 events/s per worker process and >= 0.3 of raw COPY; lock waits: "
+        "drain backends waiting on a lock, averaged over the phase"
+    )
+    for drain in processes:
+        for what, n in drain.waiting.items():
+            print(f"  {drain.workers} worker(s), waiting {n:.2f} on average: {what}")
+    print(f"stored = unique sent ({unique:,}) at every worker count, nothing failed")
 
 
 @dataclass
@@ -961,6 +1059,13 @@ class Drain:
     workers: int = 1
     stored: int = 0
     failed: int = 0
+    deadlocks: int = 0
+    # Backends of this database waiting on a lock, averaged over the samples of the phase.
+    lock_waits: float = 0.0
+    # The share of the whole machine's CPU time that was busy (everything running on it).
+    machine_busy: float = 0.0
+    # The statements most often seen waiting on a lock, with their average count.
+    waiting: dict = field(default_factory=dict)
 
 
 def inbox_keep() -> None:
@@ -1020,22 +1125,52 @@ def drain_measure(pending: int, InboxRequest, Event, workers: list[subprocess.Po
     def cpu() -> float:
         return sum(sum(proc.cpu_times()[:2]) for proc in procs)
 
+    def machine() -> tuple[float, float]:
+        times = psutil.cpu_times()
+        return sum(times) - times.idle - times.iowait, sum(times)
+
+    import collections
+
+    from django.db import connection
+
     first_at = first_events = first_cpu = None
+    waits = samples = 0
+    waiting: collections.Counter = collections.Counter()
     deadline = time.monotonic() + 3600
     while time.monotonic() < deadline:
         if any(worker.poll() is not None for worker in workers):
             raise SystemExit("a Celery worker exited")
         left = InboxRequest.objects.filter(status=InboxRequest.Status.PENDING).count()
+        if first_at is not None:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT wait_event, left(regexp_replace(query, '\\s+', ' ', 'g'), 60) "
+                    "FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                for wait_event, query in cursor.fetchall():
+                    waiting[f"{wait_event}: {query}"] += 1
+                    waits += 1
+                samples += 1
         now = time.perf_counter()
         if first_at is None and left < pending:
             first_at, first_events = now, Event.objects.count()
-            first_cpu = cpu()
+            first_cpu, first_machine = cpu(), machine()
         if left == 0:
             events = Event.objects.count()
             if first_at is None:  # everything went in one claim
                 return Drain(events, float("nan"), float("nan"), workers=len(workers))
             seconds = (now - first_at) or float("nan")  # drained within one look: too quick
-            return Drain(events - first_events, seconds, cpu() - first_cpu, workers=len(workers))
+            return Drain(
+                events - first_events,
+                seconds,
+                cpu() - first_cpu,
+                workers=len(workers),
+                lock_waits=waits / max(samples, 1),
+                waiting={what: n / max(samples, 1) for what, n in waiting.most_common(3)},
+                machine_busy=(machine()[0] - first_machine[0])
+                / max(machine()[1] - first_machine[1], 1e-9),
+            )
         time.sleep(0.05)
     raise SystemExit("the inbox did not drain within an hour")
 

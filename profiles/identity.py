@@ -32,7 +32,7 @@ from django.db import connection
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
-from config.lib.db import arrays, on_postgres, rows_update
+from config.lib.db import arrays, locks_take, on_postgres, rows_update
 from tracking.pipeline import hooks
 
 from .models import Guest, GuestMerge, Identity, SegmentMembership, Session
@@ -45,6 +45,8 @@ IdentityKey = tuple[int, str, str]  # (workspace_id, kind, value)
 USER_ID = Identity.Kind.USER_ID
 PREVIOUS_ID = Identity.Kind.PREVIOUS_ID
 MAX_ROUNDS = 4
+# The advisory locks of identities about to be inserted (config.lib.db.locks_take).
+IDENTITY_LOCKS = 1
 MAX_MERGE_HOPS = 16
 # Strongest first: the anchor of a message is the guest of its strongest owned identifier.
 _KIND_RANK = {Identity.Kind.USER_ID: 0, Identity.Kind.EMAIL: 1}
@@ -394,8 +396,14 @@ def guests_resolve(*, messages: list[Message]) -> Resolution:
     locked: dict[int, Locked] = {}
     created: set[int] = set()
     held: list[int] = []
-    for _ in range(MAX_ROUNDS):
+    for round_ in range(MAX_ROUNDS):
         owners = identities_lookup(wanted | aliased)
+        if round_ == 0:
+            # The ids nobody has yet are the ones this batch may insert: lock them first, all
+            # at once in one global order, before any guest. Workers making the same new
+            # visitor then queue on the lock rather than on each other's inserts, which they
+            # would reach holding guest locks in different orders (a deadlock).
+            locks_take(IDENTITY_LOCKS, [_lock_name(key) for key in wanted if key not in owners])
         unknown = _aliased_keys(key for key in wanted if key not in owners) - aliased
         if unknown:
             aliased |= unknown
@@ -444,6 +452,11 @@ def guests_resolve(*, messages: list[Message]) -> Resolution:
         ).delete()
     resolution.guests = _profiles_update(messages, survivors)
     return resolution
+
+
+def _lock_name(key: IdentityKey) -> str:
+    workspace_id, kind, value = key
+    return f"identity:{workspace_id}:{kind}:{value}"
 
 
 def _previous_ids_hold(plan: Plan) -> list[int]:

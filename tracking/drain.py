@@ -13,9 +13,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from config.lib import metrics
-from config.lib.db import (
-    on_postgres,
-)
+from config.lib.db import connection_apart_close, on_postgres
 
 from . import debugger
 from .doors import DOORS
@@ -26,7 +24,7 @@ from .models import (
     FailedEvent,
     InboxRequest,
 )
-from .store import Stored, events_store, failed_rollups_count
+from .store import Stored, dedup_keys_release, events_store, failed_rollups_count
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +65,10 @@ def inbox_drain(
     claim_size = claim_size or settings.FOOTPRINT["INBOX_CLAIM_SIZE"]
     threads = threads or settings.FOOTPRINT["DRAIN_THREADS"]
     if threads <= 1 or not on_postgres() or connection.in_atomic_block:
-        return _drain_loop(claim_size, max_batches)
+        try:
+            return _drain_loop(claim_size, max_batches)
+        finally:
+            connection_apart_close()
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="drain") as pool:
         runs = [pool.submit(_drain_thread, claim_size, max_batches) for _ in range(threads)]
     total = DrainStats()
@@ -80,7 +81,8 @@ def _drain_thread(claim_size: int, max_batches: int | None) -> DrainStats:
     try:
         return _drain_loop(claim_size, max_batches)
     finally:
-        connection.close()  # this thread's own connection
+        connection.close()  # this thread's own connections
+        connection_apart_close()
 
 
 # Batches in a row that may end in a retryable database error (a deadlock with another
@@ -108,20 +110,25 @@ def inbox_process_batch(*, claim_size: int) -> DrainStats:
     """Claim up to ``claim_size`` pending rows and store their events in one transaction.
 
     Rows are claimed with ``FOR UPDATE SKIP LOCKED``, so any number of workers can drain the
-    inbox together. A crash anywhere rolls the whole claim back and the rows stay pending; dedup
-    keys are written in the same transaction, so the re-run stores nothing twice. If the batch
+    inbox together. A crash anywhere rolls the whole claim back and the rows stay pending; each
+    dedup key remembers its request, which wins it again, so the re-run stores nothing twice
+    (the keys may have been committed apart, see ``store.dedup_claim``). If the batch
     fails, each of its rows is retried alone so that one poison request cannot hold up the
     others. A database that is briefly unavailable (or a deadlock between workers) fails nothing:
     the rows stay pending for the next drain.
     """
     claimed: list[int] = []
+    # Outside a transaction of the caller's (a worker), dedup keys are claimed on a second
+    # connection and committed at once (``store.dedup_claim``): a drain holding a client's
+    # retry of a message another drain holds does not wait for that drain's whole batch.
+    apart = on_postgres() and not connection.in_atomic_block
     try:
         with transaction.atomic():
             rows = _inbox_claim(limit=claim_size)
             if not rows:
                 return DrainStats()
             claimed = [row.pk for row in rows]
-            return _inbox_rows_process(rows)
+            return _inbox_rows_process(rows, keys_apart=apart)
     except (OperationalError, InterfaceError):
         logger.warning("inbox batch hit a database error; its rows stay pending", exc_info=True)
         return DrainStats(retry_later=len(claimed))
@@ -133,12 +140,14 @@ def inbox_process_batch(*, claim_size: int) -> DrainStats:
             with transaction.atomic():
                 rows = _inbox_claim(limit=1, pk=row_id)
                 if rows:
-                    stats.add(_inbox_rows_process(rows))
+                    stats.add(_inbox_rows_process(rows, keys_apart=apart))
         except (OperationalError, InterfaceError):
             logger.warning("inbox request %s hit a database error", row_id, exc_info=True)
             stats.retry_later += 1
         except Exception as exc:
             logger.exception("inbox request %s failed", row_id)
+            if apart:
+                _keys_release(row_id)
             InboxRequest.objects.filter(pk=row_id, status=InboxRequest.Status.PENDING).update(
                 status=InboxRequest.Status.FAILED,
                 error=f"{type(exc).__name__}: {exc}"[:2000],
@@ -160,34 +169,61 @@ def _inbox_claim(*, limit: int, pk: int | None = None) -> list[InboxRequest]:
     )
 
 
-def _inbox_rows_process(rows: list[InboxRequest]) -> DrainStats:
-    stats, _ = _inbox_rows_store(rows)
+def _keys_release(row_id: int) -> None:
+    """Give back the dedup keys a request that failed for good claimed apart (its messages
+    were not stored). They are found by parsing it again: one that does not parse claimed
+    none."""
+    row = InboxRequest.objects.select_related("source").filter(pk=row_id).first()
+    if row is None:
+        return
+    try:
+        parsed, _ = _row_parse(row, settings.FOOTPRINT["MAX_FUTURE_SKEW"])
+    except Exception:
+        logger.warning("inbox request %s does not parse: no dedup key to give back", row_id)
+        return
+    dedup_keys_release(
+        inbox_id=row_id, keys=[(message.workspace_id, message.message_id) for message in parsed]
+    )
+
+
+def _inbox_rows_process(rows: list[InboxRequest], *, keys_apart: bool = False) -> DrainStats:
+    stats, _ = _inbox_rows_store(rows, keys_apart=keys_apart)
     return stats
 
 
-def _inbox_rows_store(rows: list[InboxRequest]) -> tuple[DrainStats, Stored]:
+def _row_parse(row: InboxRequest, max_future_skew) -> tuple[list[Message], list[Rejected]]:
+    source = row.source
+    try:
+        parsed, rejected = DOORS[row.door].parse(
+            InboxContext(
+                body=bytes(row.body),
+                meta=row.meta,
+                inbox_id=row.pk,
+                workspace_id=source.workspace_id,
+                source_id=source.pk,
+                source_kind=source.kind,
+                ip=row.ip,
+                received_at=row.received_at,
+                max_future_skew=max_future_skew,
+            )
+        )
+    except IngestError as error:
+        parsed, rejected = [], [Rejected(error=error, payload=None)]
+    for message in parsed:
+        message.inbox_id = row.pk
+    return parsed, rejected
+
+
+def _inbox_rows_store(
+    rows: list[InboxRequest], *, keys_apart: bool = False
+) -> tuple[DrainStats, Stored]:
     max_future_skew = settings.FOOTPRINT["MAX_FUTURE_SKEW"]
     messages: list[Message] = []
     failed: list[FailedEvent] = []
     counts: dict[int, int] = {}
     for row in rows:
         source = row.source
-        try:
-            parsed, rejected = DOORS[row.door].parse(
-                InboxContext(
-                    body=bytes(row.body),
-                    meta=row.meta,
-                    inbox_id=row.pk,
-                    workspace_id=source.workspace_id,
-                    source_id=source.pk,
-                    source_kind=source.kind,
-                    ip=row.ip,
-                    received_at=row.received_at,
-                    max_future_skew=max_future_skew,
-                )
-            )
-        except IngestError as error:
-            parsed, rejected = [], [Rejected(error=error, payload=None)]
+        parsed, rejected = _row_parse(row, max_future_skew)
         counts[row.pk] = len(parsed) + len(rejected)
         messages.extend(parsed)
         failed.extend(
@@ -211,6 +247,7 @@ def _inbox_rows_store(rows: list[InboxRequest]) -> tuple[DrainStats, Stored]:
         session_timeouts={
             row.source.workspace_id: row.source.workspace.session_timeout for row in rows
         },
+        keys_apart=keys_apart,
     )
     if failed:
         FailedEvent.objects.bulk_create(failed, batch_size=500)

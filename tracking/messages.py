@@ -80,6 +80,8 @@ class Message:
     # How long a repeat of ``message_id`` is dropped, when the door decides rather than the
     # source (Optimizely's TrackID: 72 hours).
     dedup_window: timedelta | None = None
+    # The inbox request the message came in (its dedup key remembers it).
+    inbox_id: int | None = None
     # The event as its door received it, when that is not the Segment-spec message itself.
     payload: Any = None
     # Set by identity resolution and sessionisation.

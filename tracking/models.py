@@ -218,6 +218,11 @@ class DedupKey(models.Model):
     message_id = models.CharField(max_length=255)
     received_at = models.DateTimeField()
     expires_at = models.DateTimeField(db_index=True)
+    # The inbox request whose processing claimed the key, when the drain claimed it ahead of
+    # that request's transaction (committed at once, so that other drains never wait for it):
+    # the same request processed again after a rollback or a crash still wins its keys. No
+    # database constraint, as for failed events: the inbox is local to one database server.
+    inbox_id = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [

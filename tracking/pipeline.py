@@ -31,6 +31,9 @@ class Batch:
     suppressed: int = 0
     # What one step leaves for a later one (the guest resolution for the sessions step).
     notes: dict = field(default_factory=dict)
+    # Dedup keys are claimed on a connection of their own and committed at once (the drain:
+    # other drains never wait for this batch's transaction to learn whether an id is taken).
+    keys_apart: bool = False
 
 
 Step = Callable[[Batch], None]
@@ -83,7 +86,9 @@ def duplicates_drop(batch: Batch) -> None:
     """Keep the messages whose messageId is new in their workspace (claims the dedup keys)."""
     from .store import dedup_claim
 
-    fresh = dedup_claim(messages=batch.messages, dedup_windows=batch.dedup_windows)
+    fresh = dedup_claim(
+        messages=batch.messages, dedup_windows=batch.dedup_windows, apart=batch.keys_apart
+    )
     batch.duplicates += len(batch.messages) - len(fresh)
     batch.messages = fresh
 

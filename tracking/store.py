@@ -52,15 +52,27 @@ class Stored:
     suppressed: int = 0
 
 
-def events_store(*, messages: list[Message], dedup_windows: dict, session_timeouts: dict) -> Stored:
+def events_store(
+    *,
+    messages: list[Message],
+    dedup_windows: dict,
+    session_timeouts: dict,
+    keys_apart: bool = False,
+) -> Stored:
     """Run the processing pipeline (``FOOTPRINT["PIPELINE"]``) over new messages: drop erased
     guests' and duplicate messages, resolve guests and sessions, insert events.
 
     Runs inside the caller's transaction. ``dedup_windows`` maps source id to that source's
-    dedup window, ``session_timeouts`` workspace id to its session timeout.
+    dedup window, ``session_timeouts`` workspace id to its session timeout. ``keys_apart``:
+    see ``dedup_claim``.
     """
     batch = batch_run(
-        Batch(messages=messages, dedup_windows=dedup_windows, session_timeouts=session_timeouts)
+        Batch(
+            messages=messages,
+            dedup_windows=dedup_windows,
+            session_timeouts=session_timeouts,
+            keys_apart=keys_apart,
+        )
     )
     return Stored(
         event_ids=batch.event_ids, duplicates=batch.duplicates, suppressed=batch.suppressed
@@ -121,39 +133,91 @@ def messages_ip_anonymize(*, messages: list[Message]) -> None:
             }
 
 
-def dedup_claim(*, messages: list[Message], dedup_windows: dict) -> list[Message]:
+def dedup_claim(
+    *, messages: list[Message], dedup_windows: dict, apart: bool = False
+) -> list[Message]:
     """The messages whose messageId is new in their workspace, or whose earlier key expired.
 
     The first message with a given id wins, within the batch and across batches; the window is
     counted from the time the first one was received (as seed 002 says), not from its timestamp.
     Keys are claimed with one ``INSERT … ON CONFLICT DO UPDATE … WHERE expired RETURNING``, so
     concurrent workers cannot both win the same id.
+
+    Each key remembers the inbox request of its message, and a request always wins the keys it
+    claimed before. That lets the drain claim them ``apart``: on a connection of their own,
+    committed at once, instead of in the batch's transaction, where another drain holding the
+    same id (a client's retry is usually processed next to the original) would wait until
+    that whole transaction ends. If the batch then rolls back or its worker dies, its requests
+    stay pending, and processed again they win the same keys; a request that fails for good
+    gives them back (``dedup_keys_release``).
     """
-    first: dict[tuple[int, str], Message] = {}
+    # The copies of each id, the first one of each inbox request: the first copy wins, unless
+    # the key is a later copy's request's already (it claimed it and was rolled back).
+    copies: dict[tuple[int, str], list[Message]] = {}
     for message in messages:
-        first.setdefault((message.workspace_id, message.message_id), message)
-    if not first:
+        group = copies.setdefault((message.workspace_id, message.message_id), [])
+        if not group or all(m.inbox_id != message.inbox_id for m in group):
+            group.append(message)
+    if not copies:
         return []
-    rows = [
-        (ws, mid, m.received_at, m.received_at + (m.dedup_window or dedup_windows[m.source_id]))
-        # In key order, so that drains inserting overlapping keys wait for each other rather
-        # than deadlock.
-        for (ws, mid), m in sorted(first.items(), key=lambda item: item[0])
-    ]
     table = DedupKey._meta.db_table
-    won = set(
-        keys_upsert_returning(
-            table,
-            ["workspace_id", "message_id", "received_at", "expires_at"],
-            ["bigint", "text", "timestamptz", "timestamptz"],
-            rows,
-            conflict="workspace_id, message_id",
-            assign="received_at = excluded.received_at, expires_at = excluded.expires_at",
-            where=f"{table}.expires_at <= excluded.received_at",
-            returning="workspace_id, message_id",
+    chosen: dict[tuple[int, str], Message] = {}
+    tried = dict.fromkeys(copies, 0)
+    while tried:
+        rows = [
+            (
+                ws,
+                mid,
+                m.received_at,
+                m.received_at + (m.dedup_window or dedup_windows[m.source_id]),
+                m.inbox_id,
+            )
+            # In key order, so that drains inserting overlapping keys wait for each other
+            # rather than deadlock.
+            for (ws, mid), m in sorted(
+                ((key, copies[key][index]) for key, index in tried.items()),
+                key=lambda item: item[0],
+            )
+        ]
+        won = set(
+            keys_upsert_returning(
+                table,
+                ["workspace_id", "message_id", "received_at", "expires_at", "inbox_id"],
+                ["bigint", "text", "timestamptz", "timestamptz", "bigint"],
+                rows,
+                conflict="workspace_id, message_id",
+                assign="received_at = excluded.received_at, expires_at = excluded.expires_at, "
+                "inbox_id = excluded.inbox_id",
+                where=f"{table}.expires_at <= excluded.received_at "
+                f"OR {table}.inbox_id = excluded.inbox_id",
+                returning="workspace_id, message_id",
+                apart=apart,
+            )
         )
-    )
-    return [m for key, m in first.items() if key in won]
+        for key, index in list(tried.items()):
+            if key in won:
+                chosen[key] = copies[key][index]
+            if key in won or index + 1 == len(copies[key]):
+                del tried[key]
+            else:
+                tried[key] = index + 1
+    return [chosen[key] for key in copies if key in chosen]
+
+
+def dedup_keys_release(*, inbox_id: int, keys: list[tuple[int, str]]) -> int:
+    """Forget the dedup keys (workspace id, messageId) that the inbox request claimed: it failed
+    for good, so its messages were never stored and a repeat of one is not a duplicate."""
+    if not keys:
+        return 0
+    by_workspace: dict[int, list[str]] = defaultdict(list)
+    for workspace_id, message_id in keys:
+        by_workspace[workspace_id].append(message_id)
+    deleted = 0
+    for workspace_id, message_ids in by_workspace.items():
+        deleted += DedupKey.objects.filter(
+            workspace_id=workspace_id, message_id__in=message_ids, inbox_id=inbox_id
+        ).delete()[0]
+    return deleted
 
 
 def dedup_keys_purge(*, now: datetime | None = None) -> int:

@@ -9,6 +9,7 @@ transaction) lives here behind functions that do the plain thing on SQLite, so t
 from __future__ import annotations
 
 import hashlib
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -146,6 +147,33 @@ def rows_update(objects: list, fields: list[str]) -> None:
         )
         cursor.execute(
             f"UPDATE {table} t SET {assignments} FROM {scratch} s WHERE t.id = s.id"  # noqa: S608
+        )
+
+
+# Advisory locks are taken on one of this many slots per purpose: a batch naming thousands of
+# things holds at most this many locks (PostgreSQL's lock table is shared by all
+# transactions), at the price of an unrelated name sometimes sharing a slot.
+LOCK_SLOTS = 4096
+
+
+def locks_take(purpose: int, names: list[str]) -> None:
+    """Take a transaction-level advisory lock for each name (PostgreSQL; SQLite runs one writer
+    at a time), all in one statement and in one global order, so that transactions naming the
+    same things queue in that order instead of deadlocking. ``purpose`` keeps different uses'
+    locks apart. Released at commit or rollback, so they suit PgBouncer's transaction mode."""
+    if not names or not on_postgres():
+        return
+    slots = sorted(
+        {
+            int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big")
+            % LOCK_SLOTS
+            for name in names
+        }
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(%s, k)) FROM unnest(%s::int[]) AS k",
+            [purpose, pg_array(slots)],
         )
 
 
@@ -289,22 +317,56 @@ def keys_upsert_returning(
     assign: str,
     where: str,
     returning: str,
+    apart: bool = False,
 ) -> list[tuple]:
     """``INSERT … ON CONFLICT (conflict) DO UPDATE SET assign WHERE where RETURNING returning``
     of ``rows``; what it returns is the rows that went in or were taken over.
 
     On PostgreSQL the rows are bound as one array per column (``unnest``), in one statement;
     on SQLite as plain VALUES, 500 rows a statement. ``assign`` and ``where`` name the new row
-    as ``excluded``.
+    as ``excluded``. With ``apart`` (PostgreSQL) the statement runs on this thread's second
+    connection (``connection_apart``) and is committed on return, whatever transaction the
+    thread's own connection has open.
     """
-    return _insert(
-        table,
-        columns,
-        types,
-        rows,
-        f"ON CONFLICT ({conflict}) DO UPDATE SET {assign} WHERE {where} RETURNING {returning}",
-        returns=True,
-    )
+    tail = f"ON CONFLICT ({conflict}) DO UPDATE SET {assign} WHERE {where} RETURNING {returning}"
+    if apart and rows:
+        unnest = ", ".join(f"%s::{kind}[]" for kind in types)
+        conn = connection_apart()
+        # Errors as Django's (a lost database or a lock timeout is its OperationalError).
+        with connection.wrap_database_errors, conn.transaction(), conn.cursor() as cursor:
+            # It only waits on other such statements (short); a wait on a long transaction
+            # that in turn waits on this thread's own would never end, so it gives up.
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [APART_LOCK_TIMEOUT])
+            cursor.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608
+                f"SELECT * FROM unnest({unnest}) {tail}",
+                arrays(rows),
+            )
+            return list(cursor.fetchall())
+    return _insert(table, columns, types, rows, tail, returns=True)
+
+
+# How long a statement on the second connection waits for a lock before it fails.
+APART_LOCK_TIMEOUT = "5s"
+_apart = threading.local()
+
+
+def connection_apart() -> psycopg.Connection:
+    """This thread's second connection to the default database (PostgreSQL), in autocommit:
+    for a statement that must commit on its own while the thread's own connection holds a
+    transaction open. Opened on first use; ``connection_apart_close`` closes it."""
+    conn = getattr(_apart, "connection", None)
+    if conn is None or conn.closed or conn.broken:
+        conn = psycopg.connect(**connection.get_connection_params(), autocommit=True)
+        _apart.connection = conn
+    return conn
+
+
+def connection_apart_close() -> None:
+    conn = getattr(_apart, "connection", None)
+    _apart.connection = None
+    if conn is not None and not conn.closed:
+        conn.close()
 
 
 def rows_insert_new(

@@ -296,3 +296,72 @@ def test_ids_with_quotes_backslashes_and_braces_resolve_and_dedup(door):
         Event.objects.get(message_id="fresh").guest_id
         == Event.objects.get(message_id='a"b').guest_id
     )
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_keys_of_a_batch_that_rolled_back_stay_with_its_requests(source, monkeypatch):
+    """A worker's drain commits its dedup keys ahead of the batch. When the batch then rolls
+    back (a deadlock), its requests keep their keys: a copy of a message in another request
+    is the duplicate, whichever request comes first in the next batch, and each id is stored
+    once."""
+    from django.db import OperationalError
+
+    from config.lib.db import connection_apart_close
+
+    earlier = InboxRequestFactory(source=source, batch=[track(messageId="a", event="Earlier")])
+    later = InboxRequestFactory(
+        source=source, batch=[track(messageId="a", event="Later"), track(messageId="b")]
+    )
+    InboxRequest.objects.filter(pk=earlier.pk).update(status="done")  # out of the first claim
+
+    real_store = drain.events_store
+
+    def deadlock(**kwargs):
+        real_store(**kwargs)
+        raise OperationalError("deadlock detected")
+
+    monkeypatch.setattr(drain, "events_store", deadlock)
+    try:
+        assert services.inbox_process_batch(claim_size=10).retry_later == 1
+    finally:
+        connection_apart_close()  # this thread's second connection, which claimed the keys
+    monkeypatch.undo()
+    assert not Event.objects.exists()
+    assert set(DedupKey.objects.values_list("message_id", "inbox_id")) == {
+        ("a", later.pk),
+        ("b", later.pk),
+    }
+
+    InboxRequest.objects.filter(pk=earlier.pk).update(status="pending")
+    stats = services.inbox_drain(claim_size=10)
+
+    assert (stats.stored, stats.duplicates) == (2, 1)
+    assert sorted(Event.objects.values_list("message_id", "name")) == [
+        ("a", "Later"),
+        ("b", "Played"),
+    ]
+    assert not InboxRequest.objects.exclude(status="done").exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_request_that_fails_for_good_gives_its_keys_back(source, monkeypatch):
+    """Its messages were never stored: a repeat of one later is a new event."""
+    InboxRequestFactory(source=source, batch=[track(messageId="poison"), track(messageId="p2")])
+    real_store = drain.events_store
+
+    def store(*, messages, **kwargs):
+        stored = real_store(messages=messages, **kwargs)
+        if any(m.message_id == "poison" for m in messages):
+            raise RuntimeError("cannot store this one")
+        return stored
+
+    monkeypatch.setattr(drain, "events_store", store)
+    assert services.inbox_drain(claim_size=10).failed_requests == 1
+    monkeypatch.undo()
+    assert not DedupKey.objects.exists()
+
+    InboxRequestFactory(source=source, batch=[track(messageId="poison")])
+    assert services.inbox_drain(claim_size=10).stored == 1
+    assert list(Event.objects.values_list("message_id", flat=True)) == ["poison"]
