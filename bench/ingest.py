@@ -95,9 +95,11 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--broker-db", type=int, default=12, help="Redis db of the broker")
     parser.add_argument(
         "--only",
-        choices=["process"],
-        help="process: accept the batches, then only the processing phases and the COPY baseline",
+        choices=["process", "callflows"],
+        help="process: accept the batches, then only the processing phases and the COPY "
+        "baseline; callflows: /v2/callFlows alone, with one Celery worker storing",
     )
+    parser.add_argument("--flows", type=int, help="/v2/callFlows requests of the saturated run")
     parser.add_argument(
         "--workers",
         default="1,2,4",
@@ -109,6 +111,9 @@ def arguments() -> argparse.Namespace:
     args.tracks = args.tracks or (300 if args.quick else 20000)
     args.imports = args.imports or (3000 if args.quick else 100_000)
     args.call_flows_seconds = 1 if args.quick else 10
+    args.flows = args.flows or (1000 if args.quick else 10_000)
+    # Repeat guests: each browser is sent once, and drained, before anything is measured.
+    args.flow_guests = 200 if args.quick else 2000
     return args
 
 
@@ -239,6 +244,8 @@ class Phase:
     items: int = 0
     errors: dict[int, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
+    # Answers that said so in their body (callFlows: EXPOSED decisions).
+    marked: int = 0
     seconds: float = 0.0
     generator_cpu: float = 0.0
     web_cpu: float = 0.0
@@ -257,7 +264,11 @@ class Phase:
 
 
 async def closed_loop(
-    port: int, requests: list[tuple[bytes, int]], concurrency: int, phase: Phase
+    port: int,
+    requests: list[tuple[bytes, int]],
+    concurrency: int,
+    phase: Phase,
+    mark: bytes | None = None,
 ) -> None:
     """Send every request, ``concurrency`` at a time, each connection as fast as it is answered."""
     queue = iter(requests)
@@ -271,6 +282,7 @@ async def closed_loop(
             phase.requests += 1
             if status == 200:
                 phase.items += items
+                phase.marked += mark is not None and mark in body
             else:
                 phase.errors[status] = phase.errors.get(status, 0) + 1
                 if len(phase.errors) == 1 and phase.errors[status] == 1:
@@ -281,7 +293,12 @@ async def closed_loop(
 
 
 async def open_loop(
-    port: int, requests: list[bytes], rate: float, phase: Phase, connections: int = 32
+    port: int,
+    requests: list[bytes],
+    rate: float,
+    phase: Phase,
+    connections: int = 32,
+    mark: bytes | None = None,
 ) -> None:
     """Send request i at ``i / rate`` seconds; latency counts from that moment."""
     start = time.perf_counter() + 0.05
@@ -296,11 +313,12 @@ async def open_loop(
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            status, _ = await connection.send(request)
+            status, body = await connection.send(request)
             phase.latencies.append(time.perf_counter() - due)
             phase.requests += 1
             if status == 200:
                 phase.items += 1
+                phase.marked += mark is not None and mark in body
             else:
                 phase.errors[status] = phase.errors.get(status, 0) + 1
         connection.close()
@@ -563,21 +581,16 @@ def main() -> None:
     import django
 
     django.setup()
+    if args.only == "callflows":
+        call_flows_only(args, env)
+        return
     from django.db import connection
 
-    from experiences.flows import experiences_source
-    from experiences.models import Experience, Variant
     from tracking import services
     from tracking.models import Event, FailedEvent
 
-    workspace = services.workspace_create(name="Bench")
+    workspace = flow_experience_make()
     source = services.source_create(workspace=workspace, name="Shop")
-    experience = Experience.objects.create(
-        workspace=workspace, friendly_id="hero", name="Hero", status=Experience.Status.LIVE
-    )
-    Variant.objects.create(experience=experience, name="A", is_control=True, content={"t": "a"})
-    Variant.objects.create(experience=experience, name="B", content={"t": "Hi {{firstName}}"})
-    experiences_source(workspace)
     connection.close()
 
     rng = random.Random(20261123)
@@ -607,24 +620,6 @@ def main() -> None:
     track_requests = [
         (http_request("POST", "/v1/track", orjson.dumps(m), auth), 1) for m in track_messages
     ]
-    flow_requests = [
-        http_request(
-            "POST",
-            "/v2/callFlows",
-            orjson.dumps(
-                {
-                    "clientKey": workspace.client_key,
-                    "friendlyId": "hero",
-                    "channel": "WEB",
-                    "pointOfSale": "shop/nl",
-                    "browserId": f"browser-{rng.randrange(2000)}",
-                }
-            ),
-            {"Content-Type": "application/json"},
-        )
-        for _ in range(CALL_FLOWS_RATE * args.call_flows_seconds * 2)
-    ]
-
     port = args.port or free_port()
     if args.only == "process":
         process_only(args, env, port, batch_requests, batch_messages, workspace, source)
@@ -673,18 +668,8 @@ def main() -> None:
         imported = import_measure(args, backfill, visitors=visitors, rng=rng)
         connection.close()
 
-        print("callFlows: as fast as it goes …", file=sys.stderr)
-        flows_max = Phase("callFlows max")
-        capacity = flow_requests[: len(flow_requests) // 5]
-        with profiled(args, "callFlows", web.pid):
-            timed(flows_max, closed_loop(port, [(r, 1) for r in capacity], 8, flows_max), web_tree)
-        # Open loop at the target rate, or below the measured capacity when that is lower (an
-        # overloaded open loop only measures its own queue).
-        rate = min(CALL_FLOWS_RATE, 0.8 * flows_max.items / flows_max.seconds)
-        print(f"callFlows: open loop at {rate:.0f}/s …", file=sys.stderr)
-        flows = Phase("callFlows")
-        paced = flow_requests[len(capacity) :][: int(rate * args.call_flows_seconds)]
-        timed(flows, open_loop(port, paced, rate, flows), web_tree)
+        flows_run = call_flows_measure(args, env, port, web_tree, workspace, rng)
+        flows, flows_max = flows_run.paced, flows_run.saturated
         memory.stopped.set()
 
         print("Baseline: raw COPY …", file=sys.stderr)
@@ -713,7 +698,9 @@ def main() -> None:
         failed=failed,
         imported=imported,
         backfill_stored=backfill_stored,
+        flows_run=flows_run,
     )
+    flows_check(flows_run)
     if tracking_stored != unique or failed:
         raise SystemExit(f"stored {tracking_stored} events for {unique} unique messages sent")
     if backfill_stored != imported.unique or imported.again_stored:
@@ -721,6 +708,232 @@ def main() -> None:
             f"the import stored {backfill_stored} events for {imported.unique} unique lines, "
             f"and {imported.again_stored} more the second time"
         )
+
+
+# --- /v2/callFlows ---------------------------------------------------------------------------
+
+FLOW_CONNECTIONS = 8
+EXPOSED = b'"decision":"EXPOSED"'
+
+
+@dataclass
+class Flows:
+    saturated: Phase
+    paced: Phase
+    # EXPOSED answers, the warm-up's included, and what the worker stored for them.
+    exposed: int
+    stored: int
+    executions: int
+    failed: int
+    # From the last answer to an inbox with nothing pending: how long the worker trailed.
+    drain_seconds: float
+
+
+def flow_experience_make():
+    """The benchmark's workspace with its live two-variant experience ``hero``."""
+    from experiences.flows import experiences_source
+    from experiences.models import Experience, Variant
+    from tracking import services
+
+    workspace = services.workspace_create(name="Bench")
+    experience = Experience.objects.create(
+        workspace=workspace, friendly_id="hero", name="Hero", status=Experience.Status.LIVE
+    )
+    Variant.objects.create(experience=experience, name="A", is_control=True, content={"t": "a"})
+    Variant.objects.create(experience=experience, name="B", content={"t": "Hi {{firstName}}"})
+    experiences_source(workspace)
+    return workspace
+
+
+def flow_request(workspace, browser: int) -> bytes:
+    body = {
+        "clientKey": workspace.client_key,
+        "friendlyId": "hero",
+        "channel": "WEB",
+        "pointOfSale": "shop/nl",
+        "browserId": f"browser-{browser}",
+    }
+    return http_request(
+        "POST", "/v2/callFlows", orjson.dumps(body), {"Content-Type": "application/json"}
+    )
+
+
+def inbox_settled(seconds: float = 600) -> None:
+    """Wait until no inbox request is pending (the worker stored them all)."""
+    from django.db import connection
+
+    from tracking.models import InboxRequest
+
+    deadline = time.monotonic() + seconds
+    while InboxRequest.objects.filter(status=InboxRequest.Status.PENDING).exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the inbox still had pending requests after {seconds:.0f} s")
+        time.sleep(0.05)
+    connection.close()
+
+
+def call_flows_measure(
+    args, env, port: int, web_tree: psutil.Process, workspace, rng: random.Random
+) -> Flows:
+    """``/v2/callFlows`` for repeat guests, with one Celery worker storing what it answers.
+
+    Every guest is sent once first (not measured) and its exposure drained, so each measured
+    call is a repeat guest's. Then as fast as ``FLOW_CONNECTIONS`` connections go, then paced
+    (open loop) at 500/s or 80% of what that sustained, whichever is lower. Last, the worker
+    drains, and the TRACKING events and flow executions stored are counted against the EXPOSED
+    answers given.
+    """
+    from django.db import connection
+
+    from experiences.models import FlowExecution
+    from tracking.models import Event, InboxRequest
+
+    warm = [(flow_request(workspace, b), 1) for b in range(args.flow_guests)]
+    measured = [
+        flow_request(workspace, rng.randrange(args.flow_guests))
+        for _ in range(args.flows + CALL_FLOWS_RATE * args.call_flows_seconds)
+    ]
+    connection.close()
+    worker = celery_worker_start(env, name="bench-flows")
+    try:
+        workers_answer(1)
+        print(f"callFlows: {len(warm):,} guests once (warm-up) …", file=sys.stderr)
+        warming = Phase("callFlows warm-up")
+        timed(warming, closed_loop(port, warm, FLOW_CONNECTIONS, warming, mark=EXPOSED))
+        inbox_settled()
+
+        print("callFlows: as fast as it goes …", file=sys.stderr)
+        saturated = Phase("callFlows max")
+        capacity = [(r, 1) for r in measured[: args.flows]]
+        with (
+            profiled(args, "callFlows", web_tree.pid),
+            profiled(args, "callFlows-worker", worker.pid),
+        ):
+            timed(
+                saturated,
+                closed_loop(port, capacity, FLOW_CONNECTIONS, saturated, mark=EXPOSED),
+                web_tree,
+            )
+        # Open loop at the target rate, or below the measured capacity when that is lower (an
+        # overloaded open loop only measures its own queue).
+        rate = min(CALL_FLOWS_RATE, 0.8 * saturated.items / saturated.seconds)
+        print(f"callFlows: open loop at {rate:.0f}/s …", file=sys.stderr)
+        paced = Phase("callFlows")
+        requests = measured[args.flows :][: int(rate * args.call_flows_seconds)]
+        timed(paced, open_loop(port, requests, rate, paced, mark=EXPOSED), web_tree)
+        answered = time.perf_counter()
+        inbox_settled()
+        drain_seconds = time.perf_counter() - answered
+    finally:
+        process_stop(worker)
+    result = Flows(
+        saturated=saturated,
+        paced=paced,
+        exposed=warming.marked + saturated.marked + paced.marked,
+        stored=Event.objects.filter(workspace=workspace, type="TRACKING").count(),
+        executions=FlowExecution.objects.filter(experience__workspace=workspace).count(),
+        failed=InboxRequest.objects.filter(status=InboxRequest.Status.FAILED).count(),
+        drain_seconds=drain_seconds,
+    )
+    connection.close()
+    return result
+
+
+def flows_stored_line(flows: Flows) -> str:
+    return (
+        f"callFlows answered {flows.exposed:,} exposures; stored {flows.stored:,} TRACKING "
+        f"events and {flows.executions:,} flow executions ({flows.failed} inbox requests "
+        f"failed); the worker was done {flows.drain_seconds:.1f} s after the last answer"
+    )
+
+
+def flows_check(flows: Flows) -> None:
+    if flows.stored != flows.exposed or flows.executions != flows.exposed or flows.failed:
+        raise SystemExit(
+            f"callFlows stored {flows.stored} TRACKING events and {flows.executions} flow "
+            f"executions for {flows.exposed} exposures answered ({flows.failed} failed)"
+        )
+
+
+def call_flows_only(args, env) -> None:
+    """``--only callflows``: gunicorn and one worker, the callFlows phases, their targets."""
+    from django.db import connection
+
+    workspace = flow_experience_make()
+    connection.close()
+    port = args.port or free_port()
+    web = gunicorn_start(args, env, port)
+    memory = MemoryWatch()
+    memory.start()
+    try:
+        wait_http(port)
+        memory.watch("web", web.pid)
+        flows = call_flows_measure(
+            args, env, port, psutil.Process(web.pid), workspace, random.Random(20261123)
+        )
+    finally:
+        memory.stopped.set()
+        process_stop(web)
+    cores = os.cpu_count() or 1
+    saturated, paced = flows.saturated, flows.paced
+    saturated_rate = saturated.items / saturated.seconds
+    paced_rate = paced.items / paced.seconds
+    paced_p99 = paced.percentile(99)
+    print()
+    print(
+        f"Footprint /v2/callFlows benchmark: {cores} cores, gunicorn {args.web_workers} workers "
+        f"x {args.threads} threads, one Celery worker; {args.flow_guests:,} repeat guests; "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
+    table_print(
+        [
+            ("figure", "measured", "p50 ms", "p99 ms", "server CPU", "gen. CPU"),
+            *(
+                (
+                    label,
+                    f"{phase.items / phase.seconds:,.0f} req/s",
+                    f"{phase.percentile(50):.1f}",
+                    f"{phase.percentile(99):.1f}",
+                    f"{phase.web_ms()} ms/request",
+                    f"{phase.generator_cpu / (phase.seconds * cores):.0%}",
+                )
+                for label, phase in (
+                    (f"/v2/callFlows, {FLOW_CONNECTIONS} connections", saturated),
+                    (f"/v2/callFlows paced at {paced_rate:,.0f}/s", paced),
+                )
+            ),
+            ("peak RSS web", f"{memory.peaks.get('web', 0) / 2**20:,.0f} MiB", "", "", "", ""),
+        ]
+    )
+    print()
+    table_print(
+        [
+            ("target (SPEC 10)", "measured", ""),
+            (
+                "callFlows >= 1,000 decisions/s (repeat guests)",
+                f"{saturated_rate:,.0f}/s",
+                met(saturated_rate >= 1000),
+            ),
+            (
+                f"callFlows p99 <= 20 ms paced at {CALL_FLOWS_RATE}/s",
+                f"{paced_p99:.0f} ms at {paced_rate:,.0f}/s",
+                met(paced_rate >= 0.95 * CALL_FLOWS_RATE and paced_p99 <= 20),
+            ),
+        ]
+    )
+    errors = {**saturated.errors, **paced.errors}
+    print(f"\n{flows_stored_line(flows)}; HTTP errors {errors or 'none'}")
+    flows_check(flows)
+
+
+def workers_answer(count: int) -> None:
+    """Wait until ``count`` Celery workers answer a ping."""
+    from config.celery import app
+
+    deadline = time.monotonic() + 120
+    while len(app.control.ping(timeout=1.0) or []) < count:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{count} Celery workers did not all start within 120 s")
 
 
 def processes_measure(args, env, source, unique: int, memory) -> list[Drain]:
@@ -894,13 +1107,9 @@ def drains_forget() -> None:
 
 def drains_send(count: int) -> None:
     """One drain task per worker, once all ``count`` workers answer a ping."""
-    from config.celery import app
     from tracking.tasks import inbox_drain
 
-    deadline = time.monotonic() + 120
-    while len(app.control.ping(timeout=1.0) or []) < count:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{count} Celery workers did not all start within 120 s")
+    workers_answer(count)
     for _ in range(count):
         inbox_drain.delay()
 
@@ -1129,6 +1338,7 @@ def report(
     failed,
     imported,
     backfill_stored,
+    flows_run,
 ):
     cores = os.cpu_count() or 1
 
@@ -1219,7 +1429,7 @@ def report(
         ),
         ("  raw COPY, same rows", f"{copy_rate:,.0f} rows/s", "", "", "1.00", "", "", ""),
         (
-            "/v2/callFlows, 8 connections",
+            f"/v2/callFlows, {FLOW_CONNECTIONS} connections",
             f"{flows_max_rate:,.0f} req/s",
             f"{flows_max.percentile(50):.1f}",
             f"{flows_max.percentile(99):.1f}",
@@ -1327,6 +1537,7 @@ def report(
         f"\nsent {unique:,} unique messages (+ ~1% repeated ids), stored {stored:,}, "
         f"failed {failed}; HTTP errors {errors or 'none'}"
     )
+    print(flows_stored_line(flows_run))
     print(
         f"imported {imported.lines:,} lines ({imported.unique:,} distinct events), stored "
         f"{backfill_stored:,}; the same file again stored {imported.again_stored:,}"

@@ -134,6 +134,8 @@ def arguments() -> argparse.Namespace:
         help="a PostgreSQL database the soak may drop and rebuild",
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379")
+    parser.add_argument("--cache-db", type=int, default=CACHE_DB, help="Redis db of the cache")
+    parser.add_argument("--broker-db", type=int, default=BROKER_DB, help="Redis db of the broker")
     parser.add_argument(
         "--topology",
         action="store_true",
@@ -1036,10 +1038,10 @@ def report(
 
 def main() -> None:
     args = arguments()
-    env = environment(args, cache_db=CACHE_DB, broker_db=BROKER_DB)
+    env = environment(args, cache_db=args.cache_db, broker_db=args.broker_db)
     os.environ.update(env)
     print(f"Preparing {args.database_url.rsplit('/', 1)[1]} …", file=sys.stderr)
-    database_rebuild(args, env, redis_dbs=(CACHE_DB, BROKER_DB))
+    database_rebuild(args, env, redis_dbs=(args.cache_db, args.broker_db))
 
     import django
 

@@ -1,7 +1,7 @@
 """Flow definitions: what deciding an experience needs, read once and cached per process.
 
 ``/v2/callFlows`` is the hottest read path: an experience with its variants, its segments and
-the source its TRACKING events belong to would cost five queries per call. Each web process
+the source its exposures go in by would cost five queries per call. Each web process
 keeps them for ``FOOTPRINT_FLOW_CACHE_SECONDS`` (5 s by default). Writes through the API or the
 admin forget the process's copy at once; other processes see a change within that time.
 Loading one makes the workspace's *Experiences* source on first use, which is why this is
@@ -13,7 +13,6 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -35,8 +34,8 @@ class FlowDefinition:
     variants: tuple[Variant, ...]
     target_ids: frozenset[int]
     exclusion_ids: frozenset[int]
-    source_id: int
-    dedup_window: timedelta
+    # The workspace's Experiences source: its exposures' inbox rows and TRACKING events.
+    source: Source
 
     @property
     def default(self) -> Variant | None:
@@ -106,12 +105,12 @@ def _flow_definition_load(client_key: str, friendly_id: str) -> FlowDefinition:
         )
     experience.workspace = workspace
     source = experiences_source(workspace)
+    source.workspace = workspace
     return FlowDefinition(
         workspace=workspace,
         experience=experience,
         variants=tuple(experience.variants.all()),
         target_ids=frozenset(s.pk for s in experience.target_segments.all()),
         exclusion_ids=frozenset(s.pk for s in experience.exclusion_segments.all()),
-        source_id=source.pk,
-        dedup_window=source.dedup_window,
+        source=source,
     )

@@ -1,5 +1,5 @@
-"""Running an experience for a guest (``/v2/callFlows``) and the TRACKING event it leaves;
-changing an experience under the rules every caller (API, admin, actions) shares."""
+"""Running an experience for a guest (``/v2/callFlows``) and the exposure it leaves; changing an
+experience under the rules every caller (API, admin, actions) shares."""
 
 from __future__ import annotations
 
@@ -10,18 +10,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
-from django.db.models import Case, Exists, OuterRef, Subquery, Value, When
+import orjson
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Case, Exists, OuterRef, Value, When
 from django.db.models.functions import Concat
 from django.utils import timezone
 
+from config.lib.db import row_select
 from profiles.identity import guest_get_or_create
-from profiles.models import Guest, SegmentMembership, Session
+from profiles.models import Guest, Identity, SegmentMembership, Session
 from profiles.rules import RuleError, property_condition_validate
 from tracking import services as tracking_services
-from tracking.channels import WEB, channel_normalise
+from tracking.doors.personalize import channel_of, exposure_meta, identifier_of, point_of_sale_of
 from tracking.errors import IngestError
-from tracking.messages import Message, email_normalize
 from tracking.models import Door
 
 from .assignment import takes_part, variant_pick
@@ -40,60 +41,39 @@ class Decision:
     variant: Variant | None
     guest: Guest | None
     exposed: bool
-    execution: FlowExecution | None = None
+    execution_ref: str | None = None
     session_ref: str | None = None
     reason: str = ""
 
 
-def identifier_of(body: dict) -> tuple[str, str]:
-    """The one guest identifier a callFlows request carries, as (kind, value)."""
-    given = [key for key in ("browserId", "email", "identifiers") if body.get(key)]
-    if len(given) != 1:
-        raise IngestError(
-            "invalid_identifier",
-            "give exactly one of browserId, email or identifiers",
-            field="browserId",
-        )
-    key = given[0]
-    value = body[key]
-    if key == "browserId":
-        if not isinstance(value, str) or len(value) > 255:
-            raise IngestError("invalid_identifier", "browserId must be a string", field=key)
-        return "browser", value
-    if key == "email":
-        email = email_normalize(value)
-        if not email:
-            raise IngestError("invalid_identifier", "email is not an email address", field=key)
-        return "email", email
-    if not isinstance(value, dict) or not all(
-        isinstance(value.get(k), str) and value.get(k) for k in ("id", "provider")
-    ):
-        raise IngestError(
-            "invalid_identifier", "identifiers must be {id, provider}", field="identifiers"
-        )
-    return value["provider"][:64], value["id"][:255]
+def flow_call(*, definition: FlowDefinition, body: dict, raw: bytes) -> Decision:
+    """Decide the variant for the guest the request names and, if exposed, leave the exposure.
 
-
-def flow_call(*, definition: FlowDefinition, body: dict, now: datetime | None = None) -> Decision:
-    """Decide the variant for the guest the request names and, if exposed, record it.
-
-    A known guest with an assignment costs one query to find, then the store of the TRACKING
-    event and the flow execution; the definition comes from the per-process cache.
+    A known guest costs one indexed read (the guest, their assignment, their current visit
+    and the segments that matter) and one inbox row: the exposure, committed before the
+    answer, which the workers store as the TRACKING event and the flow execution with the refs
+    answered (``tracking.doors.personalize``). A new guest and a first assignment are written
+    here, so that every process sees them at once. ``raw`` is the request body as received.
     """
     started = time.perf_counter()
-    now = now or timezone.now()
+    now = timezone.now()
     kind, value = identifier_of(body)
     experience = definition.experience
     default = definition.default
-    guest, assigned_id = _guest_find(definition, kind, value)
+    channel, point_of_sale = channel_of(body), point_of_sale_of(body)
+    if "\x00" in f"{value}{point_of_sale}{channel}":
+        # PostgreSQL stores no U+0000 in text or jsonb: refused, as every door refuses it.
+        raise IngestError("invalid_field", "the request holds U+0000, which cannot be stored")
+    facts = _guest_facts(definition, kind, value, channel, now)
+    guest = facts.guest if facts else None
 
     if not _running(experience, now):
         return Decision(experience, default, guest, exposed=False, reason=experience.status)
     if not definition.variants:
         return Decision(experience, None, guest, exposed=False, reason="no variants")
 
-    with transaction.atomic():
-        if guest is None:
+    if facts is None:
+        with transaction.atomic():
             guest = guest_get_or_create(
                 workspace_id=definition.workspace.pk,
                 kind=kind,
@@ -101,26 +81,162 @@ def flow_call(*, definition: FlowDefinition, body: dict, now: datetime | None = 
                 door=Door.PERSONALIZE,
                 now=now,
             )
-        eligible, reason = _eligible(definition, guest)
-        if not eligible:
-            return Decision(experience, default, guest, exposed=False, reason=reason)
-        variant = _assignment(definition, guest, assigned_id)
-        if variant is None:
-            return Decision(experience, default, guest, exposed=False, reason="not allocated")
-        execution = FlowExecution(
-            experience=experience,
-            variant=variant,
-            guest=guest,
-            browser_ref=value if kind == "browser" else "",
-            occurred_at=now,
+        facts = GuestFacts(guest=guest)
+    eligible, reason = _eligible(definition, facts)
+    if not eligible:
+        return Decision(experience, default, guest, exposed=False, reason=reason)
+    variant = _assignment(definition, guest, facts.assigned_id)
+    if variant is None:
+        return Decision(experience, default, guest, exposed=False, reason="not allocated")
+    execution_ref = str(uuid.uuid4())
+    session_ref, new_session = facts.session_ref, False
+    if session_ref is None:
+        session_ref, new_session = _session_ref_new(guest, channel, facts.last_session_id), True
+    flow = {
+        "ref": execution_ref,
+        "occurredAt": int(now.timestamp() * 1000),
+        "flowRef": str(experience.ref),
+        "flowFriendlyId": experience.friendly_id,
+        "flowVariantRef": str(variant.ref),
+        "guestRef": str(guest.ref),
+        "flowExecutionTimeMs": int((time.perf_counter() - started) * 1000),
+        "status": FlowExecution.Status.SUCCESS,
+    }
+    meta = exposure_meta(
+        flow=flow,
+        event_ref=str(uuid.uuid4()),
+        variant_name=variant.name,
+        new_session_ref=session_ref if new_session else None,
+    )
+    tracking_services.inbox_accept(
+        source=definition.source,
+        door=Door.PERSONALIZE,
+        body=raw,
+        meta=meta,
+        ip=None,
+        received_at=now,
+    )
+    return Decision(
+        experience,
+        variant,
+        guest,
+        exposed=True,
+        execution_ref=execution_ref,
+        session_ref=session_ref,
+    )
+
+
+@dataclass
+class GuestFacts:
+    """What deciding needs to know of a guest, read at once."""
+
+    guest: Guest
+    assigned_id: int | None = None
+    # The guest's visit on the request's channel that an event now would join, if any.
+    session_ref: str | None = None
+    # The guest's latest visit on that channel, current or not.
+    last_session_id: int | None = None
+    in_target: bool = False
+    in_exclusion: bool = False
+
+
+_GUEST_FACTS_SQL: dict[tuple[int, int], str] = {}
+
+
+def _guest_facts_sql(targets: int, exclusions: int) -> str:
+    """One statement: the guest owning an identifier, their assignment, their latest visit on
+    a channel (and whether an event now still joins it) and their membership of the
+    experience's target and exclusion segments. Every part is an indexed lookup."""
+    key = (targets, exclusions)
+    sql = _GUEST_FACTS_SQL.get(key)
+    if sql is not None:
+        return sql
+
+    def member_of(count: int) -> str:
+        if not count:
+            return "0"
+        marks = ", ".join(["%s"] * count)
+        return (
+            f"CASE WHEN EXISTS (SELECT 1 FROM {SegmentMembership._meta.db_table} m "  # noqa: S608
+            f"WHERE m.guest_id = g.id AND m.exited_at IS NULL AND m.segment_id IN ({marks})) "
+            "THEN 1 ELSE 0 END"
         )
-        execution.execution_time_ms = int((time.perf_counter() - started) * 1000)
-        session_ref = _tracking_event_store(
-            definition=definition, execution=execution, body=body, identifier=(kind, value)
-        )
-        return Decision(
-            experience, variant, guest, exposed=True, execution=execution, session_ref=session_ref
-        )
+
+    sessions = Session._meta.db_table
+    sql = _GUEST_FACTS_SQL[key] = (
+        "SELECT g.id, g.ref, g.first_name, g.last_name, g.email, g.traits, "  # noqa: S608
+        f"(SELECT a.variant_id FROM {Assignment._meta.db_table} a "
+        "WHERE a.experience_id = %s AND a.guest_id = g.id), "
+        "s.id, s.ref, CASE WHEN s.ended_at >= %s AND NOT s.force_closed THEN 1 ELSE 0 END, "
+        f"{member_of(targets)}, {member_of(exclusions)} "
+        f"FROM {Identity._meta.db_table} i JOIN {Guest._meta.db_table} g ON g.id = i.guest_id "
+        f"LEFT JOIN {sessions} s ON s.id = (SELECT s2.id FROM {sessions} s2 "
+        "WHERE s2.guest_id = g.id AND s2.channel = %s AND s2.client_session_id = '' "
+        "ORDER BY s2.ended_at DESC LIMIT 1) "
+        "WHERE i.workspace_id = %s AND i.kind = %s AND i.value = %s"
+    )
+    return sql
+
+
+def _guest_facts(
+    definition: FlowDefinition, kind: str, value: str, channel: str, now: datetime
+) -> GuestFacts | None:
+    """The guest owning the identifier and what deciding needs of them, in one query."""
+    workspace = definition.workspace
+    targets, exclusions = sorted(definition.target_ids), sorted(definition.exclusion_ids)
+    joins_after = connection.ops.adapt_datetimefield_value(now - workspace.session_timeout)
+    row = row_select(
+        _guest_facts_sql(len(targets), len(exclusions)),
+        [
+            definition.experience.pk,
+            joins_after,
+            *targets,
+            *exclusions,
+            channel,
+            workspace.pk,
+            kind,
+            value,
+        ],
+    )
+    if row is None:
+        return None
+    (pk, ref, first_name, last_name, email, traits, assigned_id, session_id, session_ref) = row[:9]
+    current, in_target, in_exclusion = row[9:]
+    if isinstance(traits, str | bytes):
+        traits = orjson.loads(traits)
+    guest = Guest(
+        pk=pk,
+        ref=ref if isinstance(ref, uuid.UUID) else uuid.UUID(ref),
+        workspace=workspace,
+        first_name=first_name,
+        last_name=last_name,
+        email=email,
+        traits=traits,
+    )
+    guest._state.adding = False
+    guest._state.db = "default"
+    return GuestFacts(
+        guest=guest,
+        assigned_id=assigned_id,
+        session_ref=str(uuid.UUID(str(session_ref))) if current else None,
+        last_session_id=session_id,
+        in_target=bool(in_target),
+        in_exclusion=bool(in_exclusion),
+    )
+
+
+# Names the new visit an answer opens (see ``_session_ref_new``).
+SESSION_REFS = uuid.UUID("1f0c5e2a-6c1b-4d0e-9a57-5f0e4d1b7c33")
+
+
+def _session_ref_new(guest: Guest, channel: str, last_session_id: int | None) -> str:
+    """The ref of the visit an exposure opens, when the guest has none an event now joins.
+
+    Derived from the guest, the channel and the guest's latest visit there, so that calls
+    answered before the workers store the first one name the same new visit; once it is
+    stored it is the latest visit, and the next new one gets another ref.
+    """
+    return str(uuid.uuid5(SESSION_REFS, f"{guest.ref}:{channel}:{last_session_id or 0}"))
 
 
 def _running(experience: Experience, now: datetime) -> bool:
@@ -131,37 +247,13 @@ def _running(experience: Experience, now: datetime) -> bool:
     return not (experience.ends_at and now >= experience.ends_at)
 
 
-def _guest_find(definition: FlowDefinition, kind: str, value: str) -> tuple[Guest | None, int]:
-    """The guest owning the identifier and the variant id they are assigned, in one query."""
-    assigned = Assignment.objects.filter(
-        experience_id=definition.experience.pk, guest_id=OuterRef("pk")
-    ).values("variant_id")[:1]
-    guest = (
-        Guest.objects.filter(
-            identities__workspace_id=definition.workspace.pk,
-            identities__kind=kind,
-            identities__value=value,
-        )
-        .annotate(assigned_id=Subquery(assigned))
-        .first()
-    )
-    if guest is None:
-        return None, None
-    return guest, guest.assigned_id
-
-
-def _eligible(definition: FlowDefinition, guest: Guest) -> tuple[bool, str]:
+def _eligible(definition: FlowDefinition, facts: GuestFacts) -> tuple[bool, str]:
     targets, exclusions = definition.target_ids, definition.exclusion_ids
     if not targets and not exclusions:
         return True, ""
-    member_of = set(
-        SegmentMembership.objects.filter(
-            guest=guest, exited_at__isnull=True, segment_id__in=[*targets, *exclusions]
-        ).values_list("segment_id", flat=True)
-    )
-    if member_of & exclusions:
+    if facts.in_exclusion:
         return False, "excluded"
-    if targets and not member_of & targets:
+    if targets and not facts.in_target:
         return False, "not targeted"
     return True, ""
 
@@ -501,66 +593,6 @@ def experience_status_set(*, experience: Experience, status: str) -> Experience:
     experience.save(update_fields=fields)
     flow_definitions_forget_soon()
     return experience
-
-
-def _tracking_event_store(
-    *,
-    definition: FlowDefinition,
-    execution: FlowExecution,
-    body: dict,
-    identifier: tuple[str, str],
-) -> str | None:
-    """Store the TRACKING event through the event store, then the flow execution in its session."""
-    workspace, experience = definition.workspace, definition.experience
-    # One name with the doors', so an exposure joins the visit it happened in.
-    channel = channel_normalise(str(body.get("channel") or "")) or WEB
-    point_of_sale = str(body.get("pointOfSale") or "")[:255]
-    flow = {
-        "ref": str(execution.ref),
-        "occurredAt": int(execution.occurred_at.timestamp() * 1000),
-        "flowRef": str(experience.ref),
-        "flowFriendlyId": experience.friendly_id,
-        "flowVariantRef": str(execution.variant.ref),
-        "guestRef": str(execution.guest.ref),
-        "flowExecutionTimeMs": execution.execution_time_ms,
-        "status": execution.status,
-    }
-    message = Message(
-        workspace_id=workspace.pk,
-        source_id=definition.source_id,
-        door=Door.PERSONALIZE,
-        type="TRACKING",
-        name=experience.friendly_id,
-        message_id=f"flow-{execution.ref}",
-        timestamp=execution.occurred_at,
-        received_at=execution.occurred_at,
-        channel=channel,
-        properties={
-            "ref": str(uuid.uuid4()),
-            "variant": execution.variant.name,
-            "pointOfSale": point_of_sale,
-            "browserRef": execution.browser_ref or None,
-            "flowExecutionRef": str(execution.ref),
-            "arbitraryData": {
-                "flowExecution": flow,
-                "_bx_arbitraryDataV3ga": {
-                    "core": {"pointOfSale": point_of_sale, "channel": channel},
-                    "bxt": {"flowExecution": dict(flow), "category": "EXECUTED"},
-                },
-            },
-        },
-        identifiers=[identifier],
-    )
-    tracking_services.events_store(
-        messages=[message],
-        dedup_windows={definition.source_id: definition.dedup_window},
-        session_timeouts={workspace.pk: workspace.session_timeout},
-    )
-    execution.session_id = message.session_id
-    execution.save(force_insert=True)
-    if message.session_id is None:
-        return None
-    return str(Session.objects.values_list("ref", flat=True).get(pk=message.session_id))
 
 
 def content_render(content, guest: Guest | None):

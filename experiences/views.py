@@ -16,8 +16,9 @@ MAX_BODY = 64 * 1024
 
 @door_view("POST", name="callflows")
 def call_flows(request: HttpRequest) -> HttpResponse:
+    raw = body_read(request, limit=MAX_BODY)
     try:
-        body = orjson.loads(body_read(request, limit=MAX_BODY))
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         raise IngestError("invalid_json", f"the body is not JSON: {error}") from None
     if not isinstance(body, dict):
@@ -25,14 +26,14 @@ def call_flows(request: HttpRequest) -> HttpResponse:
     definition = flow_definition_get(
         client_key=body.get("clientKey"), friendly_id=body.get("friendlyId")
     )
-    decision = flow_call(definition=definition, body=body)
+    decision = flow_call(definition=definition, body=body, raw=raw)
     variant = decision.variant
     answer = {
         "friendlyId": decision.experience.friendly_id,
         "decision": "EXPOSED" if decision.exposed else "DEFAULT",
         "variant": {"ref": str(variant.ref), "name": variant.name} if variant else None,
         "content": content_render(variant.content, decision.guest) if variant else {},
-        "flowExecutionRef": str(decision.execution.ref) if decision.execution else None,
+        "flowExecutionRef": decision.execution_ref,
         "guestRef": str(decision.guest.ref) if decision.guest else None,
         "sessionRef": decision.session_ref,
     }

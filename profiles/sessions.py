@@ -135,6 +135,7 @@ def _derived_sessions_assign(messages: list[Message], timeouts: dict[int, timede
                 continue
             if not cluster.sessions:
                 session = _session_new(min(cluster.messages, key=lambda m: m.timestamp))
+                session.ref = _ref_given(cluster.messages) or session.ref
                 new.append(session)
             else:
                 session = _cluster_join(cluster, absorbed)
@@ -242,6 +243,13 @@ def _session_new(message: Message) -> Session:
         started_at=message.timestamp,
         ended_at=message.timestamp,
     )
+
+
+def _ref_given(messages: list[Message]) -> str:
+    """The ref an answer already gave the new session of these messages (the earliest such
+    message's), if any."""
+    given = [m for m in messages if m.session_ref]
+    return min(given, key=lambda m: (m.timestamp, m.message_id)).session_ref if given else ""
 
 
 def _session_grow(session: Session, messages: list[Message]) -> None:

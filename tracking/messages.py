@@ -65,6 +65,9 @@ class Message:
     identifiers: list[tuple[str, str]] = field(default_factory=list)
     # The session id the client gave (context.sessionId, sid, SessionId), if any.
     client_session_id: str = ""
+    # The ref a new session made for this message takes: one an answer already gave out
+    # (``/v2/callFlows``' sessionRef). A message that joins an existing session ignores it.
+    session_ref: str = ""
     # The browser or device the event came from, when the door knows it.
     device: str = ""
     # The page or screen a page view was of (its URL, path or name).

@@ -224,6 +224,25 @@ def row_insert(table: str, values: dict) -> int:
 _row_inserts: dict[tuple, str] = {}
 
 
+def row_select(sql: str, params: list) -> tuple | None:
+    """The first row ``sql`` selects, bound on the server on PostgreSQL as ``row_insert``
+    binds: a read on a hot path pays no ORM statement building and no client-side quoting,
+    and psycopg prepares it once it repeats on a connection (not when pooled). On SQLite,
+    Django's cursor; pass datetimes through ``connection.ops.adapt_datetimefield_value``.
+    JSON columns come back as text."""
+    if not on_postgres():
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+    with connection.wrap_database_errors:
+        connection.ensure_connection()
+    raw = psycopg.Cursor(connection.connection)
+    wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
+    with wrap(raw) as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
 def ids_reserve(table: str, count: int) -> list[int]:
     """``count`` ids from the table's id sequence, in one query (PostgreSQL only)."""
     with connection.cursor() as cursor:

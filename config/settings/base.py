@@ -277,6 +277,8 @@ FOOTPRINT = {
         "tracking.pipeline.duplicates_drop",
         "profiles.pipeline.guests_resolve",
         "profiles.pipeline.sessions_place",
+        # The flow execution of each /v2/callFlows exposure, in the session just placed.
+        "experiences.pipeline.flow_executions_store",
         "tracking.pipeline.events_insert",
         "profiles.pipeline.segments_touch",
         "profiles.pipeline.guests_count",

@@ -1,5 +1,7 @@
 """/v2/callFlows: decisions, sticky assignment, eligibility and the TRACKING event it leaves."""
 
+import uuid
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -8,7 +10,7 @@ from experiences.models import Assignment, Experience, FlowExecution, Variant
 from profiles.models import Identity, SegmentMembership, Session
 from profiles.segments import segment_recompute
 from tests.factories import ExperienceFactory, SegmentFactory, VariantFactory
-from tracking.models import Event
+from tracking.models import Door, Event, InboxRequest
 
 pytestmark = pytest.mark.django_db
 
@@ -78,7 +80,7 @@ def experience(source):
     return experience
 
 
-def call(source, **body):
+def flow_request(source, **body):
     payload = {
         "clientKey": source.workspace.client_key,
         "channel": "WEB",
@@ -89,7 +91,19 @@ def call(source, **body):
     return APIClient().post("/v2/callFlows", payload, format="json")
 
 
-def test_the_tracking_event_has_the_seed_004_shape(api, source, experience):
+@pytest.fixture
+def call(django_capture_on_commit_callbacks):
+    """Call /v2/callFlows, then run what the committed request queued: the drain task, which
+    stores the exposure as the workers do."""
+
+    def call(source, **body):
+        with django_capture_on_commit_callbacks(execute=True):
+            return flow_request(source, **body)
+
+    return call
+
+
+def test_the_tracking_event_has_the_seed_004_shape(call, api, source, experience):
     answer = call(source, browserId="a38b230c-11eb-4cf9-8d5d-274e9f344925").json()
     assert answer["decision"] == "EXPOSED"
 
@@ -109,7 +123,7 @@ def test_the_tracking_event_has_the_seed_004_shape(api, source, experience):
     assert timeline == [event]
 
 
-def test_assignment_is_sticky_and_content_is_rendered(door, source, experience):
+def test_assignment_is_sticky_and_content_is_rendered(call, door, source, experience):
     door.post(
         "identify",
         {
@@ -130,7 +144,7 @@ def test_assignment_is_sticky_and_content_is_rendered(door, source, experience):
         assert first["content"] == {"title": "Hello"}
 
 
-def test_paused_and_unallocated_record_nothing(source, experience):
+def test_paused_and_unallocated_record_nothing(call, source, experience):
     experience.status = Experience.Status.PAUSED
     experience.save()
     paused = call(source, browserId="b1").json()
@@ -146,7 +160,7 @@ def test_paused_and_unallocated_record_nothing(source, experience):
     assert not Event.objects.filter(type="TRACKING").exists()
 
 
-def test_targeting_and_exclusion(door, source, experience):
+def test_targeting_and_exclusion(call, door, source, experience):
     door.post("identify", {"userId": "vip", "traits": {"email": "vip@x.io", "vip": True}})
     door.post("identify", {"userId": "plain", "traits": {"email": "plain@x.io"}})
     vips = SegmentFactory(
@@ -171,7 +185,7 @@ def test_targeting_and_exclusion(door, source, experience):
     assert SegmentMembership.objects.filter(segment=vips).count() == 1
 
 
-def test_a_merged_guest_keeps_the_known_guests_assignment(door, source, experience):
+def test_a_merged_guest_keeps_the_known_guests_assignment(call, door, source, experience):
     door.post("identify", {"userId": "ada", "traits": {"email": "ada@x.io"}})
     known = call(source, email="ada@x.io").json()
     # The same person browses anonymously; give that browser the other variant.
@@ -193,7 +207,7 @@ def test_a_merged_guest_keeps_the_known_guests_assignment(door, source, experien
     assert after["variant"]["ref"] == known["variant"]["ref"]
 
 
-def test_bad_requests_are_clear(source, experience):
+def test_bad_requests_are_clear(call, source, experience):
     assert call(source).status_code == 400
     assert call(source, browserId="b", email="e@x.io").json()["code"] == "invalid_identifier"
     assert call(source, browserId="b", friendlyId="nope").status_code == 404
@@ -203,7 +217,7 @@ def test_bad_requests_are_clear(source, experience):
     assert bad_key.status_code == 401
 
 
-def test_an_exposure_joins_the_visit_it_happened_in(door, source, experience):
+def test_an_exposure_joins_the_visit_it_happened_in(call, door, source, experience):
     """A website's /v1 page and its callFlows exposure are one visit: one WEB session."""
     door.post(
         "page",
@@ -221,3 +235,63 @@ def test_an_exposure_joins_the_visit_it_happened_in(door, source, experience):
     assert session.channel == "WEB"
     assert (session.event_count, session.page_view_count) == (2, 1)
     assert set(Event.objects.values_list("channel", flat=True)) == {"WEB"}
+
+
+def drain():
+    """What a worker runs when woken: the inbox drain task."""
+    from tracking.tasks import inbox_drain
+
+    return inbox_drain.delay().get()
+
+
+def test_an_exposure_is_in_the_inbox_when_answered_and_stored_once_by_the_workers(
+    source, experience
+):
+    answer = flow_request(source, browserId="browser-1").json()
+
+    # Answered: the exposure is an inbox row, not yet a TRACKING event or a flow execution.
+    [row] = InboxRequest.objects.all()
+    assert (row.door, row.status) == (Door.PERSONALIZE, InboxRequest.Status.PENDING)
+    assert not Event.objects.exists() and not FlowExecution.objects.exists()
+
+    assert drain()["stored"] == 1
+    execution = FlowExecution.objects.select_related("guest", "variant", "session").get()
+    event = Event.objects.get(type="TRACKING")
+    assert str(execution.ref) == answer["flowExecutionRef"]
+    assert str(execution.guest.ref) == answer["guestRef"] == str(event.guest.ref)
+    assert str(execution.variant.ref) == answer["variant"]["ref"]
+    assert str(execution.session.ref) == answer["sessionRef"]
+    assert event.session_id == execution.session_id
+    assert execution.browser_ref == "browser-1"
+    assert event.properties["flowExecutionRef"] == answer["flowExecutionRef"]
+
+    # A drain that runs the same request again (its first run lost) stores nothing twice.
+    InboxRequest.objects.filter(pk=row.pk).update(status=InboxRequest.Status.PENDING)
+    assert drain()["stored"] == 0
+    assert FlowExecution.objects.count() == 1
+    assert Event.objects.filter(type="TRACKING").count() == 1
+
+
+def test_calls_answered_before_the_workers_store_them_name_one_new_visit(call, source, experience):
+    answers = [flow_request(source, browserId="browser-2").json() for _ in range(3)]
+    drain()
+
+    session = Session.objects.get()
+    assert {a["sessionRef"] for a in answers} == {str(session.ref)}
+    assert session.event_count == 3
+    assert set(FlowExecution.objects.values_list("session_id", flat=True)) == {session.pk}
+    # Still within the visit: the next call names it and joins it.
+    assert call(source, browserId="browser-2").json()["sessionRef"] == str(session.ref)
+    assert Session.objects.get().event_count == 4
+
+
+def test_a_visit_that_timed_out_is_followed_by_a_new_one(call, clock, source, experience):
+    first = call(source, browserId="browser-3").json()
+    clock.set(clock.now + source.workspace.session_timeout * 2)
+    later = call(source, browserId="browser-3").json()
+
+    assert first["sessionRef"] != later["sessionRef"]
+    assert set(Session.objects.values_list("ref", flat=True)) == {
+        uuid.UUID(first["sessionRef"]),
+        uuid.UUID(later["sessionRef"]),
+    }

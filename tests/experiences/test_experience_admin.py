@@ -19,6 +19,7 @@ from tests.factories import (
     VariantFactory,
     WorkspaceFactory,
 )
+from tracking.tasks import inbox_drain
 
 pytestmark = pytest.mark.django_db
 
@@ -42,7 +43,9 @@ def call(source, friendly_id="hero_banner", browser_id="b-1"):
         "friendlyId": friendly_id,
         "browserId": browser_id,
     }
-    return APIClient().post("/v2/callFlows", payload, format="json")
+    answer = APIClient().post("/v2/callFlows", payload, format="json")
+    inbox_drain.delay()  # the workers store the exposure
+    return answer
 
 
 def change_form(experience, variants=None, added=(), metrics=(), **fields):

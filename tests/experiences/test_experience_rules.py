@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 from experiences.models import Assignment, Experience, FlowExecution, Variant
 from experiences.services import ExperienceRuleError, experience_status_set
 from tests.factories import ExperienceFactory, VariantFactory, WorkspaceFactory
+from tracking.tasks import inbox_drain
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +30,9 @@ def call(source, browser_id="b-1"):
         "friendlyId": "hero_banner",
         "browserId": browser_id,
     }
-    return APIClient().post("/v2/callFlows", payload, format="json").json()
+    answer = APIClient().post("/v2/callFlows", payload, format="json").json()
+    inbox_drain.delay()  # the workers store the exposure
+    return answer
 
 
 def test_a_second_control_violates_the_database_constraint(live):

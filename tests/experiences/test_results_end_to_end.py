@@ -88,15 +88,17 @@ def test_results_equal_what_was_sent(api, door, source):
                     "properties": {"revenue": pre_revenue},
                 },
             )
-        decided = APIClient().post(
-            "/v2/callFlows",
-            {
-                "clientKey": source.workspace.client_key,
-                "friendlyId": "checkout",
-                "identifiers": {"provider": "user_id", "id": user},
-            },
-            format="json",
-        )
+        # Then the drain the committed exposure queued stores it, as a worker would.
+        with door.capture(execute=True):
+            decided = APIClient().post(
+                "/v2/callFlows",
+                {
+                    "clientKey": source.workspace.client_key,
+                    "friendlyId": "checkout",
+                    "identifiers": {"provider": "user_id", "id": user},
+                },
+                format="json",
+            )
         assert decided.status_code == 200, decided.content
         variant = decided.json()["variant"]["name"]
         rate = 0.25 if variant == "control" else 0.5

@@ -17,6 +17,7 @@ from profiles.models import Identity
 from profiles.timeline import event_sentence
 from tests.factories import ExperienceFactory, UserFactory, VariantFactory
 from tracking.models import Door, Event
+from tracking.tasks import inbox_drain
 
 pytestmark = pytest.mark.django_db
 
@@ -78,6 +79,7 @@ def grace(door, source):
         format="json",
     )
     assert answer.status_code == 200, answer.content
+    inbox_drain.delay()  # the workers store the exposure
     return Identity.objects.get(value="grace").guest, experience
 
 

@@ -15,12 +15,31 @@ PAYLOADS = {
     Door.STREAM: {"type": "VIEW", "channel": "WEB", "browser_id": "b-1"},
     Door.OPTIMIZELY: {"DeviceId": "d-1", "EventType": "Played", "Value": "v"},
     Door.COLLECT: {"ea": "Played", "ec": "media", "uid": "u-1"},
+    # A refused exposure keeps the decision and the request.
+    Door.PERSONALIZE: {
+        "decision": {
+            "ref": "cd1d1bd4-0d6a-4ebb-9560-ca0c5add7367",
+            "eventRef": "bbb59075-d283-45c6-b278-47f4fb8bc302",
+            "variant": "B",
+            "flowExecution": {
+                "ref": "cd1d1bd4-0d6a-4ebb-9560-ca0c5add7367",
+                "occurredAt": 1704910078560,
+                "flowRef": "d82b756a-f581-43a8-a857-c2afda9ff119",
+                "flowFriendlyId": "Played",
+                "flowVariantRef": "bb728433-9507-4ec7-9ba6-7cf7cc7fcccb",
+                "guestRef": "456f308b-289f-44e3-8d6c-950afdd0502e",
+                "flowExecutionTimeMs": 2,
+                "status": "SUCCESS",
+            },
+        },
+        "request": {"clientKey": "k", "friendlyId": "Played", "browserId": "b-1"},
+    },
 }
 
 
 def test_every_inbox_door_is_registered():
-    # /v2/callFlows stores its events itself, never through the inbox, so it needs no parser.
-    assert set(DOORS) == set(Door.values) - {Door.PERSONALIZE}
+    # /v2/callFlows' exposures too: the workers store them from the inbox.
+    assert set(DOORS) == set(Door.values)
     assert all(spec.key == key for key, spec in DOORS.items())
 
 
