@@ -93,12 +93,29 @@ def arguments() -> argparse.Namespace:
     )
     parser.add_argument("--cache-db", type=int, default=11, help="Redis db of the cache")
     parser.add_argument("--broker-db", type=int, default=12, help="Redis db of the broker")
+    parser.add_argument(
+        "--only",
+        type=phases_parse,
+        help="comma-separated, of accept and track: only the doors next to the lean peer "
+        "(checks that every accepted request is in the inbox)",
+    )
     args = parser.parse_args()
     args.batches = args.batches or (30 if args.quick else 2000)
     args.tracks = args.tracks or (300 if args.quick else 20000)
     args.imports = args.imports or (3000 if args.quick else 100_000)
     args.call_flows_seconds = 1 if args.quick else 10
     return args
+
+
+DOOR_PHASES = ("accept", "track")
+
+
+def phases_parse(text: str) -> set[str]:
+    phases = {part.strip() for part in text.split(",") if part.strip()}
+    unknown = phases - set(DOOR_PHASES)
+    if not phases or unknown:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(DOOR_PHASES)}")
+    return phases
 
 
 # --- messages ------------------------------------------------------------------------------
@@ -646,6 +663,20 @@ def main() -> None:
             timed(theirs, closed_loop(peer_port, requests, concurrency, theirs), peer_tree)
             return ours, theirs
 
+        if args.only:
+            doors = {}
+            if "accept" in args.only:
+                doors["accept"] = both("Accept: /v1/batch", batch_requests, args.concurrency)
+            if "track" in args.only:
+                doors["track"] = both("Single: /v1/track", track_requests, args.concurrency * 2)
+            memory.stopped.set()
+            sent = sum(
+                len(requests)
+                for name, requests in (("accept", batch_requests), ("track", track_requests))
+                if name in doors
+            )
+            doors_report(args, doors, memory.peaks, sent, InboxRequest.objects.count())
+            return
         accept, accept_peer = both("Accept: /v1/batch", batch_requests, args.concurrency)
         single, single_peer = both("Single: /v1/track", track_requests, args.concurrency * 2)
         process_stop(peer)
@@ -1192,6 +1223,77 @@ def report(
         f"imported {imported.lines:,} lines ({imported.unique:,} distinct events), stored "
         f"{backfill_stored:,}; the same file again stored {imported.again_stored:,}"
     )
+
+
+def doors_report(
+    args, doors: dict[str, tuple[Phase, Phase]], memory: dict, sent: int, stored: int
+) -> None:
+    """The report of ``--only``: the doors next to the lean peer, their targets, and that the
+    inbox holds every request the doors accepted."""
+    cores = os.cpu_count() or 1
+    header = (
+        "figure",
+        "measured",
+        "p50 ms",
+        "p99 ms",
+        "baseline",
+        "server CPU",
+        "gen. CPU",
+        "conns/worker",
+    )
+    rows, targets = [header], [("target (SPEC 10)", "measured", "")]
+    for name, (ours, peer) in doors.items():
+        unit = "msg/s" if name == "accept" else "req/s"
+        ratio = (ours.items / ours.seconds) / (peer.items / peer.seconds)
+        label = f"accept /v1/batch ({BATCH_SIZE}/batch)" if name == "accept" else "single /v1/track"
+        for phase, title, baseline in (
+            (ours, label, f"{ratio:.2f} of lean peer"),
+            (peer, "  lean peer, same requests", "1.00"),
+        ):
+            rows.append(
+                (
+                    title,
+                    f"{phase.items / phase.seconds:,.0f} {unit}",
+                    f"{phase.percentile(50):.1f}",
+                    f"{phase.percentile(99):.1f}",
+                    baseline,
+                    f"{phase.web_ms()} ms/request",
+                    f"{phase.generator_cpu / (phase.seconds * cores):.0%}",
+                    ours.split if phase is ours else "",
+                )
+            )
+        p99, rate = ours.percentile(99), ours.items / ours.seconds
+        if name == "accept":
+            ok = ratio >= 0.5 and p99 <= 100
+            targets.append(
+                ("accept >= 0.5 of lean peer, p99 <= 100 ms", f"{ratio:.2f}, {p99:.0f} ms", met(ok))
+            )
+        else:
+            ok = ratio >= 0.6 and rate >= 1500 and p99 <= 50
+            targets.append(
+                (
+                    "single >= 0.6 of lean peer, >= 1,500 req/s, p99 <= 50 ms",
+                    f"{ratio:.2f}, {rate:,.0f}/s, {p99:.0f} ms",
+                    met(ok),
+                )
+            )
+    web_mib = memory.get("web", 0) / 2**20
+    targets.append(("RSS web <= 150 MiB", f"{web_mib:,.0f} MiB", met(web_mib <= 150)))
+    print()
+    print(
+        f"Footprint doors benchmark: {cores} cores, gunicorn {args.web_workers} workers x "
+        f"{args.threads} threads, {args.concurrency} connections "
+        f"({args.concurrency * 2} for single tracks); load {os.getloadavg()[0]:.1f}"
+    )
+    table_print(rows)
+    print()
+    table_print(targets)
+    errors = {}
+    for ours, peer in doors.values():
+        errors |= ours.errors | peer.errors
+    print(f"\naccepted requests {sent:,}, inbox rows {stored:,}; HTTP errors {errors or 'none'}")
+    if stored != sent or errors:
+        raise SystemExit(f"the inbox holds {stored} rows for {sent} requests sent")
 
 
 def table_print(rows: list[tuple]) -> None:
