@@ -38,7 +38,7 @@ from .models import (
 )
 from .rules import RuleError
 from .segment_sql import members_query
-from .segments import segment_recompute, segment_validate
+from .segments import segment_recompute, segment_slug_follow, segment_validate
 from .selectors import guest_identities_by_kind, guest_totals, rule_names
 from .tasks import segment_recompute as segment_recompute_task
 from .timeline import event_sentence
@@ -427,7 +427,12 @@ class SegmentAdmin(WorkspaceScopedAdmin):
         return JsonResponse(rule_names(workspace_id=workspace_id))
 
     def save_model(self, request, obj, form, change):
+        renamed = change and "slug" in form.changed_data and "workspace" not in form.changed_data
         super().save_model(request, obj, form, change)
+        if renamed:
+            old = form.initial["slug"]
+            for other in segment_slug_follow(workspace_id=obj.workspace_id, old=old, new=obj.slug):
+                messages.info(request, f"{other.name}: its rule now refers to “{obj.slug}”.")
         if not change or "rule" in form.changed_data:
             transaction.on_commit(lambda: segment_recompute_task.delay(obj.pk))
 

@@ -22,7 +22,7 @@ from .apis import GuestSerializer
 from .exports import export_csv, export_ndjson, traits_param
 from .models import Segment, SegmentMembership
 from .rules import RuleError
-from .segments import segment_validate
+from .segments import segment_slug_follow, segment_validate
 
 
 class SegmentSerializer(serializers.ModelSerializer):
@@ -128,7 +128,10 @@ class SegmentViewSet(
         self._recompute_soon(segment)
 
     def perform_update(self, serializer):
+        old_slug, old_workspace = serializer.instance.slug, serializer.instance.workspace_id
         segment = serializer.save()
+        if segment.slug != old_slug and segment.workspace_id == old_workspace:
+            segment_slug_follow(workspace_id=old_workspace, old=old_slug, new=segment.slug)
         if "rule" in serializer.validated_data:
             self._recompute_soon(segment)
 

@@ -21,7 +21,7 @@ from config.lib import metrics
 from config.lib.db import on_postgres, work_mem
 
 from .models import DirtyGuest, Segment, SegmentMembership, SegmentRun
-from .rules import rule_validate
+from .rules import rule_validate, segment_refs
 from .segment_sql import members_query
 
 CHUNK = 5000
@@ -36,6 +36,32 @@ def segment_rules_lookup(workspace_id: int):
 def segment_validate(*, workspace_id: int, slug: str, rule) -> None:
     """Raise ``RuleError`` (with the path of the bad node) if the rule cannot be used."""
     rule_validate(rule, segment_rules=segment_rules_lookup(workspace_id), slug=slug)
+
+
+def _slug_replace(node, old: str, new: str):
+    ((kind, body),) = node.items()
+    if kind in ("all", "any"):
+        return {kind: [_slug_replace(child, old, new) for child in body]}
+    if kind == "not":
+        return {kind: _slug_replace(body, old, new)}
+    if kind == "segment" and body.get("slug") == old:
+        return {kind: {**body, "slug": new}}
+    return node
+
+
+def segment_slug_follow(*, workspace_id: int, old: str, new: str) -> list[Segment]:
+    """Point the workspace's rules that refer to segment ``old`` at its new slug ``new``.
+
+    Renaming a segment keeps every rule built on it working; returns the segments rewritten.
+    """
+    rewritten = []
+    with transaction.atomic():
+        for other in Segment.objects.select_for_update().filter(workspace_id=workspace_id):
+            if any(ref == old for ref, _ in segment_refs(other.rule)):
+                other.rule = _slug_replace(other.rule, old, new)
+                other.save(update_fields=["rule"])
+                rewritten.append(other)
+    return rewritten
 
 
 def _version_take(segment: Segment) -> int:

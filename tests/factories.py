@@ -155,7 +155,14 @@ class SegmentFactory(factory.django.DjangoModelFactory):
     workspace = factory.SubFactory(WorkspaceFactory)
     slug = factory.Sequence(lambda n: f"segment-{n}")
     name = factory.Sequence(lambda n: f"Segment {n}")
-    rule = factory.Dict({"all": []})
+    # A valid rule (``all`` takes at least one node): every guest of type visitor or customer.
+    rule = factory.Dict(
+        {
+            "field": factory.Dict(
+                {"name": "guest_type", "op": "in", "value": ["visitor", "customer"]}
+            )
+        }
+    )
 
 
 class SegmentMembershipFactory(factory.django.DjangoModelFactory):

@@ -312,3 +312,16 @@ def test_references_without_a_loop_through_this_segment_pass(others):
 def test_references_are_only_checked_when_asked():
     rule_validate({"segment": {"slug": "ghost"}})
     rule_validate({"segment": {"slug": "a"}}, slug="a")
+
+
+@pytest.mark.django_db
+def test_the_factory_default_rule_is_valid_and_runs_incrementally():
+    """Tests that make a segment without a rule get one the product accepts and can run."""
+    from profiles.segments import segment_recompute
+    from tests.factories import GuestFactory, SegmentFactory
+
+    segment = SegmentFactory()
+    rule_validate(segment.rule)
+    guest = GuestFactory(workspace=segment.workspace)
+    segment_recompute(segment, guest_ids=[guest.pk])
+    assert list(segment.memberships.values_list("guest_id", flat=True)) == [guest.pk]

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import json
 import tracemalloc
 import uuid
 
@@ -93,6 +94,14 @@ class TestApi:
             response = api.patch("/api/segments/buyers/", {"rule": PRO}, format="json")
         assert response.status_code == 200
         assert current(segment) == {"ada"}
+
+    def test_patching_the_slug_rewrites_rules_that_refer_to_it(self, api, segment):
+        SegmentFactory(
+            workspace=segment.workspace, slug="loyal", rule={"segment": {"slug": "buyers"}}
+        )
+        response = api.patch("/api/segments/buyers/", {"slug": "customers"}, format="json")
+        assert response.status_code == 200, response.content
+        assert api.get("/api/segments/loyal/").json()["rule"] == {"segment": {"slug": "customers"}}
 
     def test_cycles_are_refused(self, api, segment):
         response = api.patch(
@@ -337,6 +346,40 @@ class TestAdmin:
         assert (
             "all[0].event.within_days: must be a whole number of days" in response.content.decode()
         )
+
+    def test_renaming_a_segment_keeps_the_rules_built_on_it(self, admin_client, door, segment):
+        buy(door, "ada", 2)
+        segment_recompute(segment)
+        loyal = SegmentFactory(
+            workspace=segment.workspace,
+            slug="loyal",
+            rule={"all": [{"segment": {"slug": "buyers"}}, {"not": {"segment": {"slug": "x"}}}]},
+        )
+        SegmentFactory(workspace=segment.workspace, slug="x")
+        elsewhere = SegmentFactory(slug="loyal", rule={"segment": {"slug": "buyers"}})
+
+        response = admin_client.post(
+            f"/admin/profiles/segment/{segment.pk}/change/",
+            {
+                "workspace": segment.workspace_id,
+                "name": "Buyers",
+                "slug": "customers",
+                "rule": json.dumps(segment.rule),
+                "is_active": "on",
+                "recompute_every": "01:00:00",
+            },
+            follow=True,
+        )
+        assert response.status_code == 200
+        assert "its rule now refers to “customers”" in response.content.decode()
+        loyal.refresh_from_db()
+        elsewhere.refresh_from_db()
+        assert loyal.rule == {
+            "all": [{"segment": {"slug": "customers"}}, {"not": {"segment": {"slug": "x"}}}]
+        }
+        assert elsewhere.rule == {"segment": {"slug": "buyers"}}
+        segment_recompute(loyal)
+        assert current(loyal) == {"ada"}
 
     def test_guest_page_lists_memberships_and_guests_filter_by_segment(
         self, admin_client, door, segment
