@@ -145,6 +145,8 @@ def arguments() -> argparse.Namespace:
         default="amqp://guest:guest@127.0.0.1:5672",
         help="RabbitMQ for --topology; the soak uses a virtual host of its own",
     )
+    parser.add_argument("--cache-db", type=int, default=CACHE_DB, help="Redis db of the cache")
+    parser.add_argument("--broker-db", type=int, default=BROKER_DB, help="Redis db of the broker")
     args = parser.parse_args()
     args.seconds = 20.0 if args.quick else args.minutes * 60
     return args
@@ -1036,10 +1038,10 @@ def report(
 
 def main() -> None:
     args = arguments()
-    env = environment(args, cache_db=CACHE_DB, broker_db=BROKER_DB)
+    env = environment(args, cache_db=args.cache_db, broker_db=args.broker_db)
     os.environ.update(env)
     print(f"Preparing {args.database_url.rsplit('/', 1)[1]} …", file=sys.stderr)
-    database_rebuild(args, env, redis_dbs=(CACHE_DB, BROKER_DB))
+    database_rebuild(args, env, redis_dbs=(args.cache_db, args.broker_db))
 
     import django
 
