@@ -95,9 +95,11 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--broker-db", type=int, default=12, help="Redis db of the broker")
     parser.add_argument(
         "--only",
-        choices=["process", "callflows"],
-        help="process: accept the batches, then only the processing phases and the COPY "
-        "baseline; callflows: /v2/callFlows alone, with one Celery worker storing",
+        type=phases_parse,
+        help="accept and/or track (comma-separated): only the doors next to the lean peer, "
+        "checking that every accepted request is in the inbox; process: accept the batches, then "
+        "only the processing phases and the COPY baseline; callflows: /v2/callFlows alone, with "
+        "one Celery worker storing",
     )
     parser.add_argument("--flows", type=int, help="/v2/callFlows requests of the saturated run")
     parser.add_argument(
@@ -115,6 +117,20 @@ def arguments() -> argparse.Namespace:
     # Repeat guests: each browser is sent once, and drained, before anything is measured.
     args.flow_guests = 200 if args.quick else 2000
     return args
+
+
+DOOR_PHASES = ("accept", "track")
+ALONE_PHASES = ("process", "callflows")
+
+
+def phases_parse(text: str) -> set[str]:
+    phases = {part.strip() for part in text.split(",") if part.strip()}
+    unknown = phases - set(DOOR_PHASES) - set(ALONE_PHASES)
+    if not phases or unknown:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(DOOR_PHASES + ALONE_PHASES)}")
+    if phases & set(ALONE_PHASES) and len(phases) > 1:
+        raise argparse.ArgumentTypeError(f"{' and '.join(ALONE_PHASES)} each run alone")
+    return phases
 
 
 # --- messages ------------------------------------------------------------------------------
@@ -581,13 +597,13 @@ def main() -> None:
     import django
 
     django.setup()
-    if args.only == "callflows":
+    if args.only and "callflows" in args.only:
         call_flows_only(args, env)
         return
     from django.db import connection
 
     from tracking import services
-    from tracking.models import Event, FailedEvent
+    from tracking.models import Event, FailedEvent, InboxRequest
 
     workspace = flow_experience_make()
     source = services.source_create(workspace=workspace, name="Shop")
@@ -598,7 +614,7 @@ def main() -> None:
     batch_messages = messages_make(args.batches * BATCH_SIZE, visitors=visitors, rng=rng)
     track_messages = [
         message_make(rng.randrange(visitors), datetime.now(UTC), rng, roll=0.0)
-        for _ in range(0 if args.only else args.tracks)
+        for _ in range(0 if args.only and "process" in args.only else args.tracks)
     ]
     auth = {
         "Authorization": "Basic " + base64.b64encode(f"{source.write_key}:".encode()).decode(),
@@ -621,7 +637,7 @@ def main() -> None:
         (http_request("POST", "/v1/track", orjson.dumps(m), auth), 1) for m in track_messages
     ]
     port = args.port or free_port()
-    if args.only == "process":
+    if args.only and "process" in args.only:
         process_only(args, env, port, batch_requests, batch_messages, workspace, source)
         return
     peer_port = free_port()
@@ -655,6 +671,20 @@ def main() -> None:
             timed(theirs, closed_loop(peer_port, requests, concurrency, theirs), peer_tree)
             return ours, theirs
 
+        if args.only:
+            doors = {}
+            if "accept" in args.only:
+                doors["accept"] = both("Accept: /v1/batch", batch_requests, args.concurrency)
+            if "track" in args.only:
+                doors["track"] = both("Single: /v1/track", track_requests, args.concurrency * 2)
+            memory.stopped.set()
+            sent = sum(
+                len(requests)
+                for name, requests in (("accept", batch_requests), ("track", track_requests))
+                if name in doors
+            )
+            doors_report(args, doors, memory.peaks, sent, InboxRequest.objects.count())
+            return
         accept, accept_peer = both("Accept: /v1/batch", batch_requests, args.concurrency)
         single, single_peer = both("Single: /v1/track", track_requests, args.concurrency * 2)
         process_stop(peer)
@@ -1542,6 +1572,77 @@ def report(
         f"imported {imported.lines:,} lines ({imported.unique:,} distinct events), stored "
         f"{backfill_stored:,}; the same file again stored {imported.again_stored:,}"
     )
+
+
+def doors_report(
+    args, doors: dict[str, tuple[Phase, Phase]], memory: dict, sent: int, stored: int
+) -> None:
+    """The report of ``--only``: the doors next to the lean peer, their targets, and that the
+    inbox holds every request the doors accepted."""
+    cores = os.cpu_count() or 1
+    header = (
+        "figure",
+        "measured",
+        "p50 ms",
+        "p99 ms",
+        "baseline",
+        "server CPU",
+        "gen. CPU",
+        "conns/worker",
+    )
+    rows, targets = [header], [("target (SPEC 10)", "measured", "")]
+    for name, (ours, peer) in doors.items():
+        unit = "msg/s" if name == "accept" else "req/s"
+        ratio = (ours.items / ours.seconds) / (peer.items / peer.seconds)
+        label = f"accept /v1/batch ({BATCH_SIZE}/batch)" if name == "accept" else "single /v1/track"
+        for phase, title, baseline in (
+            (ours, label, f"{ratio:.2f} of lean peer"),
+            (peer, "  lean peer, same requests", "1.00"),
+        ):
+            rows.append(
+                (
+                    title,
+                    f"{phase.items / phase.seconds:,.0f} {unit}",
+                    f"{phase.percentile(50):.1f}",
+                    f"{phase.percentile(99):.1f}",
+                    baseline,
+                    f"{phase.web_ms()} ms/request",
+                    f"{phase.generator_cpu / (phase.seconds * cores):.0%}",
+                    ours.split if phase is ours else "",
+                )
+            )
+        p99, rate = ours.percentile(99), ours.items / ours.seconds
+        if name == "accept":
+            ok = ratio >= 0.5 and p99 <= 100
+            targets.append(
+                ("accept >= 0.5 of lean peer, p99 <= 100 ms", f"{ratio:.2f}, {p99:.0f} ms", met(ok))
+            )
+        else:
+            ok = ratio >= 0.6 and rate >= 1500 and p99 <= 50
+            targets.append(
+                (
+                    "single >= 0.6 of lean peer, >= 1,500 req/s, p99 <= 50 ms",
+                    f"{ratio:.2f}, {rate:,.0f}/s, {p99:.0f} ms",
+                    met(ok),
+                )
+            )
+    web_mib = memory.get("web", 0) / 2**20
+    targets.append(("RSS web <= 150 MiB", f"{web_mib:,.0f} MiB", met(web_mib <= 150)))
+    print()
+    print(
+        f"Footprint doors benchmark: {cores} cores, gunicorn {args.web_workers} workers x "
+        f"{args.threads} threads, {args.concurrency} connections "
+        f"({args.concurrency * 2} for single tracks); load {os.getloadavg()[0]:.1f}"
+    )
+    table_print(rows)
+    print()
+    table_print(targets)
+    errors = {}
+    for ours, peer in doors.values():
+        errors |= ours.errors | peer.errors
+    print(f"\naccepted requests {sent:,}, inbox rows {stored:,}; HTTP errors {errors or 'none'}")
+    if stored != sent or errors:
+        raise SystemExit(f"the inbox holds {stored} rows for {sent} requests sent")
 
 
 def table_print(rows: list[tuple]) -> None:

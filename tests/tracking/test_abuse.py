@@ -96,6 +96,57 @@ def test_the_limit_is_shared_through_redis(door, second, settings):
         cache.clear()
 
 
+@pytest.fixture
+def redis_cache(settings):
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+    from django.core.cache import cache
+
+    cache.clear()
+    http._allowances.clear()
+    yield cache
+    cache.clear()
+    http._allowances.clear()
+
+
+@pytest.mark.services
+def test_a_process_adds_its_requests_to_redis_a_few_at_a_time(
+    door, second, redis_cache, monkeypatch
+):
+    monkeypatch.setattr(http, "ALLOWANCE_SHARE", 2)  # (1% in production: a long test)
+    door.source.rate_limit = 6  # an allowance of 3 requests
+    door.source.save()
+    key = f"footprint:rate:{door.source.pk}:{int(second.now)}"
+
+    answers = [door.post("track", track()).status_code for _ in range(8)]
+
+    assert answers == [200] * 6 + [429] * 2
+    assert redis_cache.get(key) == 6  # the last two are still this process's own
+    second.now += 1
+    assert door.post("track", track()).status_code == 200
+
+
+@pytest.mark.services
+def test_other_processes_requests_count_within_one_allowance(
+    door, second, redis_cache, monkeypatch
+):
+    monkeypatch.setattr(http, "ALLOWANCE_SHARE", 2)
+    door.source.rate_limit = 10  # an allowance of 5
+    door.source.save()
+    key = f"footprint:rate:{door.source.pk}:{int(second.now)}"
+    redis_cache.set(key, 8, timeout=2)  # what the other web processes admitted this second
+
+    admitted = 0
+    while door.post("track", track()).status_code == 200:
+        admitted += 1
+
+    # 2 were left; this process learns of the others' 8 at its first addition, so it admits
+    # at most its allowance less one more than the limit allows.
+    assert 2 <= admitted <= 2 + 4
+    assert InboxRequest.objects.count() == admitted
+
+
 def test_a_failing_cache_lets_requests_through(door, second, monkeypatch):
     door.source.rate_limit = 1
 
