@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Count, QuerySet, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from tracking import channels
@@ -90,31 +89,30 @@ def guest_totals(guest: Guest, *, now: datetime | None = None, tz=None) -> Guest
 
     now = now or timezone.now()
     tz = tz or timezone.get_current_timezone()
-    latest = Event.objects.filter(guest=guest).order_by("-timestamp")
-    read = Event.objects.filter(pk__in=latest.values("pk")[: PROFILE_EVENTS_READ + 1])
-    events = read.count()
-    sessions = guest.sessions.order_by()[: PROFILE_SESSIONS_READ + 1].count()
-    revenue = sorted(
-        (
-            (row["currency"] or "", row["total"])
-            for row in read.filter(revenue__isnull=False)
-            .values("currency")
-            .annotate(total=Sum("revenue"))
-            .order_by()
-        ),
-        key=lambda item: -item[1],
+    # One read of the latest events' few columns, newest first; everything else is counted
+    # from it (on a partitioned events table a subquery of ids would probe every month).
+    rows = list(
+        Event.objects.filter(guest=guest)
+        .order_by("-timestamp")
+        .values_list("timestamp", "revenue", "currency", "channel")[: PROFILE_EVENTS_READ + 1]
     )
-    last = latest.values("channel", "timestamp").first()
+    events = len(rows)
+    read = rows[:PROFILE_EVENTS_READ]
+    sessions = guest.sessions.order_by()[: PROFILE_SESSIONS_READ + 1].count()
+    by_currency: dict[str, Decimal] = {}
+    for _, amount, currency, _ in read:
+        if amount is not None:
+            by_currency[currency or ""] = by_currency.get(currency or "", Decimal(0)) + amount
+    revenue = sorted(by_currency.items(), key=lambda item: -item[1])
+    last = rows[0] if rows else None
     today = now.astimezone(tz).date()
     first_day = today - timedelta(days=PROFILE_CHART_DAYS - 1)
-    counted = {
-        row["day"]: row["n"]
-        for row in read.filter(timestamp__gte=datetime.combine(first_day, time.min, tzinfo=tz))
-        .annotate(day=TruncDate("timestamp", tzinfo=tz))
-        .values("day")
-        .annotate(n=Count("id"))
-        .order_by()
-    }
+    counted: dict[date, int] = {}
+    for moment, *_ in read:
+        day = moment.astimezone(tz).date()
+        if day < first_day:
+            break
+        counted[day] = counted.get(day, 0) + 1
     per_day = [
         (first_day + timedelta(days=offset), counted.get(first_day + timedelta(days=offset), 0))
         for offset in range(PROFILE_CHART_DAYS)
@@ -125,8 +123,8 @@ def guest_totals(guest: Guest, *, now: datetime | None = None, tz=None) -> Guest
         sessions=min(sessions, PROFILE_SESSIONS_READ),
         sessions_capped=sessions > PROFILE_SESSIONS_READ,
         revenue=revenue,
-        last_channel=channels.channel_label(last["channel"]) if last else "",
-        last_event_at=last["timestamp"] if last else None,
+        last_channel=channels.channel_label(last[3]) if last else "",
+        last_event_at=last[0] if last else None,
         per_day=per_day,
     )
 
