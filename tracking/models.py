@@ -218,6 +218,14 @@ class Event(models.Model):
                 condition=Q(type="TRACKING"),
                 name="event_tracking_variant_idx",
             ),
+            # The same across workspaces: an operator's unscoped list walks this one.
+            models.Index(
+                "name",
+                KeyTransform("variant", "properties"),
+                models.F("timestamp").desc(),
+                condition=Q(type="TRACKING"),
+                name="event_tracking_variant_all_idx",
+            ),
         ]
 
     def __str__(self) -> str:
