@@ -129,9 +129,10 @@ class SegmentViewSet(
 
     def perform_update(self, serializer):
         old_slug, old_workspace = serializer.instance.slug, serializer.instance.workspace_id
-        segment = serializer.save()
-        if segment.slug != old_slug and segment.workspace_id == old_workspace:
-            segment_slug_follow(workspace_id=old_workspace, old=old_slug, new=segment.slug)
+        with transaction.atomic():  # the new slug and the rules that follow it, together
+            segment = serializer.save()
+            if segment.slug != old_slug and segment.workspace_id == old_workspace:
+                segment_slug_follow(workspace_id=old_workspace, old=old_slug, new=segment.slug)
         if "rule" in serializer.validated_data:
             self._recompute_soon(segment)
 
