@@ -13,6 +13,7 @@ Runs inside the pipeline's transaction, set-based: a few queries per batch whate
    anonymous_id of the same value is found by.
 3. Create the planned guests and insert their identities with ON CONFLICT DO NOTHING, then
    repeat from 1: a worker that lost a race now sees the winner's identity and merges into it.
+   A round whose identities all went in (and that no alias touches) is final as it is.
 4. Apply the merges (identities, events and sessions move; the loser keeps ``merged_into``) and
    update the surviving guests' profile from the batch (seen times, type, identify traits).
 """
@@ -32,7 +33,7 @@ from django.db import connection
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
-from config.lib.db import arrays, locks_take, on_postgres, rows_update
+from config.lib.db import arrays, locks_take, on_postgres, rows_insert_new, rows_update
 from tracking.pipeline import hooks
 
 from .models import Guest, GuestMerge, Identity, SegmentMembership, Session
@@ -122,6 +123,26 @@ class Locked:
 
 def _ordered(messages: list[Message]) -> list[Message]:
     return sorted(messages, key=lambda m: (m.timestamp, m.message_id))
+
+
+@dataclass(slots=True)
+class Named:
+    """A message with the identity keys it names, worked out once per batch rather than in
+    every planning round."""
+
+    message: Message
+    keys: list[IdentityKey]
+    alias_keys: list[IdentityKey]
+    aliased_keys: list[IdentityKey]
+
+
+def _named(messages: list[Message]) -> list[Named]:
+    """The messages oldest first (the order a plan replays them in), with their keys."""
+    named = []
+    for message in _ordered(messages):
+        keys = _keys(message)
+        named.append(Named(message, keys, _alias_keys(message), sorted(_aliased_keys(keys))))
+    return named
 
 
 def _keys(message: Message) -> list[IdentityKey]:
@@ -273,6 +294,7 @@ def _union(a: Node, b: Node, *, plan: Plan, reason: str, message_id: str, forced
 
 
 def _plan(
+    named: list[Named],
     messages: list[Message],
     owners: dict[IdentityKey, int],
     locked: dict[int, Locked],
@@ -301,8 +323,8 @@ def _plan(
 
     owner: dict[IdentityKey, Node] = {key: survivor(pk) for key, pk in owners.items()}
     anchors: dict[int, Node] = {}
-    for message in _ordered(messages):
-        keys = _keys(message)
+    for item in named:
+        message, keys = item.message, item.keys
         owned: list[Node] = []
         for key in keys:
             if key in owner and owner[key].root() not in owned:
@@ -310,7 +332,7 @@ def _plan(
         # The guests aliases tie this message to: those of its previousId (if an alias), and
         # those an earlier alias recorded one of its ids for.
         tied: list[Node] = []
-        for key in (*_alias_keys(message), *sorted(_aliased_keys(keys))):
+        for key in (*item.alias_keys, *item.aliased_keys):
             if key in owner and owner[key].root() not in tied:
                 tied.append(owner[key].root())
         user_key = next((key for key in keys if key[1] == USER_ID), None)
@@ -359,7 +381,7 @@ def _plan(
                 forced=message.type == "alias",
             )
         # An alias records its previousId, to be found whichever kind it turns up as later.
-        keys += _alias_keys(message)[-1:]
+        keys = keys + item.alias_keys[-1:]
         for key in keys:
             if key not in owner:
                 owner[key] = anchor
@@ -388,7 +410,8 @@ def guests_resolve(*, messages: list[Message]) -> Resolution:
         return Resolution()
     if any(not message.identifiers for message in messages):
         raise ValueError("every message needs at least one identifier")
-    wanted = {key for message in messages for key in (*_keys(message), *_alias_keys(message))}
+    named = _named(messages)
+    wanted = {key for item in named for key in (*item.keys, *item.alias_keys)}
     # An id nobody had may be one an alias named before it arrived. Only such ids are looked
     # up as previous ids (an id somebody has is on the guest of its previous id, if any), and
     # again in later rounds, where another worker may have recorded one since.
@@ -409,22 +432,18 @@ def guests_resolve(*, messages: list[Message]) -> Resolution:
             aliased |= unknown
             owners |= identities_lookup(unknown)
         _guests_lock(set(owners.values()), locked, held=held)
-        plan = _plan(messages, owners, locked, created)
+        plan = _plan(named, messages, owners, locked, created)
         if not plan.assigned:
             break
         new_guests = [node.guest for node in plan.new_nodes if node.root() is node]
         Guest.objects.bulk_create(new_guests)
         created |= {guest.pk for guest in new_guests}
-        Identity.objects.bulk_create(
-            [
-                Identity(
-                    workspace_id=key[0], kind=key[1], value=key[2], guest_id=node.root().guest.pk
-                )
-                for key, node in sorted(plan.assigned.items(), key=lambda item: item[0])
-            ],
-            ignore_conflicts=True,
-        )
+        inserted = _identities_insert(plan)
         held += _previous_ids_hold(plan)
+        if inserted == len(plan.assigned) and _settled(named, aliased, owners):
+            # Another round would only find what this one wrote, and plan the same again.
+            _unstored_forget(plan)
+            break
     else:
         raise RuntimeError("identity resolution did not settle")
     if held:
@@ -450,8 +469,50 @@ def guests_resolve(*, messages: list[Message]) -> Resolution:
         Guest.objects.filter(pk__in=unused).exclude(
             pk__in=Identity.objects.filter(guest_id__in=unused).values("guest_id")
         ).delete()
-    resolution.guests = _profiles_update(messages, survivors)
+    resolution.guests = _profiles_update([item.message for item in named], survivors)
     return resolution
+
+
+def _identities_insert(plan: Plan) -> int:
+    """Insert the identities the plan gives out, in key order; returns how many went in (the
+    rest another worker has)."""
+    now = timezone.now()
+    rows = [
+        (*key, node.root().guest.pk, now)
+        for key, node in sorted(plan.assigned.items(), key=lambda item: item[0])
+    ]
+    return len(
+        rows_insert_new(
+            Identity._meta.db_table,
+            ["workspace_id", "kind", "value", "guest_id", "created_at"],
+            ["bigint", "text", "text", "bigint", "timestamptz"],
+            rows,
+            conflict="workspace_id, kind, value",
+            returning="id",
+        )
+    )
+
+
+def _settled(named: list[Named], aliased: set[IdentityKey], owners: dict[IdentityKey, int]) -> bool:
+    """Whether a round whose identities all went in is final, without planning again.
+
+    Every identity it gave out is this transaction's, and the guests of the others are
+    locked, so the next round would look up the same owners and plan the same, but for an
+    alias: one in the batch holds ids until commit (``_previous_ids_hold``), and one another
+    worker committed since the lookup may have recorded a previous id of the batch's new ids.
+    """
+    if any(item.alias_keys for item in named):
+        return False
+    if not aliased:
+        return True
+    return all(owners.get(key) == guest_id for key, guest_id in identities_lookup(aliased).items())
+
+
+def _unstored_forget(plan: Plan) -> None:
+    """Drop the merges of the guests the plan made and merged at once: they were never stored,
+    so there is nothing of theirs to move (another round would not know them at all)."""
+    unstored = {id(node) for node in plan.new_nodes if node.root() is not node}
+    plan.merges = [merge for merge in plan.merges if id(merge.loser) not in unstored]
 
 
 def _lock_name(key: IdentityKey) -> str:
@@ -580,9 +641,10 @@ def _profile_absorb(winner: Guest, loser: Guest) -> None:
     winner.last_seen = max(winner.last_seen, loser.last_seen)
 
 
-def _profiles_update(messages: list[Message], survivors: dict[int, Node]) -> list[Guest]:
-    """Seen times, type and identify traits of the batch, written in one bulk UPDATE."""
-    for message in _ordered(messages):
+def _profiles_update(ordered: list[Message], survivors: dict[int, Node]) -> list[Guest]:
+    """Seen times, type and identify traits of the batch (``ordered`` oldest first), written in
+    one bulk UPDATE."""
+    for message in ordered:
         guest = survivors[message.guest_id].guest
         guest.first_seen = min(guest.first_seen, message.timestamp)
         guest.last_seen = max(guest.last_seen, message.timestamp)
