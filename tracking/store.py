@@ -8,21 +8,22 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import chain
+from operator import attrgetter
 
 import orjson
 from django.db import connection, transaction
-from django.db.models import JSONField
 from django.utils import timezone
 
 from config.lib.db import (
     COPY_FROM_ROWS,
     Upsert,
+    copy_types,
     counts_upsert,
     counts_upsert_all,
     ids_reserve,
+    inet_value,
     keys_upsert_returning,
     on_postgres,
-    row_values,
     rows_copy,
     sql_greatest,
     sql_json_list_merge,
@@ -81,15 +82,25 @@ def events_store(
 
 # Every column of an event is the message attribute of the same name.
 EVENT_FIELDS = [f for f in Event._meta.concrete_fields if not f.primary_key]
-EVENT_JSON_FIELDS = frozenset(f.attname for f in EVENT_FIELDS if isinstance(f, JSONField))
+# One attrgetter reads every column's value off a message at C speed.
+_event_attributes = attrgetter(*(f.attname for f in EVENT_FIELDS))
+_EVENT_IP = [f.attname for f in EVENT_FIELDS].index("ip")
+
+
+def event_values(message: Message) -> list:
+    """A message's event columns, as a binary ``rows_copy`` takes them."""
+    values = list(_event_attributes(message))
+    values[_EVENT_IP] = inet_value(values[_EVENT_IP])
+    return values
 
 
 def events_insert(messages: list[Message]) -> list[int]:
     """Insert one event per message; returns their ids, in order.
 
     On PostgreSQL the ids are drawn from the sequence in one query and the rows go in with one
-    ``COPY``, straight from the messages: several times faster than a multi-row INSERT of model
-    instances, where building the instances and quoting every value client-side dominate.
+    binary ``COPY``, straight from the messages: several times faster than a multi-row INSERT
+    of model instances, where building the instances and quoting every value client-side
+    dominate, and about half the client's time of a text COPY (no JSON text to build).
     """
     if not on_postgres() or len(messages) < COPY_FROM_ROWS:
         events = Event.objects.bulk_create(
@@ -99,15 +110,15 @@ def events_insert(messages: list[Message]) -> list[int]:
         return [event.pk for event in events]
     table = Event._meta.db_table
     columns = ", ".join(connection.ops.quote_name(f.column) for f in EVENT_FIELDS)
-    names = [f.attname for f in EVENT_FIELDS]
     ids = ids_reserve(table, len(messages))
     rows_copy(
         table,
         f"id, {columns}",
         (
-            [event_id, *row_values(message, names, EVENT_JSON_FIELDS)]
+            [event_id, *event_values(message)]
             for event_id, message in zip(ids, messages, strict=True)
         ),
+        types=["bigint", *copy_types(EVENT_FIELDS)],
     )
     return ids
 

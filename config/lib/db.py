@@ -9,14 +9,17 @@ transaction) lives here behind functions that do the plain thing on SQLite, so t
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 
 import orjson
 import psycopg
 from django.db import connection, transaction
 from django.db.models import JSONField
+from psycopg.types.json import set_json_dumps
 
 
 def on_postgres() -> bool:
@@ -182,16 +185,40 @@ def arrays(rows) -> list[str]:
     return [pg_array(column) for column in zip(*rows, strict=True)]
 
 
-def rows_copy(table: str, columns: str, rows, *, cursor=None) -> None:
+def rows_copy(table: str, columns: str, rows, *, cursor=None, types: list[str] | None = None):
     """``COPY table (columns) FROM STDIN`` of ``rows`` (PostgreSQL only): many rows in one go,
-    without quoting each value into SQL text."""
+    without quoting each value into SQL text.
+
+    With ``types`` (the columns' PostgreSQL types, ``copy_types``) the rows go in binary:
+    values as Python has them, JSON columns as dicts and lists (written by orjson), addresses
+    as ``ipaddress`` objects (``inet_value``). Neither side then formats or parses text: for
+    wide rows with JSON it costs half the client's time of a text COPY, and less of the
+    server's.
+    """
     if cursor is None:
         with connection.cursor() as own:
-            rows_copy(table, columns, rows, cursor=own)
+            rows_copy(table, columns, rows, cursor=own, types=types)
         return
-    with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+    binary = " (FORMAT BINARY)" if types else ""
+    if types:
+        # This cursor's own JSON writer; the connection's other cursors keep theirs.
+        set_json_dumps(orjson.dumps, getattr(cursor, "cursor", cursor))
+    with cursor.copy(f"COPY {table} ({columns}) FROM STDIN{binary}") as copy:
+        if types:
+            copy.set_types(types)
         for row in rows:
             copy.write_row(row)
+
+
+def copy_types(fields) -> list[str]:
+    """The PostgreSQL types of model fields, for a binary ``rows_copy`` of their columns."""
+    return [field.db_type(connection).split("(")[0].strip() for field in fields]
+
+
+@lru_cache(maxsize=8192)
+def inet_value(text: str | None):
+    """An address as a binary COPY writes it to an ``inet`` column (None stays NULL)."""
+    return None if text is None else ipaddress.ip_address(text)
 
 
 def row_insert(table: str, values: dict) -> int:
