@@ -154,15 +154,32 @@ class Event(models.Model):
 
     # No single-column indexes on workspace and guest: the composite indexes below start with
     # them, and every index is paid for on each of the many inserts.
+    # No database constraints either: PostgreSQL checks a foreign key row by row (four lookups
+    # an event, each locking its parent row FOR KEY SHARE, run at commit while the batch still
+    # holds its guests' locks), which cost the drain's COPY more than the COPY itself. The
+    # pipeline is what sets these ids (from the locked guests, the sessions it just placed and
+    # the inbox row's source), and Django still cascades deletes and sets a deleted session to
+    # null, as it always did.
     workspace = models.ForeignKey(
-        Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
+        Workspace, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
     )
-    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
+    source = models.ForeignKey(
+        Source, on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
     guest = models.ForeignKey(
-        "profiles.Guest", on_delete=models.CASCADE, related_name="events", db_index=False
+        "profiles.Guest",
+        on_delete=models.CASCADE,
+        related_name="events",
+        db_index=False,
+        db_constraint=False,
     )
     session = models.ForeignKey(
-        "profiles.Session", on_delete=models.SET_NULL, null=True, blank=True, related_name="events"
+        "profiles.Session",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="events",
+        db_constraint=False,
     )
     door = models.CharField(max_length=16, choices=Door.choices, default=Door.SEGMENT)
     # Segment-spec types are lower case (track, page, …); Sitecore types upper case (VIEW, ADD,
