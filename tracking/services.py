@@ -145,12 +145,19 @@ def inbox_accept(
         row_id = InboxRequest.objects.create(
             source=source, door=door, body=body, meta=meta, ip=ip, received_at=received_at
         ).pk
+    inbox_accepted(door=door, messages=messages)
+    return row_id
+
+
+def inbox_accepted(*, door: str, messages: int = 1) -> None:
+    """What follows an inbox row written for an accepted request, once it commits: the drain
+    is woken and the messages counted. For a caller that writes the row itself (``inbox_accept``
+    does both)."""
     from .tasks import inbox_drain_wake
 
     transaction.on_commit(inbox_drain_wake)
     accepted = metrics.messages_accepted.labels(door=door)
     transaction.on_commit(lambda: accepted.inc(messages))
-    return row_id
 
 
 def _inbox_ip(source: Source, ip: str | None) -> str | None:
