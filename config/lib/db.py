@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import orjson
 import psycopg
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import JSONField
 
 
@@ -200,9 +200,9 @@ def row_insert(table: str, values: dict) -> int:
 
     The values are bound on the server, ``bytes`` in binary: Django binds on the client, which
     writes a large ``bytea`` into the SQL text as hex escapes (twice its size) and builds the
-    statement through the ORM on every call. JSON columns take JSON text. The cursor is
-    wrapped as Django wraps its own, so errors are Django's (a lost database is its
-    ``OperationalError``), and query logging and execute wrappers see the statement.
+    statement through the ORM on every call. JSON columns take JSON text. Errors are Django's
+    (a lost database is its ``OperationalError``), and when queries are logged or execute
+    wrappers installed the cursor is wrapped as Django wraps its own, so they see the statement.
     """
     columns = tuple(values)
     statement = _row_inserts.get((table, columns))
@@ -212,13 +212,21 @@ def row_insert(table: str, values: dict) -> int:
         placeholders = ", ".join(["%s"] * len(columns))
         sql = f"INSERT INTO {quote(table)} ({names}) VALUES ({placeholders})"  # noqa: S608
         statement = _row_inserts[(table, columns)] = sql + " RETURNING id"
-    with connection.wrap_database_errors:
-        connection.ensure_connection()
-    raw = psycopg.Cursor(connection.connection)  # binds on the server, unlike Django's
-    wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
-    with wrap(raw) as cursor:
-        cursor.execute(statement, list(values.values()))
-        return cursor.fetchone()[0]
+    db = connections[DEFAULT_DB_ALIAS]  # once: each use of the ``connection`` proxy looks it up
+    with db.wrap_database_errors:
+        db.ensure_connection()
+    raw = psycopg.Cursor(db.connection)  # binds on the server, unlike Django's
+    params = list(values.values())
+    if db.queries_logged or db.execute_wrappers:
+        wrap = db.make_debug_cursor if db.queries_logged else db.make_cursor
+        with wrap(raw) as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchone()[0]
+    # What Django's cursor wrapper would do around it, without its layers of calls.
+    db.validate_no_broken_transaction()
+    with raw, db.wrap_database_errors:
+        raw.execute(statement, params)
+        return raw.fetchone()[0]
 
 
 _row_inserts: dict[tuple, str] = {}
