@@ -6,6 +6,7 @@ points are named here too, so callers reach ingestion's writes through ``trackin
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from datetime import datetime
@@ -155,9 +156,18 @@ def inbox_accepted(*, door: str, messages: int = 1) -> None:
     does both)."""
     from .tasks import inbox_drain_wake
 
-    transaction.on_commit(inbox_drain_wake)
-    accepted = metrics.messages_accepted.labels(door=door)
-    transaction.on_commit(lambda: accepted.inc(messages))
+    accepted = _accepted_counter(door)
+
+    def committed() -> None:
+        inbox_drain_wake()
+        accepted.inc(messages)
+
+    transaction.on_commit(committed)
+
+
+@functools.cache
+def _accepted_counter(door: str):
+    return metrics.messages_accepted.labels(door=door)
 
 
 def _inbox_ip(source: Source, ip: str | None) -> str | None:
