@@ -146,6 +146,14 @@ def inbox_accept(
         row_id = InboxRequest.objects.create(
             source=source, door=door, body=body, meta=meta, ip=ip, received_at=received_at
         ).pk
+    inbox_accepted(door=door, messages=messages)
+    return row_id
+
+
+def inbox_accepted(*, door: str, messages: int = 1) -> None:
+    """What follows an inbox row written for an accepted request, once it commits: the drain
+    is woken and the messages counted. For a caller that writes the row itself (``inbox_accept``
+    does both)."""
     from .tasks import inbox_drain_wake
 
     accepted = _accepted_counter(door)
@@ -155,7 +163,6 @@ def inbox_accept(
         accepted.inc(messages)
 
     transaction.on_commit(committed)
-    return row_id
 
 
 @functools.cache
