@@ -73,7 +73,12 @@ def workspace_get_by_client_key(client_key: object, *, field: str = "client_key"
     """The workspace a client key belongs to, or ``IngestError`` 401 naming ``field``."""
     if not isinstance(client_key, str) or not client_key:
         raise IngestError("missing_client_key", f"{field} is required", field=field, status=401)
-    workspace = Workspace.objects.filter(client_key=client_key).first()
+    # A key holding U+0000 matches nothing (and PostgreSQL text cannot even be compared with it).
+    workspace = (
+        Workspace.objects.filter(client_key=client_key).first()
+        if "\x00" not in client_key
+        else None
+    )
     if workspace is None:
         raise IngestError("invalid_client_key", f"{field} is not valid", field=field, status=401)
     return workspace

@@ -361,3 +361,14 @@ def test_force_close_closes_the_session_at_once(sitecore):
     assert session.event_count == 2
     assert after["session_ref"] != first["session_ref"]
     assert Session.objects.get(ref=after["session_ref"]).status == Session.Status.OPEN
+
+
+@pytest.mark.django_db
+def test_a_client_key_holding_nul_is_not_valid_rather_than_a_database_error():
+    from tracking.errors import IngestError
+    from tracking.selectors import workspace_get_by_client_key
+
+    with pytest.raises(IngestError) as refused:
+        workspace_get_by_client_key("a\x00b")
+
+    assert (refused.value.status, refused.value.code) == (401, "invalid_client_key")
