@@ -6,7 +6,7 @@ from datetime import timedelta
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q, Window
 from django.http import JsonResponse, StreamingHttpResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -407,16 +407,22 @@ class SegmentAdmin(WorkspaceScopedAdmin):
         except RuleError as error:
             return JsonResponse({"error": {"path": error.path, "message": error.message}})
         members = members_query(rule, workspace_id=workspace.pk, now=timezone.now())
+        # The count rides along with the sample (a window over every member), so the rule is
+        # evaluated once, not once for the count and again for the sample.
+        sampled = list(
+            members.order_by()
+            .annotate(members_total=Window(Count("pk")))
+            .only("pk", "ref", "email", "first_name", "last_name", "guest_type")[:PREVIEW_SAMPLE]
+        )
         sample = [
             {
                 "label": guest_display_name(guest),
                 "url": reverse("admin:profiles_guest_change", args=[guest.pk]),
             }
-            for guest in members.order_by().only(
-                "pk", "ref", "email", "first_name", "last_name", "guest_type"
-            )[:PREVIEW_SAMPLE]
+            for guest in sampled
         ]
-        return JsonResponse({"count": members.count(), "sample": sample})
+        count = sampled[0].members_total if sampled else 0
+        return JsonResponse({"count": count, "sample": sample})
 
     def names_view(self, request):
         """The names a rule can use in a workspace (the builder's choices and warnings)."""
