@@ -122,8 +122,14 @@ class InboxRequest(models.Model):
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
 
-    # Indexed with the row's id (below), for a source's latest requests (its debugger).
-    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # Indexed with the row's id (below), for a source's latest requests (its debugger). No
+    # constraint in the database: every accepted request inserts a row, and PostgreSQL checks a
+    # foreign key by share-locking the source's row, so concurrent requests of one source
+    # queue on that lock (6-50 % fewer inserts a second at 8 clients). A source is only ever
+    # deleted through Django, which deletes its requests with it.
+    source = models.ForeignKey(
+        Source, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
     door = models.CharField(max_length=16, choices=Door.choices, default=Door.SEGMENT)
     # The decompressed request body exactly as received.
     body = models.BinaryField()

@@ -33,21 +33,21 @@ def source_get_by_write_key(write_key: str | None) -> Source:
             "no write key: send it as the Basic username, a Bearer token or writeKey",
             status=401,
         )
-    digest = write_key_digest(write_key)
     now = time.monotonic()
-    cached = _sources.get(digest)
+    # Kept by the key itself (as the source's row holds it): a found key costs no hashing.
+    cached = _sources.get(write_key)
     if cached is not None and cached[0] > now:
         return cached[1]
     source = (
         Source.objects.select_related("workspace")
-        .filter(write_key_digest=digest, is_active=True)
+        .filter(write_key_digest=write_key_digest(write_key), is_active=True)
         .first()
     )
     if source is None:
         raise IngestError("invalid_write_key", "the write key is not valid", status=401)
     if len(_sources) > 10_000:
         _sources.clear()
-    _sources[digest] = (now + settings.FOOTPRINT["SOURCE_CACHE_SECONDS"], source)
+    _sources[write_key] = (now + settings.FOOTPRINT["SOURCE_CACHE_SECONDS"], source)
     return source
 
 

@@ -65,6 +65,7 @@ def segment_door(request: HttpRequest, route: str) -> HttpResponse:
     segment.request_check(
         payload,
         route=route,
+        body=body,
         workspace_id=source.workspace_id,
         source_id=source.pk,
         door=segment.DOOR,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import orjson
 import psycopg
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import JSONField
 
 
@@ -212,10 +212,11 @@ def row_insert(table: str, values: dict) -> int:
         placeholders = ", ".join(["%s"] * len(columns))
         sql = f"INSERT INTO {quote(table)} ({names}) VALUES ({placeholders})"  # noqa: S608
         statement = _row_inserts[(table, columns)] = sql + " RETURNING id"
-    with connection.wrap_database_errors:
-        connection.ensure_connection()
-    raw = psycopg.Cursor(connection.connection)  # binds on the server, unlike Django's
-    wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
+    db = connections[DEFAULT_DB_ALIAS]  # once: each use of the ``connection`` proxy looks it up
+    with db.wrap_database_errors:
+        db.ensure_connection()
+    raw = psycopg.Cursor(db.connection)  # binds on the server, unlike Django's
+    wrap = db.make_debug_cursor if db.queries_logged else db.make_cursor
     with wrap(raw) as cursor:
         cursor.execute(statement, list(values.values()))
         return cursor.fetchone()[0]

@@ -7,6 +7,11 @@ A view marked with ``lean`` is served through ``LEAN_MIDDLEWARE`` instead: the s
 what such a view never uses, in the same order, so what it answers (security headers, hosts,
 the 503 of a lost database) is unchanged. ``LeanViewsMiddleware``, first in ``MIDDLEWARE``,
 sends them there; every other request goes on through ``MIDDLEWARE``.
+
+``DoorsApplication`` goes one step further for the WSGI server (gunicorn): it serves a lean
+view's ordinary request itself, without Django's request handler, URL resolution per request,
+middleware chain or request signals, applying what ``LEAN_MIDDLEWARE`` would have applied (see
+``DoorsApplication``). Anything out of the ordinary goes to Django's handler as before.
 """
 
 from __future__ import annotations
@@ -14,9 +19,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import DisallowedHost, ImproperlyConfigured
 from django.core.handlers.base import BaseHandler
-from django.urls import Resolver404, get_resolver
+from django.core.handlers.exception import response_for_exception
+from django.core.handlers.wsgi import WSGIHandler, WSGIRequest, get_script_name
+from django.db import connection
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.common import CommonMiddleware
+from django.middleware.security import SecurityMiddleware
+from django.urls import Resolver404, get_resolver, set_script_prefix
+from django.utils.log import log_response
 
 LEAN = "lean_middleware"
 # Paths remembered per process (door paths are few; a settings document's path holds its key).
@@ -75,3 +87,130 @@ class LeanViewsMiddleware:
         if self.is_lean(request.path_info):
             return self.lean(request)
         return self.get_response(request)
+
+
+# The middleware whose work ``DoorsApplication`` does itself, in ``LEAN_MIDDLEWARE``'s order.
+# With any other ``LEAN_MIDDLEWARE`` it stands aside and every request goes through Django.
+DOORS_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "tracking.middleware.NulCharacterMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "tracking.middleware.DatabaseUnavailableMiddleware",
+]
+
+
+class DoorsApplication:
+    """The WSGI application: an ordinary request for a lean view is answered by the view
+    straight away, and every other request by Django's ``WSGIHandler``.
+
+    A door's request costs Django's handler about as much CPU as the door's own work: signals
+    that walk every connection and cache, a middleware chain of nested wrappers, URL resolution.
+    Here a lean view's path is resolved once per process, and the request gets exactly what
+    ``LEAN_MIDDLEWARE`` (``DOORS_MIDDLEWARE``) gives it, through the same middleware's methods:
+
+    - ``SecurityMiddleware``'s redirect to HTTPS and its headers (HSTS, nosniff, referrer and
+      opener policies), ``XFrameOptionsMiddleware``'s header, ``CommonMiddleware``'s
+      ``Content-Length``;
+    - a host not in ``ALLOWED_HOSTS``, a NUL character in the path or query string, or a
+      redirect to HTTPS goes through Django's handler, which refuses or redirects it as always;
+    - an exception is answered as Django answers it (``response_for_exception``: logged, 500);
+      a lost database is already the door's 503;
+    - a 4xx or 5xx is logged as Django logs it (``django.request``);
+    - this thread's database connection is closed before and after the request when it is
+      broken or past ``CONN_MAX_AGE``, as the request signals would close it.
+
+    Settings that make ``CommonMiddleware`` refuse or redirect requests (``DISALLOWED_USER_AGENTS``,
+    ``PREPEND_WWW``) or a different ``LEAN_MIDDLEWARE`` turn it off: then it only hands over.
+    """
+
+    def __init__(self, application: WSGIHandler) -> None:
+        self.application = application
+        self.enabled = (
+            list(settings.LEAN_MIDDLEWARE) == DOORS_MIDDLEWARE
+            and not settings.DISALLOWED_USER_AGENTS
+            and not settings.PREPEND_WWW
+        )
+        self.security = SecurityMiddleware(application)
+        self.common = CommonMiddleware(application)
+        self.frames = XFrameOptionsMiddleware(application)
+        self.views: dict[str, tuple | None] = {}
+
+    def view(self, path: str) -> tuple | None:
+        """The lean view at ``path`` with its arguments, or None."""
+        try:
+            return self.views[path]
+        except KeyError:
+            pass
+        try:
+            match = get_resolver().resolve(path)
+        except Resolver404:
+            found = None
+        else:
+            found = (
+                (match.func, match.args, match.kwargs) if getattr(match.func, LEAN, False) else None
+            )
+        if len(self.views) >= PATHS_REMEMBERED:
+            self.views.clear()
+        self.views[path] = found
+        return found
+
+    def __call__(self, environ: dict, start_response):
+        path = environ.get("PATH_INFO", "")
+        found = self.view(path) if self.enabled and not _has_nul(environ) else None
+        if found is None:
+            return self.application(environ, start_response)
+        request = WSGIRequest(environ)
+        try:
+            request.get_host()
+        except DisallowedHost:
+            return self.application(environ, start_response)
+        if self.security.process_request(request) is not None:
+            return self.application(environ, start_response)
+
+        set_script_prefix(get_script_name(environ))
+        _connection_check()
+        view, args, kwargs = found
+        try:
+            response = view(request, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - answered as Django's handler answers it
+            response = response_for_exception(request, exc)
+        response = self.frames.process_response(request, response)
+        response = self.common.process_response(request, response)
+        response = self.security.process_response(request, response)
+        if response.status_code >= 400:
+            log_response(
+                "%s: %s", response.reason_phrase, request.path, response=response, request=request
+            )
+        status = f"{response.status_code} {response.reason_phrase}"
+        headers = [
+            *response.items(),
+            *(("Set-Cookie", c.output(header="")) for c in response.cookies.values()),
+        ]
+        if response.streaming:
+            # Its closing (by the server, after the last chunk) closes what it holds.
+            response._resource_closers.append(request.close)
+            start_response(status, headers)
+            return response
+        try:
+            body = response.content
+        finally:
+            request.close()
+            _connection_check()
+        start_response(status, headers)
+        return [body]
+
+
+def _connection_check() -> None:
+    """Close this thread's connection if it is broken or too old, as ``close_old_connections``
+    does at the start and end of a request (not inside a transaction: a test's, say)."""
+    if not connection.in_atomic_block:
+        connection.close_if_unusable_or_obsolete()
+
+
+def _has_nul(environ: dict) -> bool:
+    """Whether the path or query string may hold a NUL character (encoded or not): such a
+    request goes through ``NulCharacterMiddleware``, which names it."""
+    query = environ.get("QUERY_STRING", "")
+    path = environ.get("PATH_INFO", "")
+    return "\x00" in path or "%00" in path or "\x00" in query or "%00" in query

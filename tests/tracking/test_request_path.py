@@ -60,6 +60,17 @@ def test_the_inbox_row_holds_the_body_as_sent(door, monkeypatch):
     assert row.status == InboxRequest.Status.PENDING
 
 
+def test_deleting_a_source_deletes_its_requests(door, monkeypatch):
+    # The inbox row's source has no constraint in the database; Django cascades the delete.
+    monkeypatch.setattr(tasks, "inbox_drain_wake", lambda: None)
+    assert door.post("track", track()).status_code == 200
+    assert InboxRequest.objects.filter(source_id=door.source.pk).count() == 1
+
+    door.source.delete()
+
+    assert InboxRequest.objects.count() == 0
+
+
 class Wakes:
     def __init__(self):
         self.times = []

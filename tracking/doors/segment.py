@@ -56,13 +56,21 @@ def body_limit(route: str) -> int:
     return MAX_BATCH_BYTES if route == BATCH else MAX_MESSAGE_BYTES
 
 
-def request_check(payload: Any, *, route: str, **normalize_kwargs: Any) -> None:
+def request_check(
+    payload: Any, *, route: str, body: bytes | None = None, **normalize_kwargs: Any
+) -> None:
     """Refuse a request that cannot be accepted as a whole (raises ``IngestError``).
 
     A batch is accepted when its envelope is sound; its messages are validated one by one
     in the worker, so one bad message never costs the others. A single-message request is
     validated here so the client hears about its mistake at once.
+
+    Given the ``body`` the payload was parsed from, what it rules out is not looked for in the
+    payload (as the worker does): JSON writes U+0000 only as the escape ``\\u0000``, and nests
+    no deeper than it has brackets.
     """
+    check_nul = body is None or b"\\u0000" in body
+    check_shape = body is None or body.count(b"[") + body.count(b"{") > MAX_NESTING
     if not isinstance(payload, dict):
         raise IngestError("invalid_body", "the body must be a JSON object")
     if route == BATCH:
@@ -78,14 +86,14 @@ def request_check(payload: Any, *, route: str, **normalize_kwargs: Any) -> None:
             )
         _defaults_parse(payload, received_at=None)
         envelope = [payload.get("context"), payload.get("integrations")]
-        if too_deep(envelope):
+        if check_shape and too_deep(envelope):
             raise nesting_error()
-        if contains_nul(envelope):
+        if check_nul and contains_nul(envelope):
             raise IngestError("invalid_character", "strings must not contain U+0000")
         return
-    if too_deep(payload):
+    if check_shape and too_deep(payload):
         raise nesting_error()
-    if contains_nul(payload):
+    if check_nul and contains_nul(payload):
         raise IngestError("invalid_character", "strings must not contain U+0000")
     segment_message_normalize(
         payload,
