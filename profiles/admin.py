@@ -407,21 +407,25 @@ class SegmentAdmin(WorkspaceScopedAdmin):
         except RuleError as error:
             return JsonResponse({"error": {"path": error.path, "message": error.message}})
         members = members_query(rule, workspace_id=workspace.pk, now=timezone.now())
-        # The count rides along with the sample (a window over every member), so the rule is
-        # evaluated once, not once for the count and again for the sample.
-        sampled = list(
+        # The count rides along with the sample's ids (a window over every member), so the rule
+        # is evaluated once, not once for the count and again for the sample; the window keeps
+        # only ids, and the ten guests are read by id after.
+        found = list(
             members.order_by()
             .annotate(members_total=Window(Count("pk")))
-            .only("pk", "ref", "email", "first_name", "last_name", "guest_type")[:PREVIEW_SAMPLE]
+            .values_list("pk", "members_total")[:PREVIEW_SAMPLE]
         )
+        guests = Guest.objects.only(
+            "pk", "ref", "email", "first_name", "last_name", "guest_type"
+        ).in_bulk([pk for pk, _ in found])
         sample = [
             {
-                "label": guest_display_name(guest),
-                "url": reverse("admin:profiles_guest_change", args=[guest.pk]),
+                "label": guest_display_name(guests[pk]),
+                "url": reverse("admin:profiles_guest_change", args=[pk]),
             }
-            for guest in sampled
+            for pk, _ in found
         ]
-        count = sampled[0].members_total if sampled else 0
+        count = found[0][1] if found else 0
         return JsonResponse({"count": count, "sample": sample})
 
     def names_view(self, request):
