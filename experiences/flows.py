@@ -36,6 +36,11 @@ class FlowDefinition:
     exclusion_ids: frozenset[int]
     # The workspace's Experiences source: its exposures' inbox rows and TRACKING events.
     source: Source
+    # The variants by id, and the target and exclusion segments' ids in the order the guest
+    # read binds them: what every call would otherwise rebuild.
+    variants_by_id: dict[int, Variant]
+    targets: tuple[int, ...]
+    exclusions: tuple[int, ...]
 
     @property
     def default(self) -> Variant | None:
@@ -106,11 +111,17 @@ def _flow_definition_load(client_key: str, friendly_id: str) -> FlowDefinition:
     experience.workspace = workspace
     source = experiences_source(workspace)
     source.workspace = workspace
+    variants = tuple(experience.variants.all())
+    target_ids = frozenset(s.pk for s in experience.target_segments.all())
+    exclusion_ids = frozenset(s.pk for s in experience.exclusion_segments.all())
     return FlowDefinition(
         workspace=workspace,
         experience=experience,
-        variants=tuple(experience.variants.all()),
-        target_ids=frozenset(s.pk for s in experience.target_segments.all()),
-        exclusion_ids=frozenset(s.pk for s in experience.exclusion_segments.all()),
+        variants=variants,
+        target_ids=target_ids,
+        exclusion_ids=exclusion_ids,
         source=source,
+        variants_by_id={v.pk: v for v in variants},
+        targets=tuple(sorted(target_ids)),
+        exclusions=tuple(sorted(exclusion_ids)),
     )

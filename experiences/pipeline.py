@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import uuid
 
+from django.db import connection
+
+from config.lib.db import rows_insert_new
 from tracking.doors.personalize import DOOR
 from tracking.pipeline import Batch
 
@@ -30,6 +33,7 @@ def flow_executions_store(batch: Batch) -> None:
             ref__in={flow["flowVariantRef"] for _, flow in flows}
         ).values_list("ref", "pk", "experience_id")
     }
+    ref = FlowExecution._meta.get_field("ref")
     executions = []
     for message, flow in flows:
         found = variants.get(flow["flowVariantRef"])
@@ -37,16 +41,49 @@ def flow_executions_store(batch: Batch) -> None:
             continue
         variant_id, experience_id = found
         executions.append(
-            FlowExecution(
-                ref=uuid.UUID(flow["ref"]),
-                experience_id=experience_id,
-                variant_id=variant_id,
-                guest_id=message.guest_id,
-                session_id=message.session_id,
-                browser_ref=message.properties.get("browserRef") or "",
-                occurred_at=message.timestamp,
-                execution_time_ms=flow["flowExecutionTimeMs"],
-                status=flow["status"],
+            (
+                ref.get_db_prep_value(uuid.UUID(flow["ref"]), connection),
+                experience_id,
+                variant_id,
+                message.guest_id,
+                message.session_id,
+                message.properties.get("browserRef") or "",
+                message.timestamp,
+                flow["flowExecutionTimeMs"],
+                flow["status"],
             )
         )
-    FlowExecution.objects.bulk_create(executions, ignore_conflicts=True)
+    # One statement with the rows bound as arrays: the ORM's bulk_create of a batch built a
+    # model per row and bound every value on its own, a fifth of the whole batch's time.
+    rows_insert_new(
+        FlowExecution._meta.db_table,
+        EXECUTION_COLUMNS,
+        EXECUTION_TYPES,
+        executions,
+        conflict="ref",
+        returning="id",
+    )
+
+
+EXECUTION_COLUMNS = [
+    "ref",
+    "experience_id",
+    "variant_id",
+    "guest_id",
+    "session_id",
+    "browser_ref",
+    "occurred_at",
+    "execution_time_ms",
+    "status",
+]
+EXECUTION_TYPES = [
+    "uuid",
+    "bigint",
+    "bigint",
+    "bigint",
+    "bigint",
+    "text",
+    "timestamptz",
+    "int",
+    "text",
+]

@@ -16,14 +16,14 @@ from django.db.models import Case, Exists, OuterRef, Value, When
 from django.db.models.functions import Concat
 from django.utils import timezone
 
-from config.lib.db import row_select
+from config.lib.db import on_postgres, row_select
 from profiles.identity import guest_get_or_create
 from profiles.models import Guest, Identity, SegmentMembership, Session
 from profiles.rules import RuleError, property_condition_validate
 from tracking import services as tracking_services
 from tracking.doors.personalize import channel_of, exposure_meta, identifier_of, point_of_sale_of
 from tracking.errors import IngestError
-from tracking.models import Door
+from tracking.models import Door, InboxRequest
 
 from .assignment import takes_part, variant_pick
 from .flows import (
@@ -49,11 +49,13 @@ class Decision:
 def flow_call(*, definition: FlowDefinition, body: dict, raw: bytes) -> Decision:
     """Decide the variant for the guest the request names and, if exposed, leave the exposure.
 
-    A known guest costs one indexed read (the guest, their assignment, their current visit
-    and the segments that matter) and one inbox row: the exposure, committed before the
-    answer, which the workers store as the TRACKING event and the flow execution with the refs
-    answered (``tracking.doors.personalize``). A new guest and a first assignment are written
-    here, so that every process sees them at once. ``raw`` is the request body as received.
+    A known guest with an assignment and a current visit costs one statement on PostgreSQL:
+    it reads the guest, their assignment, their current visit and the segments that matter,
+    and writes the exposure as one inbox row, committed before the answer, which the workers
+    store as the TRACKING event and the flow execution with the refs answered
+    (``tracking.doors.personalize``). Anyone else costs the read and then the row; a new guest
+    and a first assignment are written here, so that every process sees them at once. ``raw``
+    is the request body as received.
     """
     started = time.perf_counter()
     now = timezone.now()
@@ -64,10 +66,27 @@ def flow_call(*, definition: FlowDefinition, body: dict, raw: bytes) -> Decision
     if "\x00" in f"{value}{point_of_sale}{channel}":
         # PostgreSQL stores no U+0000 in text or jsonb: refused, as every door refuses it.
         raise IngestError("invalid_field", "the request holds U+0000, which cannot be stored")
-    facts = _guest_facts(definition, kind, value, channel, now)
+    running = _running(experience, now)
+    exposure = None
+    if running and definition.variants and on_postgres():
+        exposure = _Exposure(definition, raw=raw, now=now, started=started)
+    facts = _guest_facts(definition, kind, value, channel, now, exposure=exposure)
     guest = facts.guest if facts else None
+    execution_ref = event_ref = None
+    if exposure is not None:
+        if facts is not None and facts.exposure_id is not None:
+            tracking_services.inbox_accepted(door=Door.PERSONALIZE)
+            return Decision(
+                experience,
+                definition.variants_by_id[facts.assigned_id],
+                guest,
+                exposed=True,
+                execution_ref=exposure.execution_ref,
+                session_ref=facts.session_ref,
+            )
+        execution_ref, event_ref = exposure.execution_ref, exposure.event_ref
 
-    if not _running(experience, now):
+    if not running:
         return Decision(experience, default, guest, exposed=False, reason=experience.status)
     if not definition.variants:
         return Decision(experience, None, guest, exposed=False, reason="no variants")
@@ -88,23 +107,21 @@ def flow_call(*, definition: FlowDefinition, body: dict, raw: bytes) -> Decision
     variant = _assignment(definition, guest, facts.assigned_id)
     if variant is None:
         return Decision(experience, default, guest, exposed=False, reason="not allocated")
-    execution_ref = str(uuid.uuid4())
+    execution_ref = execution_ref or str(uuid.uuid4())
     session_ref, new_session = facts.session_ref, False
     if session_ref is None:
         session_ref, new_session = _session_ref_new(guest, channel, facts.last_session_id), True
-    flow = {
-        "ref": execution_ref,
-        "occurredAt": int(now.timestamp() * 1000),
-        "flowRef": str(experience.ref),
-        "flowFriendlyId": experience.friendly_id,
-        "flowVariantRef": str(variant.ref),
-        "guestRef": str(guest.ref),
-        "flowExecutionTimeMs": int((time.perf_counter() - started) * 1000),
-        "status": FlowExecution.Status.SUCCESS,
-    }
+    flow = _flow_execution(
+        definition,
+        variant,
+        ref=execution_ref,
+        now=now,
+        guest_ref=str(guest.ref),
+        elapsed_ms=int((time.perf_counter() - started) * 1000),
+    )
     meta = exposure_meta(
         flow=flow,
-        event_ref=str(uuid.uuid4()),
+        event_ref=event_ref or str(uuid.uuid4()),
         variant_name=variant.name,
         new_session_ref=session_ref if new_session else None,
     )
@@ -126,6 +143,76 @@ def flow_call(*, definition: FlowDefinition, body: dict, raw: bytes) -> Decision
     )
 
 
+def _flow_execution(
+    definition: FlowDefinition,
+    variant: Variant,
+    *,
+    ref: str,
+    now: datetime,
+    guest_ref: str,
+    elapsed_ms: int,
+) -> dict:
+    """The TRACKING event's ``flowExecution`` of one exposure."""
+    experience = definition.experience
+    return {
+        "ref": ref,
+        "occurredAt": int(now.timestamp() * 1000),
+        "flowRef": str(experience.ref),
+        "flowFriendlyId": experience.friendly_id,
+        "flowVariantRef": str(variant.ref),
+        "guestRef": guest_ref,
+        "flowExecutionTimeMs": elapsed_ms,
+        "status": FlowExecution.Status.SUCCESS,
+    }
+
+
+class _Exposure:
+    """The exposure a call leaves if the guest read finds everything in place (PostgreSQL): the
+    statement that reads the guest writes it too, so a repeat guest's decision is one round
+    trip, committed on return in autocommit.
+
+    Its inbox meta is made here for each variant the guest may hold; the statement takes the
+    one of the guest's assignment and fills in the guest's ref and the time taken. It is
+    written only when nothing else is left to decide: the guest holds one of the live
+    variants, is eligible, and has a visit an event now joins (else the answer opens a new
+    one, whose ref is made from what the read found: see ``_session_ref_new``).
+    """
+
+    __slots__ = ("execution_ref", "event_ref", "params")
+
+    def __init__(self, definition: FlowDefinition, *, raw: bytes, now: datetime, started: float):
+        self.execution_ref = str(uuid.uuid4())
+        self.event_ref = str(uuid.uuid4())
+        elapsed_ms = int((time.perf_counter() - started) * 1000)
+        metas = {
+            str(pk): exposure_meta(
+                flow=_flow_execution(
+                    definition,
+                    variant,
+                    ref=self.execution_ref,
+                    now=now,
+                    guest_ref="",
+                    elapsed_ms=0,
+                ),
+                event_ref=self.event_ref,
+                variant_name=variant.name,
+                new_session_ref=None,
+            )
+            for pk, variant in definition.variants_by_id.items()
+        }
+        # In the order of the placeholders of the statement's second half (_GUEST_EXPOSE).
+        self.params = [
+            definition.source.pk,
+            Door.PERSONALIZE,
+            raw,
+            elapsed_ms,
+            now,
+            InboxRequest.Status.PENDING,
+            orjson.dumps(metas).decode(),
+            not definition.targets,
+        ]
+
+
 @dataclass
 class GuestFacts:
     """What deciding needs to know of a guest, read at once."""
@@ -138,16 +225,23 @@ class GuestFacts:
     last_session_id: int | None = None
     in_target: bool = False
     in_exclusion: bool = False
+    # The inbox row of the exposure the same statement wrote (see ``_Exposure``), if it did.
+    exposure_id: int | None = None
 
 
-_GUEST_FACTS_SQL: dict[tuple[int, int], str] = {}
+_GUEST_FACTS_SQL: dict[tuple[int, int, bool], str] = {}
+# The guest's columns the read takes, in the model's order, as ``Guest.from_db`` takes them.
+_GUEST_COLUMNS = ("id", "ref", "workspace_id", "email", "first_name", "last_name", "traits")
+_REF, _TRAITS = _GUEST_COLUMNS.index("ref"), _GUEST_COLUMNS.index("traits")
 
 
-def _guest_facts_sql(targets: int, exclusions: int) -> str:
+def _guest_facts_sql(targets: int, exclusions: int, *, expose: bool) -> str:
     """One statement: the guest owning an identifier, their assignment, their latest visit on
     a channel (and whether an event now still joins it) and their membership of the
-    experience's target and exclusion segments. Every part is an indexed lookup."""
-    key = (targets, exclusions)
+    experience's target and exclusion segments. Every part is an indexed lookup. With
+    ``expose`` (PostgreSQL) it also writes the exposure when nothing is left to decide
+    (``_Exposure``), and its last column is the inbox row's id, else NULL."""
+    key = (targets, exclusions, expose)
     sql = _GUEST_FACTS_SQL.get(key)
     if sql is not None:
         return sql
@@ -163,65 +257,93 @@ def _guest_facts_sql(targets: int, exclusions: int) -> str:
         )
 
     sessions = Session._meta.db_table
-    sql = _GUEST_FACTS_SQL[key] = (
-        "SELECT g.id, g.ref, g.first_name, g.last_name, g.email, g.traits, "  # noqa: S608
+    columns = ", ".join(f"g.{name}" for name in _GUEST_COLUMNS)
+    sql = (
+        f"SELECT {columns}, "  # noqa: S608
         f"(SELECT a.variant_id FROM {Assignment._meta.db_table} a "
-        "WHERE a.experience_id = %s AND a.guest_id = g.id), "
-        "s.id, s.ref, CASE WHEN s.ended_at >= %s AND NOT s.force_closed THEN 1 ELSE 0 END, "
-        f"{member_of(targets)}, {member_of(exclusions)} "
+        "WHERE a.experience_id = %s AND a.guest_id = g.id) AS assigned_id, "
+        "s.id AS session_id, s.ref AS session_ref, "
+        "CASE WHEN s.ended_at >= %s AND NOT s.force_closed THEN 1 ELSE 0 END AS visit_current, "
+        f"{member_of(targets)} AS in_target, {member_of(exclusions)} AS in_exclusion "
         f"FROM {Identity._meta.db_table} i JOIN {Guest._meta.db_table} g ON g.id = i.guest_id "
         f"LEFT JOIN {sessions} s ON s.id = (SELECT s2.id FROM {sessions} s2 "
         "WHERE s2.guest_id = g.id AND s2.channel = %s AND s2.client_session_id = '' "
         "ORDER BY s2.ended_at DESC LIMIT 1) "
         "WHERE i.workspace_id = %s AND i.kind = %s AND i.value = %s"
     )
+    if expose:
+        sql = f"WITH f AS ({sql}), {_GUEST_EXPOSE} SELECT f.*, (SELECT id FROM x) FROM f"  # noqa: S608
+    _GUEST_FACTS_SQL[key] = sql
     return sql
 
 
+# The second half of the exposing read: the inbox row, when the guest holds one of the
+# variants whose meta is given, is eligible and has a current visit. The time taken so far
+# gains the statement's own.
+_GUEST_EXPOSE = (
+    f"x AS (INSERT INTO {InboxRequest._meta.db_table} "  # noqa: S608
+    "(source_id, door, body, meta, ip, received_at, status, attempts, error) "
+    "SELECT %s, %s, %s, jsonb_set(jsonb_set(e.meta, '{flowExecution,guestRef}', "
+    "to_jsonb(f.ref::text)), '{flowExecution,flowExecutionTimeMs}', to_jsonb(%s::int "
+    "+ floor(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::int)), "
+    "NULL, %s, %s, 0, '' "
+    "FROM f CROSS JOIN LATERAL (SELECT %s::jsonb -> f.assigned_id::text AS meta) e "
+    "WHERE e.meta IS NOT NULL AND f.visit_current = 1 AND f.in_exclusion = 0 "
+    "AND (%s OR f.in_target = 1) RETURNING id)"
+)
+
+
 def _guest_facts(
-    definition: FlowDefinition, kind: str, value: str, channel: str, now: datetime
+    definition: FlowDefinition,
+    kind: str,
+    value: str,
+    channel: str,
+    now: datetime,
+    *,
+    exposure: _Exposure | None = None,
 ) -> GuestFacts | None:
-    """The guest owning the identifier and what deciding needs of them, in one query."""
+    """The guest owning the identifier and what deciding needs of them, in one statement that
+    writes ``exposure`` too if it can."""
     workspace = definition.workspace
-    targets, exclusions = sorted(definition.target_ids), sorted(definition.exclusion_ids)
-    joins_after = connection.ops.adapt_datetimefield_value(now - workspace.session_timeout)
+    targets, exclusions = definition.targets, definition.exclusions
+    params = [
+        definition.experience.pk,
+        connection.ops.adapt_datetimefield_value(now - workspace.session_timeout),
+        *targets,
+        *exclusions,
+        channel,
+        workspace.pk,
+        kind,
+        value,
+    ]
+    if exposure is not None:
+        params += exposure.params
     row = row_select(
-        _guest_facts_sql(len(targets), len(exclusions)),
-        [
-            definition.experience.pk,
-            joins_after,
-            *targets,
-            *exclusions,
-            channel,
-            workspace.pk,
-            kind,
-            value,
-        ],
+        _guest_facts_sql(len(targets), len(exclusions), expose=exposure is not None), params
     )
     if row is None:
         return None
-    (pk, ref, first_name, last_name, email, traits, assigned_id, session_id, session_ref) = row[:9]
-    current, in_target, in_exclusion = row[9:]
-    if isinstance(traits, str | bytes):
-        traits = orjson.loads(traits)
-    guest = Guest(
-        pk=pk,
-        ref=ref if isinstance(ref, uuid.UUID) else uuid.UUID(ref),
-        workspace=workspace,
-        first_name=first_name,
-        last_name=last_name,
-        email=email,
-        traits=traits,
-    )
-    guest._state.adding = False
-    guest._state.db = "default"
+    width = len(_GUEST_COLUMNS)
+    values = list(row[:width])
+    assigned_id, session_id, session_ref, current, in_target, in_exclusion = row[width:][:6]
+    if isinstance(values[_REF], str):  # SQLite: the ref as text
+        values[_REF] = uuid.UUID(values[_REF])
+    if isinstance(values[_TRAITS], str | bytes):
+        values[_TRAITS] = orjson.loads(values[_TRAITS])
+    guest = Guest.from_db("default", _GUEST_COLUMNS, values)
+    guest.workspace = workspace
     return GuestFacts(
         guest=guest,
         assigned_id=assigned_id,
-        session_ref=str(uuid.UUID(str(session_ref))) if current else None,
+        session_ref=str(
+            session_ref if isinstance(session_ref, uuid.UUID) else uuid.UUID(session_ref)
+        )
+        if current
+        else None,
         last_session_id=session_id,
         in_target=bool(in_target),
         in_exclusion=bool(in_exclusion),
+        exposure_id=row[width + 6] if exposure is not None else None,
     )
 
 

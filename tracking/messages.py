@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -141,8 +142,15 @@ def valid_ip(value: Any) -> str | None:
 @lru_cache(maxsize=8192)
 def _ip_normalize(value: str) -> str | None:
     # Visitors send the same address again and again; parsing one is the slow part.
+    value = value.strip()
     try:
-        return str(ipaddress.ip_address(value.strip()))
+        socket.inet_pton(socket.AF_INET, value)
+    except OSError:
+        pass
+    else:
+        return value  # dotted IPv4 (inet_pton takes no other form): already as written
+    try:
+        return str(ipaddress.ip_address(value))
     except ValueError:
         return None
 

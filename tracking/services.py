@@ -6,6 +6,7 @@ points are named here too, so callers reach ingestion's writes through ``trackin
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from datetime import datetime
@@ -145,12 +146,28 @@ def inbox_accept(
         row_id = InboxRequest.objects.create(
             source=source, door=door, body=body, meta=meta, ip=ip, received_at=received_at
         ).pk
+    inbox_accepted(door=door, messages=messages)
+    return row_id
+
+
+def inbox_accepted(*, door: str, messages: int = 1) -> None:
+    """What follows an inbox row written for an accepted request, once it commits: the drain
+    is woken and the messages counted. For a caller that writes the row itself (``inbox_accept``
+    does both)."""
     from .tasks import inbox_drain_wake
 
-    transaction.on_commit(inbox_drain_wake)
-    accepted = metrics.messages_accepted.labels(door=door)
-    transaction.on_commit(lambda: accepted.inc(messages))
-    return row_id
+    accepted = _accepted_counter(door)
+
+    def committed() -> None:
+        inbox_drain_wake()
+        accepted.inc(messages)
+
+    transaction.on_commit(committed)
+
+
+@functools.cache
+def _accepted_counter(door: str):
+    return metrics.messages_accepted.labels(door=door)
 
 
 def _inbox_ip(source: Source, ip: str | None) -> str | None:

@@ -200,9 +200,9 @@ def row_insert(table: str, values: dict) -> int:
 
     The values are bound on the server, ``bytes`` in binary: Django binds on the client, which
     writes a large ``bytea`` into the SQL text as hex escapes (twice its size) and builds the
-    statement through the ORM on every call. JSON columns take JSON text. The cursor is
-    wrapped as Django wraps its own, so errors are Django's (a lost database is its
-    ``OperationalError``), and query logging and execute wrappers see the statement.
+    statement through the ORM on every call. JSON columns take JSON text. Errors are Django's
+    (a lost database is its ``OperationalError``), and when queries are logged or execute
+    wrappers installed the cursor is wrapped as Django wraps its own, so they see the statement.
     """
     columns = tuple(values)
     statement = _row_inserts.get((table, columns))
@@ -212,14 +212,25 @@ def row_insert(table: str, values: dict) -> int:
         placeholders = ", ".join(["%s"] * len(columns))
         sql = f"INSERT INTO {quote(table)} ({names}) VALUES ({placeholders})"  # noqa: S608
         statement = _row_inserts[(table, columns)] = sql + " RETURNING id"
+    return _server_bound_row(statement, list(values.values()))[0]
+
+
+def _server_bound_row(sql: str, params: list) -> tuple | None:
+    """The first row of ``sql`` run on a psycopg cursor that binds on the server (PostgreSQL)."""
     db = connections[DEFAULT_DB_ALIAS]  # once: each use of the ``connection`` proxy looks it up
     with db.wrap_database_errors:
         db.ensure_connection()
     raw = psycopg.Cursor(db.connection)  # binds on the server, unlike Django's
-    wrap = db.make_debug_cursor if db.queries_logged else db.make_cursor
-    with wrap(raw) as cursor:
-        cursor.execute(statement, list(values.values()))
-        return cursor.fetchone()[0]
+    if db.queries_logged or db.execute_wrappers:
+        wrap = db.make_debug_cursor if db.queries_logged else db.make_cursor
+        with wrap(raw) as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+    # What Django's cursor wrapper would do around it, without its layers of calls.
+    db.validate_no_broken_transaction()
+    with raw, db.wrap_database_errors:
+        raw.execute(sql, params)
+        return raw.fetchone()
 
 
 _row_inserts: dict[tuple, str] = {}
@@ -230,18 +241,13 @@ def row_select(sql: str, params: list) -> tuple | None:
     binds: a read on a hot path pays no ORM statement building and no client-side quoting,
     and psycopg prepares it once it repeats on a connection (not when pooled). On SQLite,
     Django's cursor; pass datetimes through ``connection.ops.adapt_datetimefield_value``.
-    JSON columns come back as text."""
+    JSON columns come back as text. It may be a data-modifying ``WITH``: outside a transaction
+    it is committed on return."""
     if not on_postgres():
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchone()
-    with connection.wrap_database_errors:
-        connection.ensure_connection()
-    raw = psycopg.Cursor(connection.connection)
-    wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
-    with wrap(raw) as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone()
+    return _server_bound_row(sql, params)
 
 
 def ids_reserve(table: str, count: int) -> list[int]:

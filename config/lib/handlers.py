@@ -23,7 +23,7 @@ from django.core.exceptions import DisallowedHost, ImproperlyConfigured
 from django.core.handlers.base import BaseHandler
 from django.core.handlers.exception import response_for_exception
 from django.core.handlers.wsgi import WSGIHandler, WSGIRequest, get_script_name
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware
 from django.middleware.security import SecurityMiddleware
@@ -204,8 +204,9 @@ class DoorsApplication:
 def _connection_check() -> None:
     """Close this thread's connection if it is broken or too old, as ``close_old_connections``
     does at the start and end of a request (not inside a transaction: a test's, say)."""
-    if not connection.in_atomic_block:
-        connection.close_if_unusable_or_obsolete()
+    db = connections[DEFAULT_DB_ALIAS]  # once: each use of the ``connection`` proxy looks it up
+    if not db.in_atomic_block:
+        db.close_if_unusable_or_obsolete()
 
 
 def _has_nul(environ: dict) -> bool:

@@ -97,10 +97,19 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", defa
 # server-side cursor (Footprint's own code never keeps one: exports page by key). SET is only
 # ever SET LOCAL (config.lib.db.setting_local); no advisory lock, LISTEN or temporary table is
 # used across transactions.
+# Otherwise a statement bound on the server (config.lib.db: the doors' inbox row, the
+# callFlows read) is prepared once it has run this many times on a connection, and later runs
+# skip parsing and planning: for callFlows' statement that was most of PostgreSQL's time.
+# Django turns preparing off unless told (Django's own cursors bind on the client and never
+# prepare).
+PREPARE_THRESHOLD = 5
 DATABASE_POOLED = env.bool("DATABASE_POOLED", default=False)
-if DATABASE_POOLED and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    if DATABASE_POOLED:
+        DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        None if DATABASE_POOLED else PREPARE_THRESHOLD
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded default: WAL lets the dev server read while a task writes.
     DATABASES["default"]["OPTIONS"] = {

@@ -3,6 +3,7 @@
 import uuid
 
 import pytest
+from django.db import connection
 from rest_framework.test import APIClient
 
 from experiences.flows import flow_definitions_forget
@@ -295,3 +296,53 @@ def test_a_visit_that_timed_out_is_followed_by_a_new_one(call, clock, source, ex
         uuid.UUID(first["sessionRef"]),
         uuid.UUID(later["sessionRef"]),
     }
+
+
+def test_a_repeat_guest_is_decided_and_exposed_in_one_statement(
+    call, source, experience, django_assert_num_queries
+):
+    first = call(source, browserId="browser-4").json()
+    # PostgreSQL reads the guest and writes the exposure in one statement; SQLite in two.
+    with django_assert_num_queries(1 if connection.vendor == "postgresql" else 2):
+        answer = flow_request(source, browserId="browser-4").json()
+    assert answer["decision"] == "EXPOSED"
+    assert (answer["variant"], answer["guestRef"]) == (first["variant"], first["guestRef"])
+    assert answer["sessionRef"] == first["sessionRef"]
+
+    row = InboxRequest.objects.latest("pk")
+    assert (row.door, row.status, row.meta["ref"]) == (
+        Door.PERSONALIZE,
+        InboxRequest.Status.PENDING,
+        answer["flowExecutionRef"],
+    )
+    assert drain()["stored"] == 1
+    execution = FlowExecution.objects.select_related("guest", "variant", "session").get(
+        ref=answer["flowExecutionRef"]
+    )
+    assert str(execution.guest.ref) == answer["guestRef"]
+    assert str(execution.variant.ref) == answer["variant"]["ref"]
+    assert str(execution.session.ref) == answer["sessionRef"]
+    flow = Event.objects.get(type="TRACKING", message_id=f"flow-{answer['flowExecutionRef']}")
+    assert flow.properties["arbitraryData"]["flowExecution"]["guestRef"] == answer["guestRef"]
+    assert Event.objects.filter(type="TRACKING").count() == 2
+
+
+def test_a_repeat_guest_excluded_since_leaves_no_exposure(call, door, source, experience):
+    door.post("identify", {"userId": "vip", "traits": {"email": "vip@x.io", "vip": True}})
+    assert call(source, email="vip@x.io").json()["decision"] == "EXPOSED"
+    vips = SegmentFactory(
+        workspace=source.workspace,
+        slug="vip",
+        name="VIP",
+        rule={"trait": {"key": "vip", "op": "eq", "value": True}},
+    )
+    segment_recompute(vips)
+    experience.exclusion_segments.add(vips)
+    flow_definitions_forget()
+    rows = InboxRequest.objects.count()
+
+    # Assigned and within a visit, but excluded now: the statement writes nothing.
+    answer = call(source, email="vip@x.io").json()
+    assert (answer["decision"], answer["variant"]["name"]) == ("DEFAULT", "A")
+    assert answer["flowExecutionRef"] is None
+    assert InboxRequest.objects.count() == rows

@@ -6,9 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import ipaddress
 import logging
-import socket
 import threading
 import time
 import zlib
@@ -27,6 +25,7 @@ from config.lib import metrics
 from config.lib.handlers import lean
 
 from ..errors import IngestError
+from ..messages import valid_ip
 
 if TYPE_CHECKING:
     from ..models import Source
@@ -215,18 +214,7 @@ def client_ip(request: HttpRequest) -> str | None:
         chain = [part.strip() for part in forwarded.split(",") if part.strip()]
         if chain:
             address = chain[-hops] if len(chain) >= hops else chain[0]
-    if not address:
-        return None
-    try:
-        socket.inet_pton(socket.AF_INET, address)
-    except OSError:
-        pass
-    else:
-        return address  # dotted IPv4 (inet_pton takes no other form): already as written
-    try:
-        return str(ipaddress.ip_address(address))
-    except ValueError:
-        return None
+    return valid_ip(address)
 
 
 def header_write_key(request: HttpRequest) -> str | None:
