@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,12 +65,13 @@ def prepare(env: dict, guests: int) -> dict[str, int | None]:
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
     from django.core.management import call_command
-    from django.db import connection
+    from django.db import connection, transaction
 
     call_command("migrate", verbosity=0)
     call_command("seed_demo", guests=guests, quiet=True)
 
     from experiences.models import Experience, Metric, Variant
+    from experiences.services import experience_status_set
     from profiles.models import Guest, Segment, Session
     from profiles.segments import segment_recompute
     from tracking.models import Event, Source, Workspace
@@ -106,8 +108,9 @@ def prepare(env: dict, guests: int) -> dict[str, int | None]:
         Metric.objects.create(experience=experience, event="Order Completed")
         Variant.objects.create(experience=experience, name="Control", weight=50, is_control=True)
         Variant.objects.create(experience=experience, name="Personal", weight=50)
-        experience.status = Experience.Status.LIVE
-        experience.save()
+        with transaction.atomic():
+            experience = experience_status_set(experience=experience, status=Experience.Status.LIVE)
+        exposures_send(demo, experience)
     # What beat does every few minutes: the live experiences' results into the cache (a file
     # cache, shared with the server), so the dashboard shows them.
     from experiences.tasks import experiences_results_refresh
@@ -130,6 +133,66 @@ def prepare(env: dict, guests: int) -> dict[str, int | None]:
     }
     connection.close()
     return ids
+
+
+EXPOSED_CUSTOMERS = 120
+
+
+def exposures_send(workspace, experience) -> None:
+    """Run the experience for the demo's known customers through ``/v2/callFlows``'s service,
+    then send the orders some of them place afterwards, so the experience page has results
+    (seed_demo's own orders all come before anyone saw the experience, and do not count).
+    More of those shown the personal variant buy, as if it worked."""
+    import random
+
+    import orjson
+    from django.utils import timezone
+
+    from experiences.flows import flow_definition_get
+    from experiences.services import flow_call
+    from profiles.models import Identity
+    from tracking import services
+    from tracking.models import InboxRequest, Source
+
+    rng = random.Random(3)
+    users = Identity.objects.filter(workspace=workspace, kind=Identity.Kind.USER_ID)
+    definition = flow_definition_get(
+        client_key=workspace.client_key, friendly_id=experience.friendly_id
+    )
+    orders = []
+    for user in users.order_by("pk").values_list("value", flat=True)[:EXPOSED_CUSTOMERS]:
+        body = {
+            "clientKey": workspace.client_key,
+            "friendlyId": experience.friendly_id,
+            "identifiers": {"provider": "user_id", "id": user},
+        }
+        decision = flow_call(definition=definition, body=body, raw=orjson.dumps(body))
+        if not decision.exposed:
+            continue
+        rate = 0.2 if decision.variant.is_control else 0.35
+        if rng.random() < rate:
+            orders.append(user)
+    services.inbox_drain()
+    # Bought after being shown the experience: timestamped a moment later.
+    later = (timezone.now() + timedelta(seconds=5)).isoformat()
+    batch = [
+        {
+            "type": "track",
+            "event": "Order Completed",
+            "userId": user,
+            "properties": {"revenue": 35.0, "currency": "EUR"},
+            "timestamp": later,
+            "messageId": f"after-exposure-{index}",
+        }
+        for index, user in enumerate(orders)
+    ]
+    InboxRequest.objects.create(
+        source=Source.objects.filter(workspace=workspace).order_by("pk").first(),
+        body=orjson.dumps({"batch": batch}),
+        meta={"route": "batch"},
+        received_at=timezone.now(),
+    )
+    services.inbox_drain()
 
 
 def wait_up(url: str, seconds: float = 60) -> None:

@@ -6,7 +6,7 @@ from datetime import timedelta
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q, Window
 from django.http import JsonResponse, StreamingHttpResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -407,16 +407,26 @@ class SegmentAdmin(WorkspaceScopedAdmin):
         except RuleError as error:
             return JsonResponse({"error": {"path": error.path, "message": error.message}})
         members = members_query(rule, workspace_id=workspace.pk, now=timezone.now())
+        # The count rides along with the sample's ids (a window over every member), so the rule
+        # is evaluated once, not once for the count and again for the sample; the window keeps
+        # only ids, and the ten guests are read by id after.
+        found = list(
+            members.order_by()
+            .annotate(members_total=Window(Count("pk")))
+            .values_list("pk", "members_total")[:PREVIEW_SAMPLE]
+        )
+        guests = Guest.objects.only(
+            "pk", "ref", "email", "first_name", "last_name", "guest_type"
+        ).in_bulk([pk for pk, _ in found])
         sample = [
             {
-                "label": guest_display_name(guest),
-                "url": reverse("admin:profiles_guest_change", args=[guest.pk]),
+                "label": guest_display_name(guests[pk]),
+                "url": reverse("admin:profiles_guest_change", args=[pk]),
             }
-            for guest in members.order_by().only(
-                "pk", "ref", "email", "first_name", "last_name", "guest_type"
-            )[:PREVIEW_SAMPLE]
+            for pk, _ in found
         ]
-        return JsonResponse({"count": members.count(), "sample": sample})
+        count = found[0][1] if found else 0
+        return JsonResponse({"count": count, "sample": sample})
 
     def names_view(self, request):
         """The names a rule can use in a workspace (the builder's choices and warnings)."""

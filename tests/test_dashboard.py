@@ -251,6 +251,32 @@ def test_events_are_found_by_a_guest_identifier(client, door):
 
 
 @pytest.mark.django_db
+def test_events_are_found_by_message_id_in_the_users_workspaces(
+    client, admin_client, door, django_capture_on_commit_callbacks
+):
+    other = Door(client, django_capture_on_commit_callbacks, SourceFactory())
+    door.post("track", {"userId": "ada", "event": "Played", "messageId": "m-1"})
+    door.post("track", {"userId": "grace", "event": "Played", "messageId": "m-2"})
+    other.post("track", {"userId": "linus", "event": "Played", "messageId": "m-1"})
+    # A term that is both a messageId and an identifier finds both.
+    door.post("track", {"userId": "m-2", "event": "Played", "messageId": "m-3"})
+
+    def found(who, term):
+        rows = who.get("/admin/tracking/event/", {"q": term}).context["cl"].result_list
+        return sorted(event.message_id for event in rows)
+
+    client.force_login(marketer_of(door.source.workspace))
+    assert found(client, "m-1") == ["m-1"]
+    assert found(client, "m-2") == ["m-2", "m-3"]
+    assert found(client, "ada") == ["m-1"]
+    assert found(client, "nobody") == []
+    # An operator sees every workspace's.
+    assert found(admin_client, "m-1") == ["m-1", "m-1"]
+    assert found(admin_client, "m-2") == ["m-2", "m-3"]
+    assert found(admin_client, "linus") == ["m-1"]
+
+
+@pytest.mark.django_db
 def test_tracking_events_filter_by_experience_and_variant(client, door):
     from tests.factories import ExperienceFactory
 

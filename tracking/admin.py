@@ -26,6 +26,7 @@ from .admin_base import (
     WorkspaceScopedAdmin,
     object_pk,
     pretty_json,
+    workspace_ids_visible,
 )
 from .channels import CHOICES as CHANNEL_CHOICES
 from .doors import stream
@@ -481,10 +482,18 @@ class EventAdmin(WorkspaceScopedAdmin):
                 "pk", flat=True
             )[:100]
         )
-        found = models.Q(message_id=term)
-        if owners:
-            found |= models.Q(guest_id__in=sorted(owners))
-        return queryset.filter(found), False
+        guests = models.Q(guest_id__in=sorted(owners))
+        # By messageId within each workspace, so that the (workspace, message_id) index serves
+        # an operator's search across workspaces too.
+        by_message = models.Q(message_id=term)
+        if request.user.is_superuser:
+            by_message &= models.Q(workspace_id__in=workspace_ids_visible(request))
+        # A messageId rarely matches: asked first, so that an identifier's search is the
+        # guests' events alone, which PostgreSQL reads newest first from their index and stops
+        # at the page's last row (ORed with the messageId it reads and sorts them all).
+        if not queryset.filter(by_message).exists():
+            return (queryset.filter(guests) if owners else queryset.none()), False
+        return queryset.filter(by_message | guests if owners else by_message), False
 
     @admin.display(description="when", ordering="timestamp")
     def when(self, obj):

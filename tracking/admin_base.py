@@ -21,6 +21,7 @@ from django.forms.fields import InvalidJSONInput
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
+from django.utils.translation import gettext
 
 from config.lib.db import on_postgres, setting_local
 
@@ -105,6 +106,16 @@ class WorkspaceScopedAdmin(admin.ModelAdmin):
         if request.user.is_superuser:
             return queryset
         return queryset.filter(**{f"{self.workspace_field}__in": workspace_ids_visible(request)})
+
+    def action_checkbox(self, obj):
+        """Django's selection checkbox, as the same HTML written directly: rendered by the form
+        widget's templates it took about half of a 100-row list's rendering."""
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            helpers.ACTION_CHECKBOX_NAME,
+            str(obj.pk),
+            format_html(gettext("Select this object for an action - {}"), str(obj)),
+        )
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         kwargs.setdefault("queryset", choices_visible(request.user, db_field.related_model))

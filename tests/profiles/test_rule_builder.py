@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth.models import Group
 
 from profiles.models import Segment
-from tests.factories import SegmentFactory, SourceFactory, UserFactory
+from tests.factories import GuestFactory, SegmentFactory, SourceFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -58,6 +58,28 @@ def test_preview_counts_and_samples_matching_guests(client, source, sent):
     (guest,) = answer["sample"]
     assert guest["label"] == "ada@ex.io"
     assert client.get(guest["url"]).status_code == 200
+
+
+def test_preview_counts_every_member_beyond_the_sample(client, source):
+    from profiles.admin import PREVIEW_SAMPLE
+
+    GuestFactory.create_batch(PREVIEW_SAMPLE + 3, workspace=source.workspace, traits={"n": 1})
+    GuestFactory(workspace=source.workspace, traits={"n": 2})
+    GuestFactory(traits={"n": 1})  # another workspace's
+    client.force_login(marketer_of(source.workspace))
+
+    def preview(value):
+        rule = {"trait": {"key": "n", "op": "eq", "value": value}}
+        return client.post(
+            "/admin/profiles/segment/preview/",
+            {"workspace": source.workspace.pk, "slug": "x", "rule": rule},
+            content_type="application/json",
+        ).json()
+
+    many = preview(1)
+    assert many["count"] == PREVIEW_SAMPLE + 3
+    assert len(many["sample"]) == PREVIEW_SAMPLE
+    assert preview(3) == {"count": 0, "sample": []}
 
 
 def test_marketers_build_segments_of_their_workspaces(client, source, sent):
