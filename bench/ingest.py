@@ -1265,7 +1265,7 @@ def import_measure(args, source, *, visitors: int, rng: random.Random) -> Import
             cpu = resource.getrusage(resource.RUSAGE_SELF)
             started = time.perf_counter()
             call_command(
-                "import_events", str(path), "--write-key", source.write_key, "--quiet", stdout=out
+                "import_events", str(path), f"--write-key={source.write_key}", "--quiet", stdout=out
             )
             seconds = time.perf_counter() - started
             after = resource.getrusage(resource.RUSAGE_SELF)

@@ -10,12 +10,21 @@ from django.db.models.fields.json import KeyTransform
 from . import channels
 
 
+def _key_new() -> str:
+    """A random URL-safe key that does not start with "-": on a command line such a key would
+    read as an option (``import_events --write-key -x…`` fails)."""
+    while True:
+        key = secrets.token_urlsafe(24)
+        if not key.startswith("-"):
+            return key
+
+
 def client_key_new() -> str:
-    return secrets.token_urlsafe(24)
+    return _key_new()
 
 
 def write_key_new() -> str:
-    return secrets.token_urlsafe(24)
+    return _key_new()
 
 
 def write_key_digest(write_key: str) -> str:

@@ -533,3 +533,13 @@ def test_a_fixed_and_replayed_line_keeps_its_times_and_its_id(import_file):
     # The file again: the line still fails, and is not recorded twice.
     import_file.run(path)
     assert FailedEvent.objects.count() == 1 and Event.objects.count() == 1
+
+
+def test_new_keys_never_start_with_a_dash(monkeypatch):
+    # A key starting with "-" reads as an option on a command line: --write-key -x… fails.
+    from tracking import models
+
+    drawn = iter(["-starts-with-a-dash", "_fine-key"])
+    monkeypatch.setattr(models.secrets, "token_urlsafe", lambda size: next(drawn))
+
+    assert models.write_key_new() == "_fine-key"
