@@ -57,6 +57,31 @@ class LeanHandler(BaseHandler):
             settings.MIDDLEWARE = full
 
 
+class LeanViews:
+    """The lean view at a path with its arguments (None at any other path), resolved once per
+    path and process."""
+
+    def __init__(self) -> None:
+        self.found: dict[str, tuple | None] = {}
+
+    def __call__(self, path: str) -> tuple | None:
+        try:
+            return self.found[path]
+        except KeyError:
+            pass
+        try:
+            match = get_resolver().resolve(path)
+        except Resolver404:
+            found = None
+        else:
+            lean_ = getattr(match.func, LEAN, False)
+            found = (match.func, match.args, match.kwargs) if lean_ else None
+        if len(self.found) >= PATHS_REMEMBERED:
+            self.found.clear()
+        self.found[path] = found
+        return found
+
+
 class LeanViewsMiddleware:
     """First in ``MIDDLEWARE``: a request for a lean view goes on through ``LEAN_MIDDLEWARE``
     (and the view) instead of the rest of ``MIDDLEWARE``."""
@@ -67,24 +92,10 @@ class LeanViewsMiddleware:
             raise ImproperlyConfigured(f"LEAN_MIDDLEWARE names what MIDDLEWARE lacks: {unknown}")
         self.get_response = get_response
         self.lean = LeanHandler()._middleware_chain
-        self.paths: dict[str, bool] = {}
-
-    def is_lean(self, path: str) -> bool:
-        found = self.paths.get(path)
-        if found is None:
-            try:
-                match = get_resolver().resolve(path)
-            except Resolver404:
-                found = False
-            else:
-                found = getattr(match.func, LEAN, False)
-            if len(self.paths) >= PATHS_REMEMBERED:
-                self.paths.clear()
-            self.paths[path] = found
-        return found
+        self.lean_view = LeanViews()
 
     def __call__(self, request):
-        if self.is_lean(request.path_info):
+        if self.lean_view(request.path_info) is not None:
             return self.lean(request)
         return self.get_response(request)
 
@@ -134,26 +145,7 @@ class DoorsApplication:
         self.security = SecurityMiddleware(application)
         self.common = CommonMiddleware(application)
         self.frames = XFrameOptionsMiddleware(application)
-        self.views: dict[str, tuple | None] = {}
-
-    def view(self, path: str) -> tuple | None:
-        """The lean view at ``path`` with its arguments, or None."""
-        try:
-            return self.views[path]
-        except KeyError:
-            pass
-        try:
-            match = get_resolver().resolve(path)
-        except Resolver404:
-            found = None
-        else:
-            found = (
-                (match.func, match.args, match.kwargs) if getattr(match.func, LEAN, False) else None
-            )
-        if len(self.views) >= PATHS_REMEMBERED:
-            self.views.clear()
-        self.views[path] = found
-        return found
+        self.view = LeanViews()
 
     def __call__(self, environ: dict, start_response):
         path = environ.get("PATH_INFO", "")

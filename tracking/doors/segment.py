@@ -52,6 +52,16 @@ ROUTES = {
 }
 
 
+def may_hold_nul(body: bytes) -> bool:
+    """Whether a JSON body may hold U+0000: JSON writes it only as the escape ``\\u0000``."""
+    return b"\\u0000" in body
+
+
+def may_nest_too_deep(body: bytes) -> bool:
+    """Whether a JSON body may nest deeper than ``MAX_NESTING``: no deeper than it has brackets."""
+    return body.count(b"[") + body.count(b"{") > MAX_NESTING
+
+
 def body_limit(route: str) -> int:
     return MAX_BATCH_BYTES if route == BATCH else MAX_MESSAGE_BYTES
 
@@ -66,11 +76,10 @@ def request_check(
     validated here so the client hears about its mistake at once.
 
     Given the ``body`` the payload was parsed from, what it rules out is not looked for in the
-    payload (as the worker does): JSON writes U+0000 only as the escape ``\\u0000``, and nests
-    no deeper than it has brackets.
+    payload (as the worker does; see ``may_hold_nul`` and ``may_nest_too_deep``).
     """
-    check_nul = body is None or b"\\u0000" in body
-    check_shape = body is None or body.count(b"[") + body.count(b"{") > MAX_NESTING
+    check_nul = body is None or may_hold_nul(body)
+    check_shape = body is None or may_nest_too_deep(body)
     if not isinstance(payload, dict):
         raise IngestError("invalid_body", "the body must be a JSON object")
     if route == BATCH:
@@ -137,10 +146,10 @@ def inbox_parse(ctx: InboxContext) -> tuple[list[Message], list[Rejected]]:
         items = [payload]
         forced_type = route
         check_sizes = False
-    check_nul = b"\\u0000" in body
+    check_nul = may_hold_nul(body)
     historic = bool(ctx.meta.get("historic"))
     # Likewise nesting: only a body with that many brackets in all can hold a too deep message.
-    check_shape = check_sizes or body.count(b"[") + body.count(b"{") > MAX_NESTING
+    check_shape = check_sizes or may_nest_too_deep(body)
 
     messages: list[Message] = []
     rejected: list[Rejected] = []
@@ -208,8 +217,8 @@ def exported_message_parse(
     _message_check(
         raw,
         check_sizes=check_sizes,
-        check_nul=b"\\u0000" in line,
-        check_shape=check_sizes or line.count(b"[") + line.count(b"{") > MAX_NESTING,
+        check_nul=may_hold_nul(line),
+        check_shape=check_sizes or may_nest_too_deep(line),
     )
     return segment_message_normalize(
         raw,
