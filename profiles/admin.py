@@ -270,7 +270,7 @@ class SessionAdmin(SystemRecordAdmin):
         "guest_name",
         channel_shown,
         "status",
-        "duration",
+        "duration_shown",
         "events",
         "page_views",
         "landing_page",
@@ -284,6 +284,10 @@ class SessionAdmin(SystemRecordAdmin):
     @admin.display(description="guest")
     def guest_name(self, obj):
         return format_html('<span title="{}">{}</span>', obj.guest.ref, guest_label(obj.guest))
+
+    @admin.display(description="duration", ordering="duration")
+    def duration_shown(self, obj):
+        return obj.duration_label
 
     @admin.display(description="events", ordering="event_count")
     def events(self, obj):

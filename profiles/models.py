@@ -155,6 +155,11 @@ class Session(models.Model):
     def channel_label(self) -> str:
         return channels.channel_label(self.channel)
 
+    @property
+    def duration_label(self) -> str:
+        """The duration to the second, as a person reads it (``0:07:15``, never microseconds)."""
+        return str(timedelta(seconds=int(self.duration.total_seconds())))
+
 
 class GuestMerge(models.Model):
     """The record of one guest merged into another: who, when and why."""

@@ -2,7 +2,7 @@
 events sent through the real doors and the page read as a marketer gets it."""
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -200,3 +200,17 @@ def test_sentences_of_each_door():
 def test_sentences_escape_what_was_sent():
     said = event_sentence(Event(type="track", name="<script>x</script>", properties={}), {})
     assert "<script>" not in str(said) and "&lt;script&gt;" in str(said)
+
+
+def test_session_durations_read_to_the_second(marketer_client, admin_client, grace):
+    guest, _ = grace
+    session = guest.sessions.first()
+    session.duration = timedelta(minutes=7, seconds=15, microseconds=548121)
+    session.save(update_fields=["duration"])
+
+    profile = text(marketer_client.get(f"/admin/profiles/guest/{guest.pk}/change/").content)
+    sessions = text(admin_client.get("/admin/profiles/session/").content)
+
+    for page in (profile, sessions):
+        assert "0:07:15" in page
+        assert "548121" not in page
